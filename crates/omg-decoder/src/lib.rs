@@ -1,0 +1,1 @@
+//! omg-decoder (placeholder)

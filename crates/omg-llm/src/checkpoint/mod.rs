@@ -1,0 +1,16 @@
+//! Reading checkpoint files: safetensors (single file or sharded with an index),
+//! PyTorch `.pth` (zip + pickle, read without executing any pickle code), and the
+//! key-remapping loader that turns official InternLM2 / OMG-LLaVA names into the
+//! burn module tree.
+//!
+//! Every reader implements [`TensorSource`]: a read-only, lazily materialised map
+//! from official parameter names to tensors in the file's own dtype.
+
+pub mod apply;
+mod error;
+pub mod pth;
+pub mod safetensors;
+mod source;
+
+pub use error::CheckpointError;
+pub use source::{PrefixView, TensorInfo, TensorSource};

@@ -1,0 +1,523 @@
+//! Autoregressive generation with a KV cache, following HF `generate` semantics:
+//! greedy or sampled (temperature, top-k, top-p, repetition penalty, seeded),
+//! EOS and stop tokens per row (finished rows are fed and padded with
+//! `pad_token_id`), `max_new_tokens`, forced tokens, streaming through an iterator,
+//! and the final-norm hidden state of chosen tokens (OMG-LLaVA reads it at `[SEG]`).
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use crate::LlmError;
+use crate::model::{ForwardOptions, InternLM2, KvCache, LogitsFor};
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The arg-max of the logits (first index on ties), as the official evaluation.
+    Greedy,
+    /// Sampling from the processed distribution, as the official demo
+    /// (`temperature 0.1, top_p 0.75, top_k 40`).
+    Sample {
+        /// Logits are divided by this (> 0).
+        temperature: f32,
+        /// Keep only the `top_k` largest logits (0 = off).
+        top_k: usize,
+        /// Keep the smallest set of tokens whose probability reaches `top_p` (1 = off).
+        top_p: f32,
+        /// Seed of the random generator (runs with the same seed are identical).
+        seed: u64,
+    },
+}
+
+/// Generation settings.
+#[derive(Debug, Clone)]
+pub struct GenerationConfig {
+    /// Maximum number of new tokens per row.
+    pub max_new_tokens: usize,
+    /// Greedy or sampled.
+    pub sampling: Sampling,
+    /// HF `repetition_penalty` over the prompt ids and generated ids (1 = off).
+    pub repetition_penalty: f32,
+    /// End-of-sequence id; a row that emits it is finished.
+    pub eos_token_id: Option<u32>,
+    /// More ids that finish a row when emitted (e.g. `<|im_end|>`).
+    pub stop_token_ids: Vec<u32>,
+    /// Id fed for, and reported by, finished rows.
+    pub pad_token_id: u32,
+    /// Tokens forced at given new-token indices (HF `forced_decoder_ids` with the
+    /// index counted from the first new token).
+    pub forced_tokens: BTreeMap<usize, u32>,
+    /// Ids whose final-norm hidden state is recorded when they are fed back as
+    /// input (the `[SEG]` convention: the state at the position whose input is the
+    /// token). A token emitted last is never fed, so it has no state.
+    pub capture_hidden_for: Vec<u32>,
+    /// Whether each step's raw logits are kept in the output.
+    pub keep_step_logits: bool,
+}
+
+impl GenerationConfig {
+    /// Greedy decoding of up to `max_new_tokens` tokens with EOS = 2 and pad = 2, as
+    /// the official evaluation tools.
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Self {
+            max_new_tokens,
+            sampling: Sampling::Greedy,
+            repetition_penalty: 1.0,
+            eos_token_id: Some(2),
+            stop_token_ids: Vec::new(),
+            pad_token_id: 2,
+            forced_tokens: BTreeMap::new(),
+            capture_hidden_for: Vec::new(),
+            keep_step_logits: false,
+        }
+    }
+
+    /// The official demo's sampling: temperature 0.1, top-p 0.75, top-k 40.
+    pub fn demo_sampling(max_new_tokens: usize, seed: u64) -> Self {
+        Self {
+            sampling: Sampling::Sample {
+                temperature: 0.1,
+                top_k: 40,
+                top_p: 0.75,
+                seed,
+            },
+            ..Self::greedy(max_new_tokens)
+        }
+    }
+
+    fn validate(&self) -> Result<(), LlmError> {
+        if self.max_new_tokens == 0 {
+            return Err(LlmError::Input("max_new_tokens must be at least 1".into()));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return Err(LlmError::Input(format!(
+                "repetition_penalty must be positive, got {}",
+                self.repetition_penalty
+            )));
+        }
+        if let Sampling::Sample {
+            temperature, top_p, ..
+        } = self.sampling
+        {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return Err(LlmError::Input(format!(
+                    "temperature must be positive, got {temperature}"
+                )));
+            }
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                return Err(LlmError::Input(format!(
+                    "top_p must be in (0, 1], got {top_p}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One generation step of every row.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Index of the new token (0 for the first).
+    pub index: usize,
+    /// The token of each row (`pad_token_id` for rows finished earlier).
+    pub tokens: Vec<u32>,
+    /// Whether each row is finished after this step (it emitted EOS or a stop id, now
+    /// or earlier).
+    pub finished: Vec<bool>,
+    /// The raw next-token logits of each row, when `keep_step_logits` is set.
+    pub logits: Option<Vec<Vec<f32>>>,
+}
+
+/// A final-norm hidden state recorded for a token in `capture_hidden_for`.
+#[derive(Debug, Clone)]
+pub struct CapturedHidden<B: Backend> {
+    /// Batch row.
+    pub row: usize,
+    /// New-token index of the token.
+    pub index: usize,
+    /// The token id.
+    pub token: u32,
+    /// The final-norm hidden state `[hidden]` computed with the token as input.
+    pub hidden: Tensor<B, 1>,
+}
+
+/// Everything a finished generation produced.
+#[derive(Debug, Clone)]
+pub struct GenerationOutput<B: Backend> {
+    /// New tokens per row, all rows the same length (finished rows padded), as HF.
+    pub tokens: Vec<Vec<u32>>,
+    /// Raw logits `[step][row][vocab]`, when `keep_step_logits` is set.
+    pub step_logits: Vec<Vec<Vec<f32>>>,
+    /// Hidden states of the tokens in `capture_hidden_for`, in generation order.
+    pub captured: Vec<CapturedHidden<B>>,
+}
+
+/// A running generation: an iterator of [`Step`]s over a model and its KV cache.
+pub struct Generator<'m, B: Backend> {
+    model: &'m InternLM2<B>,
+    config: GenerationConfig,
+    cache: KvCache<B>,
+    /// Next-token logits of every row, `[batch][vocab]`.
+    logits: Vec<Vec<f32>>,
+    history: Vec<Vec<u32>>,
+    finished: Vec<bool>,
+    index: usize,
+    done: bool,
+    rng: Option<StdRng>,
+    captured: Vec<CapturedHidden<B>>,
+}
+
+impl<'m, B: Backend> Generator<'m, B> {
+    /// Starts generation after the prompt `ids` (`batch` rows of equal length).
+    pub fn from_ids(
+        model: &'m InternLM2<B>,
+        ids: &[u32],
+        batch: usize,
+        config: GenerationConfig,
+    ) -> Result<Self, LlmError> {
+        if batch == 0 || ids.is_empty() || ids.len() % batch != 0 {
+            return Err(LlmError::Input(format!(
+                "{} prompt ids cannot be split into {batch} equal non-empty rows",
+                ids.len()
+            )));
+        }
+        model.check_ids(ids)?;
+        let t = ids.len() / batch;
+        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let ids_t =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(data, [batch, t]), &model.device());
+        let history = ids.chunks(t).map(<[u32]>::to_vec).collect();
+        Self::start(model, model.embed(ids_t), history, config)
+    }
+
+    /// Starts generation after prompt embeddings `[batch, T, hidden]` (the
+    /// multimodal path). `prompt_ids` (per row) only feed the repetition penalty;
+    /// pass empty rows when the prompt has no ids.
+    pub fn from_embeds(
+        model: &'m InternLM2<B>,
+        embeds: Tensor<B, 3>,
+        prompt_ids: Vec<Vec<u32>>,
+        config: GenerationConfig,
+    ) -> Result<Self, LlmError> {
+        let batch = embeds.dims()[0];
+        let history = if prompt_ids.is_empty() {
+            vec![Vec::new(); batch]
+        } else {
+            prompt_ids
+        };
+        if history.len() != batch {
+            return Err(LlmError::Input(format!(
+                "{} prompt-id rows for a batch of {batch}",
+                history.len()
+            )));
+        }
+        Self::start(model, embeds, history, config)
+    }
+
+    fn start(
+        model: &'m InternLM2<B>,
+        embeds: Tensor<B, 3>,
+        history: Vec<Vec<u32>>,
+        config: GenerationConfig,
+    ) -> Result<Self, LlmError> {
+        config.validate()?;
+        let [batch, t, _] = embeds.dims();
+        let mut cache = model.new_cache(batch, t + config.max_new_tokens);
+        let out = model.forward_embeds(
+            embeds,
+            Some(&mut cache),
+            ForwardOptions {
+                logits: LogitsFor::Last,
+                output_hidden_states: false,
+            },
+        )?;
+        let logits = rows_to_host(out.logits.expect("logits were requested"));
+        let rng = match config.sampling {
+            Sampling::Sample { seed, .. } => Some(StdRng::seed_from_u64(seed)),
+            Sampling::Greedy => None,
+        };
+        Ok(Self {
+            model,
+            cache,
+            logits,
+            history,
+            finished: vec![false; batch],
+            index: 0,
+            done: false,
+            rng,
+            captured: Vec::new(),
+            config,
+        })
+    }
+
+    /// Hidden states captured so far (see [`GenerationConfig::capture_hidden_for`]).
+    pub fn captured(&self) -> &[CapturedHidden<B>] {
+        &self.captured
+    }
+
+    /// Runs the generation to its end and collects the output.
+    pub fn run(mut self) -> Result<GenerationOutput<B>, LlmError> {
+        let batch = self.finished.len();
+        let mut tokens = vec![Vec::new(); batch];
+        let mut step_logits = Vec::new();
+        while let Some(step) = self.next_step()? {
+            for (row, &t) in step.tokens.iter().enumerate() {
+                tokens[row].push(t);
+            }
+            if let Some(l) = step.logits {
+                step_logits.push(l);
+            }
+        }
+        Ok(GenerationOutput {
+            tokens,
+            step_logits,
+            captured: self.captured,
+        })
+    }
+
+    /// Produces the next step, or `None` once every row is finished or
+    /// `max_new_tokens` tokens were generated.
+    pub fn next_step(&mut self) -> Result<Option<Step>, LlmError> {
+        if self.done {
+            return Ok(None);
+        }
+        let index = self.index;
+        let mut tokens = Vec::with_capacity(self.finished.len());
+        for row in 0..self.finished.len() {
+            let token = if self.finished[row] {
+                self.config.pad_token_id
+            } else if let Some(&forced) = self.config.forced_tokens.get(&index) {
+                forced
+            } else {
+                self.choose(row)
+            };
+            tokens.push(token);
+        }
+        let logits = self
+            .config
+            .keep_step_logits
+            .then(|| std::mem::take(&mut self.logits));
+        for (row, &t) in tokens.iter().enumerate() {
+            if !self.finished[row] {
+                self.history[row].push(t);
+                if Some(t) == self.config.eos_token_id || self.config.stop_token_ids.contains(&t)
+                {
+                    self.finished[row] = true;
+                }
+            }
+        }
+        self.index += 1;
+        let step = Step {
+            index,
+            tokens: tokens.clone(),
+            finished: self.finished.clone(),
+            logits,
+        };
+        if self.index >= self.config.max_new_tokens || self.finished.iter().all(|&f| f) {
+            self.done = true;
+        } else {
+            self.feed(&tokens, index)?;
+        }
+        Ok(Some(step))
+    }
+
+    /// Feeds the tokens of one step and computes the next logits.
+    fn feed(&mut self, tokens: &[u32], index: usize) -> Result<(), LlmError> {
+        self.model.check_ids(tokens)?;
+        let batch = tokens.len();
+        let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(data, [batch, 1]),
+            &self.model.device(),
+        );
+        let out = self.model.forward_embeds(
+            self.model.embed(ids),
+            Some(&mut self.cache),
+            ForwardOptions {
+                logits: LogitsFor::Last,
+                output_hidden_states: false,
+            },
+        )?;
+        let hidden = self.model.config().hidden_size;
+        for (row, &t) in tokens.iter().enumerate() {
+            if self.config.capture_hidden_for.contains(&t) {
+                let state = out
+                    .last_hidden_state
+                    .clone()
+                    .slice([row..row + 1, 0..1, 0..hidden])
+                    .reshape([hidden]);
+                self.captured.push(CapturedHidden {
+                    row,
+                    index,
+                    token: t,
+                    hidden: state,
+                });
+            }
+        }
+        self.logits = rows_to_host(out.logits.expect("logits were requested"));
+        Ok(())
+    }
+
+    /// Applies the logits processors and picks the token of `row`.
+    fn choose(&mut self, row: usize) -> u32 {
+        let mut scores = self.logits[row].clone();
+        let penalty = self.config.repetition_penalty;
+        if penalty != 1.0 {
+            let mut seen = self.history[row].clone();
+            seen.sort_unstable();
+            seen.dedup();
+            for t in seen {
+                if let Some(s) = scores.get_mut(t as usize) {
+                    *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
+                }
+            }
+        }
+        match (self.config.sampling, self.rng.as_mut()) {
+            (
+                Sampling::Sample {
+                    temperature,
+                    top_k,
+                    top_p,
+                    ..
+                },
+                Some(rng),
+            ) => sample(&mut scores, temperature, top_k, top_p, rng),
+            _ => argmax(&scores),
+        }
+    }
+}
+
+impl<B: Backend> Iterator for Generator<'_, B> {
+    type Item = Result<Step, LlmError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_step().transpose()
+    }
+}
+
+/// Runs a whole generation from prompt ids (`batch` rows of equal length).
+pub fn generate<B: Backend>(
+    model: &InternLM2<B>,
+    ids: &[u32],
+    batch: usize,
+    config: GenerationConfig,
+) -> Result<GenerationOutput<B>, LlmError> {
+    Generator::from_ids(model, ids, batch, config)?.run()
+}
+
+/// `[B, 1, V]` logits → one host vector per row.
+fn rows_to_host<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
+    let [b, _, v] = logits.dims();
+    let data = logits
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap_or_default();
+    (0..b).map(|r| data[r * v..(r + 1) * v].to_vec()).collect()
+}
+
+/// Index of the largest score (the first one on ties, like `torch.argmax`).
+pub fn argmax(scores: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &s) in scores.iter().enumerate() {
+        if s > scores[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// HF's warpers in order (temperature, top-k, top-p), then a draw from the softmax.
+fn sample(scores: &mut [f32], temperature: f32, top_k: usize, top_p: f32, rng: &mut StdRng) -> u32 {
+    for s in scores.iter_mut() {
+        *s /= temperature;
+    }
+    if top_k > 0 && top_k < scores.len() {
+        let mut sorted: Vec<f32> = scores.to_vec();
+        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        let kth = sorted[top_k - 1];
+        for s in scores.iter_mut() {
+            if *s < kth {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+    }
+    if top_p < 1.0 {
+        // Sort ascending; drop the tokens whose cumulative probability stays within
+        // 1 − top_p, always keeping the most likely one.
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let probs = softmax(&order.iter().map(|&i| scores[i]).collect::<Vec<_>>());
+        let mut cum = 0.0f32;
+        for (rank, &i) in order.iter().enumerate() {
+            cum += probs[rank];
+            if cum <= 1.0 - top_p && rank + 1 < order.len() {
+                scores[i] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let probs = softmax(scores);
+    let u: f32 = rng.random();
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, &p) in probs.iter().enumerate() {
+        if p > 0.0 {
+            acc += p;
+            last = i;
+            if u < acc {
+                return i as u32;
+            }
+        }
+    }
+    last as u32
+}
+
+fn softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = scores.iter().map(|&s| (s - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.0, 3.0, 1.0, 3.0]), 1);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_seeded_sampling_repeats() {
+        let logits = vec![0.5, 2.0, 1.9, -1.0, 0.0];
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..20 {
+            assert_eq!(sample(&mut logits.clone(), 1.0, 1, 1.0, &mut rng), 1);
+        }
+        let draws = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..50)
+                .map(|_| sample(&mut logits.clone(), 1.0, 0, 1.0, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draws(3), draws(3));
+        // With temperature 1 and no truncation every token is reachable.
+        let all = draws(3);
+        assert!(all.contains(&0) && all.contains(&2));
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // probs ≈ [0.64, 0.24, 0.09, 0.03]: top_p 0.7 keeps tokens 0 and 1 only.
+        let logits = vec![3.0f32, 2.0, 1.0, 0.0];
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut seen = [false; 4];
+        for _ in 0..200 {
+            seen[sample(&mut logits.clone(), 1.0, 0, 0.7, &mut rng) as usize] = true;
+        }
+        assert_eq!(seen, [true, true, false, false]);
+    }
+}

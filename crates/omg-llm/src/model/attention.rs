@@ -1,0 +1,122 @@
+//! Grouped-query self-attention with the fused, per-KV-group packed `wqkv`.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+
+use super::cache::KvCache;
+use super::rope::RopeTables;
+use crate::config::InternLM2Config;
+
+/// `InternLM2Attention`: `wqkv` (rows packed per KV head `h` as
+/// `[q_{h·g} … q_{h·g+g−1}, k_h, v_h]`, each `head_dim` rows), RoPE on q and k,
+/// causal softmax attention with scale `1/√head_dim`, and the output projection `wo`.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Fused query/key/value projection, `hidden → (heads + 2·kv_heads)·head_dim`.
+    pub wqkv: Linear<B>,
+    /// Output projection, `heads·head_dim → hidden`.
+    pub wo: Linear<B>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// A layer with the sizes of `config` (weights lazily initialised, to be loaded).
+    pub fn init(config: &InternLM2Config, device: &B::Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            wqkv: LinearConfig::new(h, config.qkv_dim())
+                .with_bias(config.bias)
+                .init(device),
+            wo: LinearConfig::new(config.num_attention_heads * config.head_dim(), h)
+                .with_bias(config.bias)
+                .init(device),
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.kv_heads(),
+            head_dim: config.head_dim(),
+        }
+    }
+
+    /// Attention over `x` `[batch, T, hidden]` whose first position is `start`.
+    /// With a cache, the new keys/values are appended to it (layer `layer`) and the
+    /// queries attend to every cached position.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        start: usize,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let [b, t, _] = x.dims();
+        let (kv, d) = (self.num_kv_heads, self.head_dim);
+        let g = self.num_heads / kv;
+
+        // [b, t, kv, g+2, d]: per KV group the g query heads, then k, then v.
+        let qkv = self.wqkv.forward(x).reshape([b, t, kv, g + 2, d]);
+        let q = qkv
+            .clone()
+            .slice([0..b, 0..t, 0..kv, 0..g, 0..d])
+            .reshape([b, t, kv * g, d])
+            .swap_dims(1, 2);
+        let k = qkv
+            .clone()
+            .slice([0..b, 0..t, 0..kv, g..g + 1, 0..d])
+            .reshape([b, t, kv, d])
+            .swap_dims(1, 2);
+        let v = qkv
+            .slice([0..b, 0..t, 0..kv, g + 1..g + 2, 0..d])
+            .reshape([b, t, kv, d])
+            .swap_dims(1, 2);
+
+        let q = rope.apply(q);
+        let k = rope.apply(k);
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v),
+            None => (k, v),
+        };
+        let s = k.dims()[2];
+
+        // Grouped-query attention without repeating k/v: the g query heads of a KV
+        // group are stacked along the query axis ([b, kv, g·t, d]).
+        let q = q.reshape([b, kv, g * t, d]);
+        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
+        let scores = if t > 1 {
+            let mask = causal_mask::<B>(t, s, start, g, &scores.device());
+            scores.mask_fill(mask, f32::NEG_INFINITY)
+        } else {
+            scores
+        };
+        let probs = softmax(scores, 3);
+        let out = probs
+            .matmul(v)
+            .reshape([b, kv * g, t, d])
+            .swap_dims(1, 2)
+            .reshape([b, t, kv * g * d]);
+        self.wo.forward(out)
+    }
+}
+
+/// `True` where query row `j·t + i` (position `start + i`, for each of the `g`
+/// heads of a group) must not see key position `s_idx > start + i`; `[1, 1, g·t, s]`.
+fn causal_mask<B: Backend>(
+    t: usize,
+    s: usize,
+    start: usize,
+    g: usize,
+    device: &B::Device,
+) -> Tensor<B, 4, Bool> {
+    let mut mask = Vec::with_capacity(g * t * s);
+    for _ in 0..g {
+        for i in 0..t {
+            for j in 0..s {
+                mask.push(j > start + i);
+            }
+        }
+    }
+    Tensor::<B, 4, Bool>::from_data(
+        burn::tensor::TensorData::new(mask, [1, 1, g * t, s]),
+        device,
+    )
+}

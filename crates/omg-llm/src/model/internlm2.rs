@@ -1,0 +1,214 @@
+//! The InternLM2 causal language model.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::{Int, Tensor, backend::Backend};
+
+use super::cache::KvCache;
+use super::decoder_layer::DecoderLayer;
+use super::rope::RotaryEmbedding;
+use crate::LlmError;
+use crate::config::InternLM2Config;
+
+/// Which positions of a forward pass get LM-head logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogitsFor {
+    /// Every position (`[batch, T, vocab]`).
+    #[default]
+    All,
+    /// Only the last position (`[batch, 1, vocab]`), as generation needs.
+    Last,
+    /// None (hidden states only).
+    None,
+}
+
+/// Options of [`InternLM2::forward_embeds`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardOptions {
+    /// Positions that get logits.
+    pub logits: LogitsFor,
+    /// Whether to return the input of every decoder layer.
+    pub output_hidden_states: bool,
+}
+
+/// Output of a forward pass. Shapes use `B` = batch, `T` = new positions.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput<B: Backend> {
+    /// LM-head logits `[B, T, vocab]` (or `[B, 1, vocab]` / absent, see [`LogitsFor`]).
+    pub logits: Option<Tensor<B, 3>>,
+    /// Output of the final RMSNorm `[B, T, hidden]` (HF's last `hidden_states` entry;
+    /// the state OMG-LLaVA reads at `[SEG]` tokens).
+    pub last_hidden_state: Tensor<B, 3>,
+    /// With `output_hidden_states`: the input of each decoder layer `[B, T, hidden]`
+    /// (entry 0 = token embeddings), i.e. HF's `hidden_states[0..num_layers]`.
+    pub hidden_states: Vec<Tensor<B, 3>>,
+}
+
+/// `InternLM2ForCausalLM`: token embedding, decoder layers, final RMSNorm, untied
+/// LM head (`output`).
+#[derive(Module, Debug)]
+pub struct InternLM2<B: Backend> {
+    /// Token embedding `[vocab, hidden]`.
+    pub tok_embeddings: Embedding<B>,
+    /// The decoder layers.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// Final RMSNorm.
+    pub norm: RmsNorm<B>,
+    /// LM head `hidden → vocab`.
+    pub output: Linear<B>,
+    #[module(skip)]
+    rope: RotaryEmbedding,
+    #[module(skip)]
+    config: InternLM2Config,
+}
+
+impl<B: Backend> InternLM2<B> {
+    /// Builds the model `config` describes. Parameters are lazily initialised: load
+    /// weights with [`crate::loader`] before running it (running it unloaded uses
+    /// random weights).
+    pub fn init(config: &InternLM2Config, device: &B::Device) -> Result<Self, LlmError> {
+        config.validate()?;
+        if config.tie_word_embeddings {
+            return Err(LlmError::Config(
+                "tie_word_embeddings = true is not supported: InternLM2 has an untied `output` head"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            tok_embeddings: EmbeddingConfig::new(config.vocab_size, config.hidden_size)
+                .init(device),
+            layers: (0..config.num_hidden_layers)
+                .map(|_| DecoderLayer::init(config, device))
+                .collect(),
+            norm: RmsNormConfig::new(config.hidden_size)
+                .with_epsilon(config.rms_norm_eps)
+                .init(device),
+            output: LinearConfig::new(config.hidden_size, config.vocab_size)
+                .with_bias(false)
+                .init(device),
+            rope: RotaryEmbedding::new(config),
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &InternLM2Config {
+        &self.config
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> B::Device {
+        self.output.weight.lazy_device()
+    }
+
+    /// A KV cache for `batch` sequences of up to `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache<B> {
+        KvCache::new(
+            self.config.num_hidden_layers,
+            batch,
+            self.config.kv_heads(),
+            self.config.head_dim(),
+            capacity,
+            &self.device(),
+        )
+    }
+
+    /// Token embeddings of `ids` `[B, T]` → `[B, T, hidden]`. Ids must be below
+    /// `vocab_size` (checked by [`Self::check_ids`] on the public paths).
+    pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.tok_embeddings.forward(ids)
+    }
+
+    /// Checks that every id is a row of the embedding table.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<(), LlmError> {
+        match ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+            Some(bad) => Err(LlmError::Input(format!(
+                "token id {bad} is outside the embedding table of {} rows",
+                self.config.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Forward pass from token ids `[B, T]` (row-major, `batch` rows).
+    pub fn forward_ids(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        cache: Option<&mut KvCache<B>>,
+        options: ForwardOptions,
+    ) -> Result<ForwardOutput<B>, LlmError> {
+        if batch == 0 || ids.is_empty() || ids.len() % batch != 0 {
+            return Err(LlmError::Input(format!(
+                "{} ids cannot be split into {batch} equal non-empty rows",
+                ids.len()
+            )));
+        }
+        self.check_ids(ids)?;
+        let t = ids.len() / batch;
+        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::<B, 2, Int>::from_data(
+            burn::tensor::TensorData::new(data, [batch, t]),
+            &self.device(),
+        );
+        self.forward_embeds(self.embed(ids), cache, options)
+    }
+
+    /// Forward pass from input embeddings `[B, T, hidden]` (the multimodal path:
+    /// visual tokens spliced between text embeddings). Positions continue from the
+    /// cache's length (0 without a cache).
+    pub fn forward_embeds(
+        &self,
+        embeds: Tensor<B, 3>,
+        mut cache: Option<&mut KvCache<B>>,
+        options: ForwardOptions,
+    ) -> Result<ForwardOutput<B>, LlmError> {
+        let [b, t, h] = embeds.dims();
+        if h != self.config.hidden_size {
+            return Err(LlmError::Input(format!(
+                "input embeddings have width {h}, the model's hidden size is {}",
+                self.config.hidden_size
+            )));
+        }
+        if t == 0 {
+            return Err(LlmError::Input("empty input sequence".into()));
+        }
+        let start = match cache.as_deref() {
+            Some(c) => {
+                c.check_room(b, t)?;
+                c.len()
+            }
+            None => 0,
+        };
+        let rope = self
+            .rope
+            .tensors::<B>(start, t, start + t, &embeds.device());
+
+        let mut hidden_states = Vec::new();
+        let mut x = embeds;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if options.output_hidden_states {
+                hidden_states.push(x.clone());
+            }
+            let layer_cache = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(x, &rope, start, layer_cache);
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        let last_hidden_state = self.norm.forward(x);
+        let logits = match options.logits {
+            LogitsFor::All => Some(self.output.forward(last_hidden_state.clone())),
+            LogitsFor::Last => Some(
+                self.output
+                    .forward(last_hidden_state.clone().slice([0..b, t - 1..t, 0..h])),
+            ),
+            LogitsFor::None => None,
+        };
+        Ok(ForwardOutput {
+            logits,
+            last_hidden_state,
+            hidden_states,
+        })
+    }
+}
