@@ -38,7 +38,12 @@ mod chosen {
     pub const NAME: &str = "ndarray";
 }
 
-#[cfg(not(any(feature = "cuda", feature = "wgpu", feature = "flex", feature = "ndarray")))]
+#[cfg(not(any(
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "flex",
+    feature = "ndarray"
+)))]
 compile_error!("enable one backend feature of omg-llava: ndarray (default), flex, wgpu or cuda");
 
 pub use chosen::{DefaultBackend, NAME};

@@ -217,20 +217,22 @@ impl InternLM2Config {
         if self.vocab_size == 0 {
             return err("vocab_size must be positive".into());
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return err(format!(
                 "hidden_size ({}) must be divisible by num_attention_heads ({})",
                 self.hidden_size, self.num_attention_heads
             ));
         }
         let kv = self.kv_heads();
-        if kv == 0 || self.num_attention_heads % kv != 0 {
+        if kv == 0 || !self.num_attention_heads.is_multiple_of(kv) {
             return err(format!(
                 "num_attention_heads ({}) must be divisible by num_key_value_heads ({kv})",
                 self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return err(format!(
                 "head dimension {} must be even for rotary embeddings",
                 self.head_dim()
@@ -303,7 +305,10 @@ mod tests {
         let mut c = InternLM2Config::internlm2_chat_7b();
         c.num_key_value_heads = Some(5);
         let msg = c.validate().unwrap_err().to_string();
-        assert!(msg.contains("divisible by num_key_value_heads (5)"), "{msg}");
+        assert!(
+            msg.contains("divisible by num_key_value_heads (5)"),
+            "{msg}"
+        );
         let mut c = InternLM2Config::internlm2_chat_7b();
         c.num_attention_heads = 30;
         assert!(c.validate().is_err());

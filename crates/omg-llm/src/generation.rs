@@ -177,7 +177,7 @@ impl<'m, B: Backend> Generator<'m, B> {
         batch: usize,
         config: GenerationConfig,
     ) -> Result<Self, LlmError> {
-        if batch == 0 || ids.is_empty() || ids.len() % batch != 0 {
+        if batch == 0 || ids.is_empty() || !ids.len().is_multiple_of(batch) {
             return Err(LlmError::Input(format!(
                 "{} prompt ids cannot be split into {batch} equal non-empty rows",
                 ids.len()
@@ -302,8 +302,7 @@ impl<'m, B: Backend> Generator<'m, B> {
         for (row, &t) in tokens.iter().enumerate() {
             if !self.finished[row] {
                 self.history[row].push(t);
-                if Some(t) == self.config.eos_token_id || self.config.stop_token_ids.contains(&t)
-                {
+                if Some(t) == self.config.eos_token_id || self.config.stop_token_ids.contains(&t) {
                     self.finished[row] = true;
                 }
             }
@@ -328,10 +327,8 @@ impl<'m, B: Backend> Generator<'m, B> {
         self.model.check_ids(tokens)?;
         let batch = tokens.len();
         let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let ids = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(data, [batch, 1]),
-            &self.model.device(),
-        );
+        let ids =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(data, [batch, 1]), &self.model.device());
         let out = self.model.forward_embeds(
             self.model.embed(ids),
             Some(&mut self.cache),

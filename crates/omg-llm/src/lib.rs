@@ -16,12 +16,12 @@
 //!   sentencepiece `tokenizer.model`, with OMG-LLaVA's added tokens.
 
 pub mod checkpoint;
-pub mod tokenizer;
 pub mod config;
 mod error;
 pub mod generation;
 pub mod loader;
 pub mod model;
+pub mod tokenizer;
 
 pub use config::{InternLM2Config, RopeScaling, RopeScalingKind};
 pub use error::LlmError;

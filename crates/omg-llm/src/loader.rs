@@ -53,6 +53,30 @@ impl Default for LoraOptions {
     }
 }
 
+impl LoraOptions {
+    /// Reads `lora_alpha` from a PEFT `adapter_config.json`.
+    pub fn from_adapter_config(path: impl AsRef<Path>) -> Result<Self, LlmError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| LlmError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| LlmError::Config(format!("{}: invalid JSON: {e}", path.display())))?;
+        let lora_alpha = json
+            .get("lora_alpha")
+            .and_then(|v| v.as_f64())
+            .filter(|a| a.is_finite() && *a > 0.0)
+            .ok_or_else(|| {
+                LlmError::Config(format!(
+                    "{}: `lora_alpha` must be a positive number",
+                    path.display()
+                ))
+            })?;
+        Ok(Self { lora_alpha })
+    }
+}
+
 /// What a load used, for the caller's bookkeeping.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
@@ -158,7 +182,9 @@ fn set_once(
     if let Some(prev) = slot {
         return Err(CheckpointError::Format {
             path: source.describe().into(),
-            message: format!("`{prev}` and `{key}` both provide the same weight (two LoRA adapters or two base layers?)"),
+            message: format!(
+                "`{prev}` and `{key}` both provide the same weight (two LoRA adapters or two base layers?)"
+            ),
         });
     }
     *slot = Some(key.to_owned());
@@ -178,7 +204,8 @@ fn parse_release(
         let rest = rest.strip_prefix("base_model.model.").unwrap_or(rest);
         let lora = ["lora_A", "lora_B"].iter().find_map(|kind| {
             let marker = format!(".{kind}.");
-            rest.find(&marker).map(|at| (*kind, &rest[..at], &rest[at + marker.len()..]))
+            rest.find(&marker)
+                .map(|at| (*kind, &rest[..at], &rest[at + marker.len()..]))
         });
         match lora {
             Some((kind, module, tail)) => {
@@ -201,7 +228,11 @@ fn parse_release(
                 let official = rest
                     .replace(".base_layer.weight", ".weight")
                     .replace(".base_layer.bias", ".bias");
-                set_once(&mut entries.entry(official).or_default().base, &key, release)?;
+                set_once(
+                    &mut entries.entry(official).or_default().base,
+                    &key,
+                    release,
+                )?;
             }
         }
     }
@@ -445,7 +476,10 @@ fn load<B: Backend>(
 
     // Every remaining key must be known.
     for (official, entry) in entries {
-        for key in [entry.base, entry.lora_a, entry.lora_b].into_iter().flatten() {
+        for key in [entry.base, entry.lora_a, entry.lora_b]
+            .into_iter()
+            .flatten()
+        {
             if is_ignored(&official) {
                 report.ignored_keys.push(key);
             } else {

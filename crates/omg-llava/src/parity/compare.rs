@@ -84,10 +84,7 @@ pub fn compare_f32(
             max_abs_diff: f64::INFINITY,
             tolerance,
             pass: false,
-            note: Some(format!(
-                "shape {:?}, expected {:?}",
-                actual.0, expected.0
-            )),
+            note: Some(format!("shape {:?}, expected {:?}", actual.0, expected.0)),
         };
     }
     let mut max = 0f64;
@@ -129,11 +126,7 @@ pub fn compare_exact<T: PartialEq + fmt::Debug>(
     actual: &[T],
     expected: &[T],
 ) -> Comparison {
-    let differing = actual
-        .iter()
-        .zip(expected)
-        .filter(|(a, e)| a != e)
-        .count()
+    let differing = actual.iter().zip(expected).filter(|(a, e)| a != e).count()
         + actual.len().abs_diff(expected.len());
     let note = (differing > 0).then(|| {
         let show = |v: &[T]| {

@@ -93,9 +93,9 @@ impl Fixture {
                 .into_vec::<i64>()
                 .map_err(|e| self.malformed(format!("`{key}`: {e:?}")))?,
             other => {
-                return Err(self.malformed(format!(
-                    "`{key}` has dtype {other:?}, expected integers"
-                )));
+                return Err(
+                    self.malformed(format!("`{key}` has dtype {other:?}, expected integers"))
+                );
             }
         };
         Ok((shape, values))
@@ -117,10 +117,18 @@ fn is_weight(name: &str) -> bool {
 
 impl TensorSource for Weights<'_> {
     fn names(&self) -> Vec<String> {
-        self.0.names().into_iter().filter(|n| is_weight(n)).collect()
+        self.0
+            .names()
+            .into_iter()
+            .filter(|n| is_weight(n))
+            .collect()
     }
     fn info(&self, name: &str) -> Option<TensorInfo> {
-        if is_weight(name) { self.0.info(name) } else { None }
+        if is_weight(name) {
+            self.0.info(name)
+        } else {
+            None
+        }
     }
     fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
         if is_weight(name) {

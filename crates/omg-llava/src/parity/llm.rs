@@ -8,10 +8,10 @@ use omg_llm::generation::{GenerationConfig, Generator};
 use omg_llm::loader::{LoraOptions, load_hf, load_omg_llava};
 use omg_llm::{ForwardOptions, ForwardOutput, InternLM2, InternLM2Config, LogitsFor};
 
+use super::ParityError;
 use super::compare::{Comparison, compare_exact, compare_f32};
 use super::fixture::{Fixture, Weights};
 use super::tolerance::Tolerances;
-use super::ParityError;
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
     let shape = t.dims().to_vec();
@@ -31,7 +31,12 @@ fn check<B: Backend, const D: usize>(
 ) -> Result<Comparison, ParityError> {
     let (shape, values) = host(actual);
     let (eshape, evalues) = fx.f32(key)?;
-    Ok(compare_f32(key, (&shape, &values), (&eshape, &evalues), tol))
+    Ok(compare_f32(
+        key,
+        (&shape, &values),
+        (&eshape, &evalues),
+        tol,
+    ))
 }
 
 fn ids_u32(fx: &Fixture, key: &str) -> Result<(Vec<usize>, Vec<u32>), ParityError> {
@@ -55,7 +60,12 @@ fn check_forward<B: Backend>(
     if let Some(logits) = out.logits {
         results.push(check(fx, logits_key, logits, tols.float("logits"))?);
     }
-    results.push(check(fx, hidden_key, out.last_hidden_state, tols.float("hidden"))?);
+    results.push(check(
+        fx,
+        hidden_key,
+        out.last_hidden_state,
+        tols.float("hidden"),
+    )?);
     if let Some(prefix) = layers_prefix {
         for (i, h) in out.hidden_states.into_iter().enumerate() {
             let key = format!("{prefix}{i}");
@@ -117,7 +127,10 @@ fn generation_config(fx: &Fixture, config: &InternLM2Config, steps: usize) -> Ge
 }
 
 /// Stage `llm`.
-pub fn run_llm<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<Comparison>, ParityError> {
+pub fn run_llm<B: Backend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<Comparison>, ParityError> {
     let config_json = fx
         .json("/config")
         .ok_or_else(|| fx.malformed("the llm sidecar has no `config`"))?;
@@ -135,10 +148,28 @@ pub fn run_llm<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<Compa
     check_forward(
         fx,
         out,
-        ("out.logits", "out.last_hidden_state", Some("out.hidden_states.")),
+        (
+            "out.logits",
+            "out.last_hidden_state",
+            Some("out.hidden_states."),
+        ),
         &tols,
         &mut results,
     )?;
+
+    // Incremental decoding (KV cache, one position at a time) against the full pass.
+    let kv = kv_cache_consistency(&model, &ids, shape[0])?;
+    let tol = tols.float("logits");
+    results.push(Comparison {
+        key: "kv_cache_vs_full_forward(in.input_ids)".into(),
+        max_abs_diff: kv,
+        tolerance: tol,
+        pass: match tol {
+            super::compare::Tolerance::Abs(t) => kv <= t,
+            _ => kv <= 1e-4,
+        },
+        note: None,
+    });
 
     if fx.has("in.inputs_embeds") {
         let (eshape, evalues) = fx.f32("in.inputs_embeds")?;
@@ -269,7 +300,8 @@ fn config_from_shapes(
             .unwrap_or_default();
         siblings.sort();
         for path in siblings {
-            if path.extension().is_some_and(|e| e == "json") && path != fx.path.with_extension("json")
+            if path.extension().is_some_and(|e| e == "json")
+                && path != fx.path.with_extension("json")
                 && let Ok(text) = std::fs::read_to_string(&path)
                 && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
                 && let Some(h) = heads(&v)
@@ -305,13 +337,8 @@ pub fn run_checkpoint_format<B: Backend>(
         .json("/lora_config/lora_alpha")
         .and_then(|v| v.as_f64())
         .ok_or_else(|| fx.malformed("no `lora_config.lora_alpha` in the sidecar"))?;
-    let (model, report) = load_omg_llava::<B>(
-        &config,
-        &base,
-        &release,
-        LoraOptions { lora_alpha },
-        device,
-    )?;
+    let (model, report) =
+        load_omg_llava::<B>(&config, &base, &release, LoraOptions { lora_alpha }, device)?;
     let mut results = Vec::new();
     // Every LoRA adapter of the release was merged, and every merged weight matches
     // the peft merge stored under `merged.`.

@@ -41,7 +41,10 @@ pub const STAGES: &[&str] = &["tokenizer", "llm", "checkpoint_format"];
 
 /// Checks one fixture path: a `.safetensors` file with its `.json` sidecar, or a
 /// tokenizer fixture folder.
-pub fn run_path<B: Backend>(path: &Path, device: &B::Device) -> Result<Vec<Comparison>, ParityError> {
+pub fn run_path<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<Vec<Comparison>, ParityError> {
     if path.is_dir() {
         return tokenizer::run_tokenizer(path);
     }

@@ -32,8 +32,9 @@ pub fn run_tokenizer(dir: &Path) -> Result<Vec<Comparison>, ParityError> {
     let text_all = std::fs::read_to_string(&cases_path).map_err(|e| {
         ParityError::Malformed(format!("cannot read {}: {e}", cases_path.display()))
     })?;
-    let cases: serde_json::Value = serde_json::from_str(&text_all)
-        .map_err(|e| ParityError::Malformed(format!("{} is not JSON: {e}", cases_path.display())))?;
+    let cases: serde_json::Value = serde_json::from_str(&text_all).map_err(|e| {
+        ParityError::Malformed(format!("{} is not JSON: {e}", cases_path.display()))
+    })?;
     let list = cases
         .get("cases")
         .and_then(|c| c.as_array())

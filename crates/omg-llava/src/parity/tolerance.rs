@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn reads_relative_bounds() {
         let t = Tolerances::from_sidecar(Some(&json!({"float32":
-            "max abs diff <= 1e-4 for features/logits (relative 1e-4 on values > 10); masks exact"}))) ;
+            "max abs diff <= 1e-4 for features/logits (relative 1e-4 on values > 10); masks exact"})));
         assert_eq!(
             t.float("features"),
             Tolerance::AbsRel {

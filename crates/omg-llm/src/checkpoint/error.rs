@@ -32,7 +32,9 @@ pub enum CheckpointError {
     },
     /// The checkpoint holds a tensor that nothing consumes and that is not on a
     /// documented ignore list.
-    #[error("unexpected tensor `{key}` in {source_name}: not used by the model and not on the ignore list")]
+    #[error(
+        "unexpected tensor `{key}` in {source_name}: not used by the model and not on the ignore list"
+    )]
     UnexpectedKey {
         /// The official key name.
         key: String,

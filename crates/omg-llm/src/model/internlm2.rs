@@ -138,7 +138,7 @@ impl<B: Backend> InternLM2<B> {
         cache: Option<&mut KvCache<B>>,
         options: ForwardOptions,
     ) -> Result<ForwardOutput<B>, LlmError> {
-        if batch == 0 || ids.is_empty() || ids.len() % batch != 0 {
+        if batch == 0 || ids.is_empty() || !ids.len().is_multiple_of(batch) {
             return Err(LlmError::Input(format!(
                 "{} ids cannot be split into {batch} equal non-empty rows",
                 ids.len()
@@ -199,10 +199,12 @@ impl<B: Backend> InternLM2<B> {
         let last_hidden_state = self.norm.forward(x);
         let logits = match options.logits {
             LogitsFor::All => Some(self.output.forward(last_hidden_state.clone())),
-            LogitsFor::Last => Some(
-                self.output
-                    .forward(last_hidden_state.clone().slice([0..b, t - 1..t, 0..h])),
-            ),
+            LogitsFor::Last => {
+                Some(
+                    self.output
+                        .forward(last_hidden_state.clone().slice([0..b, t - 1..t, 0..h])),
+                )
+            }
             LogitsFor::None => None,
         };
         Ok(ForwardOutput {

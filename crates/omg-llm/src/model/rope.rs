@@ -139,7 +139,12 @@ mod tests {
         let rope = RotaryEmbedding::new(&c);
         let (cos, sin) = rope.tables(3, 1, 4);
         // head_dim 8 → inv_freq = [1, θ^-1/4, θ^-1/2, θ^-3/4]
-        let inv = [1.0f32, 1e6f32.powf(-0.25), 1e6f32.powf(-0.5), 1e6f32.powf(-0.75)];
+        let inv = [
+            1.0f32,
+            1e6f32.powf(-0.25),
+            1e6f32.powf(-0.5),
+            1e6f32.powf(-0.75),
+        ];
         for i in 0..8 {
             let a = 3.0 * inv[i % 4];
             assert!((cos[i] - a.cos()).abs() < 1e-6);

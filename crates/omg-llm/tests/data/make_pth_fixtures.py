@@ -26,7 +26,7 @@ What it writes (into `crates/omg-llm/tests/data/`, a few KB in all):
 Run it from the repository root (CPU only; needs `pip install torch==2.5.1
 safetensors numpy`):
 
-    python3 tools/make_pth_fixtures.py
+    python3 crates/omg-llm/tests/data/make_pth_fixtures.py
 
 The outputs are deterministic up to zip timestamps and are committed; rerun only
 when the fixtures need to change.
@@ -43,7 +43,7 @@ import torch
 from safetensors.torch import save_file
 
 OUT = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "crates", "omg-llm", "tests", "data"
+    os.path.dirname(os.path.abspath(__file__))
 )
 
 
