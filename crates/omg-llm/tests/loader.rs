@@ -268,7 +268,10 @@ impl Store {
     }
 }
 
-fn write_file(path: &Path, tensors: &[(&String, &(Vec<usize>, Vec<f32>))], store: Store) {
+/// A named tensor: shape and f32 values.
+type Named<'a> = (&'a String, &'a (Vec<usize>, Vec<f32>));
+
+fn write_file(path: &Path, tensors: &[Named<'_>], store: Store) {
     let encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, (shape, values))| {

@@ -20,6 +20,9 @@
 //! `<mark>` tokens in the official order and resolves them into [`SpecialTokens`].
 
 pub mod sentencepiece;
+mod stream;
+
+pub use stream::StreamDecoder;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
