@@ -1,4 +1,5 @@
-//! The golden fixtures of `../shared/parity` (or `$OMG_PARITY_DIR`), checked through
+//! The golden fixtures of `../shared/parity` (or `$OMG_PARITY_DIR`, or the repository's
+//! copy in `tests/fixtures`), checked through
 //! the same harness as the `omg-parity` binary.
 
 use std::path::{Path, PathBuf};
@@ -8,16 +9,11 @@ use omg_llava::parity::{ParityError, run_path};
 
 type B = NdArray<f32>;
 
+#[path = "../../omg-llm/tests/common/mod.rs"]
+mod common;
+
 fn parity_dir() -> PathBuf {
-    let dir = std::env::var_os("OMG_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/parity"));
-    assert!(
-        dir.join("README.md").is_file(),
-        "parity fixtures not found in {} (set OMG_PARITY_DIR)",
-        dir.display()
-    );
-    dir
+    common::parity_dir_with("README.md")
 }
 
 fn assert_all_pass(path: &Path, min_lines: usize) {

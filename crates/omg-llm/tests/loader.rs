@@ -15,16 +15,12 @@ use safetensors::{Dtype, tensor::TensorView};
 
 type B = NdArray<f32>;
 
+mod common;
+
+use common::max_diff;
+
 fn parity_dir() -> PathBuf {
-    let dir = std::env::var_os("OMG_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/parity"));
-    assert!(
-        dir.join("checkpoint_format.safetensors").is_file(),
-        "parity fixtures not found in {} (set OMG_PARITY_DIR)",
-        dir.display()
-    );
-    dir
+    common::parity_dir_with("checkpoint_format.safetensors")
 }
 
 fn bundle() -> PathBuf {
@@ -40,14 +36,6 @@ fn logits(model: &InternLM2<B>, ids: &[u32], batch: usize) -> Vec<f32> {
         .into_data()
         .into_vec::<f32>()
         .unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn fixture_ids_and_logits() -> (Vec<u32>, usize, Vec<f32>) {

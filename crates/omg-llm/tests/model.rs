@@ -5,6 +5,10 @@ use burn::tensor::Tensor;
 use omg_llm::generation::{GenerationConfig, Generator, argmax, generate};
 use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LogitsFor};
 
+mod common;
+
+use common::max_diff;
+
 type B = NdArray<f32>;
 
 fn tiny_config() -> InternLM2Config {
@@ -21,14 +25,6 @@ fn tiny_config() -> InternLM2Config {
 
 fn logits_of(out: omg_llm::ForwardOutput<B>) -> Vec<f32> {
     out.logits.unwrap().into_data().into_vec::<f32>().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

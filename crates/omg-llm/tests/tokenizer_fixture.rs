@@ -1,7 +1,8 @@
 //! Parity of the InternLM2 tokenizer with the official HF tokenizers, on the
 //! `tokenizer_tiny` fixture (`shared/parity/tokenizer_tiny`, see `shared/parity/README.md`).
 //!
-//! The fixture directory is `$OMG_PARITY_DIR` if set, else `<workspace>/../shared/parity`.
+//! The fixture directory is `$OMG_PARITY_DIR` if set, else `<workspace>/../shared/parity`
+//! (else the repository's copy, see `tests/common`).
 //! A missing fixture is a test failure, not a skip.
 
 use std::collections::BTreeMap;
@@ -14,21 +15,10 @@ use omg_llm::tokenizer::{
 };
 use serde_json::Value;
 
+mod common;
+
 fn parity_dir() -> PathBuf {
-    let dir = std::env::var_os("OMG_PARITY_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/parity"
-            ))
-        });
-    assert!(
-        dir.join("tokenizer_tiny").is_dir(),
-        "parity fixtures not found: {} has no tokenizer_tiny/ (set OMG_PARITY_DIR)",
-        dir.display()
-    );
-    dir
+    common::parity_dir_with("tokenizer_tiny/cases.json")
 }
 
 fn tiny_dir() -> PathBuf {
