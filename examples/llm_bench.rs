@@ -38,6 +38,12 @@ struct Args {
     /// Override the number of layers.
     #[arg(long)]
     layers: Option<usize>,
+    /// Override the width (heads = width / 128, KV heads = heads / 4, FFN = 3.5 × width).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Override the vocabulary size.
+    #[arg(long)]
+    vocab: Option<usize>,
     /// Prompt length (prefill tokens).
     #[arg(long, default_value_t = 128)]
     prompt_len: usize,
@@ -60,9 +66,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Preset::SevenB => InternLM2Config::internlm2_chat_7b(),
         Preset::Tiny => InternLM2Config::scaled(256, 4, 4096),
     };
+    if let Some(h) = args.hidden {
+        config = InternLM2Config::scaled(h, config.num_hidden_layers, config.vocab_size);
+    }
     if let Some(l) = args.layers {
         config.num_hidden_layers = l;
     }
+    if let Some(v) = args.vocab {
+        config.vocab_size = v;
+    }
+    config.validate()?;
     let device = default_device();
     let t0 = Instant::now();
     let model = InternLM2::<DefaultBackend>::init(&config, &device)?;

@@ -7,29 +7,12 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
-use rand::{RngExt, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 
 use crate::LlmError;
 use crate::model::{ForwardOptions, InternLM2, KvCache, LogitsFor};
-
-/// How the next token is chosen.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sampling {
-    /// The arg-max of the logits (first index on ties), as the official evaluation.
-    Greedy,
-    /// Sampling from the processed distribution, as the official demo
-    /// (`temperature 0.1, top_p 0.75, top_k 40`).
-    Sample {
-        /// Logits are divided by this (> 0).
-        temperature: f32,
-        /// Keep only the `top_k` largest logits (0 = off).
-        top_k: usize,
-        /// Keep the smallest set of tokens whose probability reaches `top_p` (1 = off).
-        top_p: f32,
-        /// Seed of the random generator (runs with the same seed are identical).
-        seed: u64,
-    },
-}
+pub use crate::sampling::{Sampling, argmax};
+use crate::sampling::{apply_repetition_penalty, sample};
 
 /// Generation settings.
 #[derive(Debug, Clone)]
@@ -360,17 +343,11 @@ impl<'m, B: Backend> Generator<'m, B> {
     /// Applies the logits processors and picks the token of `row`.
     fn choose(&mut self, row: usize) -> u32 {
         let mut scores = self.logits[row].clone();
-        let penalty = self.config.repetition_penalty;
-        if penalty != 1.0 {
-            let mut seen = self.history[row].clone();
-            seen.sort_unstable();
-            seen.dedup();
-            for t in seen {
-                if let Some(s) = scores.get_mut(t as usize) {
-                    *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
-                }
-            }
-        }
+        apply_repetition_penalty(
+            &mut scores,
+            &self.history[row],
+            self.config.repetition_penalty,
+        );
         match (self.config.sampling, self.rng.as_mut()) {
             (
                 Sampling::Sample {
@@ -413,108 +390,4 @@ fn rows_to_host<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
         .into_vec::<f32>()
         .unwrap_or_default();
     (0..b).map(|r| data[r * v..(r + 1) * v].to_vec()).collect()
-}
-
-/// Index of the largest score (the first one on ties, like `torch.argmax`).
-pub fn argmax(scores: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &s) in scores.iter().enumerate() {
-        if s > scores[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// HF's warpers in order (temperature, top-k, top-p), then a draw from the softmax.
-fn sample(scores: &mut [f32], temperature: f32, top_k: usize, top_p: f32, rng: &mut StdRng) -> u32 {
-    for s in scores.iter_mut() {
-        *s /= temperature;
-    }
-    if top_k > 0 && top_k < scores.len() {
-        let mut sorted: Vec<f32> = scores.to_vec();
-        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-        let kth = sorted[top_k - 1];
-        for s in scores.iter_mut() {
-            if *s < kth {
-                *s = f32::NEG_INFINITY;
-            }
-        }
-    }
-    if top_p < 1.0 {
-        // Sort ascending; drop the tokens whose cumulative probability stays within
-        // 1 − top_p, always keeping the most likely one.
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        let probs = softmax(&order.iter().map(|&i| scores[i]).collect::<Vec<_>>());
-        let mut cum = 0.0f32;
-        for (rank, &i) in order.iter().enumerate() {
-            cum += probs[rank];
-            if cum <= 1.0 - top_p && rank + 1 < order.len() {
-                scores[i] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let probs = softmax(scores);
-    let u: f32 = rng.random();
-    let mut acc = 0.0;
-    let mut last = 0;
-    for (i, &p) in probs.iter().enumerate() {
-        if p > 0.0 {
-            acc += p;
-            last = i;
-            if u < acc {
-                return i as u32;
-            }
-        }
-    }
-    last as u32
-}
-
-fn softmax(scores: &[f32]) -> Vec<f32> {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = scores.iter().map(|&s| (s - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn argmax_takes_the_first_maximum() {
-        assert_eq!(argmax(&[0.0, 3.0, 1.0, 3.0]), 1);
-    }
-
-    #[test]
-    fn top_k_one_is_greedy_and_seeded_sampling_repeats() {
-        let logits = vec![0.5, 2.0, 1.9, -1.0, 0.0];
-        let mut rng = StdRng::seed_from_u64(7);
-        for _ in 0..20 {
-            assert_eq!(sample(&mut logits.clone(), 1.0, 1, 1.0, &mut rng), 1);
-        }
-        let draws = |seed| {
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..50)
-                .map(|_| sample(&mut logits.clone(), 1.0, 0, 1.0, &mut rng))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(draws(3), draws(3));
-        // With temperature 1 and no truncation every token is reachable.
-        let all = draws(3);
-        assert!(all.contains(&0) && all.contains(&2));
-    }
-
-    #[test]
-    fn top_p_keeps_the_smallest_set_reaching_p() {
-        // probs ≈ [0.64, 0.24, 0.09, 0.03]: top_p 0.7 keeps tokens 0 and 1 only.
-        let logits = vec![3.0f32, 2.0, 1.0, 0.0];
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut seen = [false; 4];
-        for _ in 0..200 {
-            seen[sample(&mut logits.clone(), 1.0, 0, 0.7, &mut rng) as usize] = true;
-        }
-        assert_eq!(seen, [true, true, false, false]);
-    }
 }

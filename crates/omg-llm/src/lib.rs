@@ -21,6 +21,7 @@ mod error;
 pub mod generation;
 pub mod loader;
 pub mod model;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use config::{InternLM2Config, RopeScaling, RopeScalingKind};
