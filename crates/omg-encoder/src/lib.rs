@@ -1,1 +1,12 @@
-//! omg-encoder (placeholder)
+//! # omg-encoder
+//!
+//! The visual half of OMG-LLaVA: the frozen **OMG-Seg** universal segmentation model
+//! (ConvNeXt-L CLIP backbone, multi-scale deformable-attention pixel decoder, Mask2Former
+//! mask decoder with object queries, point/box/mask prompts), generic over burn's
+//! `B: Backend`. It is being built (see the project README's status table).
+//!
+//! It also holds the [`checkpoint`] readers (safetensors, PyTorch `.pth`) that every
+//! later stage uses to load official weights: this crate is the first of the chain
+//! image → encoder → projector → LLM → decoder, so the others can depend on it.
+
+pub mod checkpoint;

@@ -15,7 +15,9 @@
 //! - [`tokenizer`]: the InternLM2 tokenizer from `tokenizer.json` or directly from the
 //!   sentencepiece `tokenizer.model`, with OMG-LLaVA's added tokens.
 
-pub mod checkpoint;
+/// Checkpoint readers ([`TensorSource`](checkpoint::TensorSource), safetensors, `.pth`),
+/// shared with the vision stages and defined in `omg-encoder`, the first crate of the chain.
+pub use omg_encoder::checkpoint;
 pub mod config;
 mod error;
 pub mod generation;

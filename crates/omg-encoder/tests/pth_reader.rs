@@ -6,8 +6,8 @@ use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{BoolStore, DType};
-use omg_llm::checkpoint::pth::PthFile;
-use omg_llm::checkpoint::{CheckpointError, TensorSource};
+use omg_encoder::checkpoint::pth::PthFile;
+use omg_encoder::checkpoint::{CheckpointError, TensorSource};
 use safetensors::{Dtype, SafeTensors};
 
 fn data_dir() -> PathBuf {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Write the tiny PyTorch checkpoints used by `crates/omg-llm/tests/pth_reader.rs`.
+"""Write the tiny PyTorch checkpoints used by `crates/omg-encoder/tests/pth_reader.rs`.
 
-What it writes (into `crates/omg-llm/tests/data/`, a few KB in all):
+What it writes (into `crates/omg-encoder/tests/data/`, a few KB in all):
 
 * `plain.pth` -- a flat state dict saved with `torch.save` (default pickle
   protocol 2): f32, f16, bf16, f64, i64, i32, i16, i8, u8 and bool tensors, a
@@ -26,7 +26,7 @@ What it writes (into `crates/omg-llm/tests/data/`, a few KB in all):
 Run it from the repository root (CPU only; needs `pip install torch==2.5.1
 safetensors numpy`):
 
-    python3 crates/omg-llm/tests/data/make_pth_fixtures.py
+    python3 crates/omg-encoder/tests/data/make_pth_fixtures.py
 
 The outputs are deterministic up to zip timestamps and are committed; rerun only
 when the fixtures need to change.
