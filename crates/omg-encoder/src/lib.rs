@@ -9,4 +9,12 @@
 //! later stage uses to load official weights: this crate is the first of the chain
 //! image → encoder → projector → LLM → decoder, so the others can depend on it.
 
+pub mod backbone;
 pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod loader;
+
+pub use backbone::ConvNext;
+pub use config::BackboneConfig;
+pub use error::EncoderError;

@@ -98,3 +98,24 @@ fn malformed_fixtures_and_unknown_stages_are_errors() {
     let err = run_path::<B>(&tmp.path().join("nope.safetensors"), &Default::default()).unwrap_err();
     assert!(matches!(err, ParityError::Malformed(_)), "{err}");
 }
+
+#[test]
+fn encoder_backbone_matches_and_the_rest_is_reported_unimplemented() {
+    // The encoder stage is being built: the backbone levels must pass; every other
+    // output must be reported (as a failure) rather than silently skipped.
+    let path = parity_dir().join("encoder.safetensors");
+    let results = run_path::<B>(&path, &Default::default()).unwrap();
+    let backbone: Vec<_> = results
+        .iter()
+        .filter(|r| r.key.starts_with("out.backbone."))
+        .collect();
+    assert_eq!(backbone.len(), 4);
+    for r in backbone {
+        assert!(r.pass, "{r}");
+    }
+    assert!(
+        results
+            .iter()
+            .any(|r| !r.pass && r.key == "out.pixel_decoder.mask_features")
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod apply;
 mod error;
+pub mod module_loader;
 pub mod pth;
 pub mod safetensors;
 mod source;

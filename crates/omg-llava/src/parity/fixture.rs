@@ -52,6 +52,11 @@ impl Fixture {
         ParityError::Malformed(format!("{}: {what}", self.path.display()))
     }
 
+    /// Every tensor name of the fixture.
+    pub fn tensors_names(&self) -> Vec<String> {
+        self.tensors.names()
+    }
+
     /// Whether the fixture holds `key`.
     pub fn has(&self, key: &str) -> bool {
         self.tensors.contains(key)

@@ -4,6 +4,7 @@
 //! run, and compared output by output.
 
 pub mod compare;
+pub mod encoder;
 pub mod fixture;
 pub mod llm;
 pub mod tokenizer;
@@ -28,6 +29,9 @@ pub enum ParityError {
     /// Loading or running the model failed.
     #[error(transparent)]
     Llm(#[from] omg_llm::LlmError),
+    /// Building or loading the encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] omg_encoder::EncoderError),
     /// Reading a tensor file failed.
     #[error(transparent)]
     Checkpoint(#[from] omg_llm::checkpoint::CheckpointError),
@@ -37,7 +41,12 @@ pub enum ParityError {
 }
 
 /// The stages this version checks.
-pub const STAGES: &[&str] = &["tokenizer", "llm", "checkpoint_format"];
+pub const STAGES: &[&str] = &[
+    "tokenizer",
+    "llm",
+    "checkpoint_format",
+    "encoder (backbone only so far)",
+];
 
 /// Checks one fixture path: a `.safetensors` file with its `.json` sidecar, or a
 /// tokenizer fixture folder.
@@ -58,6 +67,7 @@ pub fn run_path<B: Backend>(
     match fixture.stage()? {
         "llm" => llm::run_llm::<B>(&fixture, device),
         "checkpoint_format" => llm::run_checkpoint_format::<B>(&fixture, device),
+        "encoder" => encoder::run_encoder::<B>(&fixture, device),
         "tokenizer" => tokenizer::run_tokenizer(path.parent().unwrap_or(Path::new("."))),
         other => Err(ParityError::UnknownStage(other.to_owned())),
     }

@@ -1,0 +1,15 @@
+use crate::checkpoint::CheckpointError;
+
+/// Errors of the `omg-encoder` crate.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// A configuration is invalid; the message says what is allowed.
+    #[error("invalid encoder configuration: {0}")]
+    Config(String),
+    /// An input image or tensor is invalid.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// Loading weights failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}

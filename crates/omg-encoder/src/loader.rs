@@ -1,0 +1,127 @@
+//! Official parameter names of the encoder and loading by them.
+//!
+//! The same weights appear under three prefixes: `visual_encoder.` inside OMG-LLaVA
+//! (as the parity fixtures hold them), none inside `omg_seg_convl.pth`'s `state_dict`
+//! (`backbone.*`, `panoptic_head.*`), and the open_clip checkpoint's `visual.trunk.`
+//! for the backbone (`stem.*`, `stages.{i}.*`).
+
+use crate::EncoderError;
+use crate::backbone::ConvNext;
+use crate::checkpoint::TensorSource;
+use crate::checkpoint::module_loader::{Layout, load_module};
+use burn::tensor::backend::Backend;
+
+/// Where the backbone's tensors are and how they are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackboneNaming {
+    /// `OpenCLIPBackbone_omgseg` names under a prefix: `{prefix}stem.0.weight`,
+    /// `{prefix}layer{k}.blocks.{j}.conv_dw.weight`, … (`"visual_encoder.backbone."` in
+    /// OMG-LLaVA, `"backbone."` in `omg_seg_convl.pth`).
+    OmgSeg(String),
+    /// The open_clip checkpoint: `visual.trunk.stem.0.weight`,
+    /// `visual.trunk.stages.{k−1}.blocks.{j}.…`.
+    OpenClipTrunk,
+}
+
+/// The official name of a backbone parameter (burn path → key, layout).
+pub fn backbone_key(naming: &BackboneNaming, path: &str) -> (String, Layout) {
+    let parts: Vec<&str> = path.split('.').collect();
+    fn norm(p: &str) -> &str {
+        match p {
+            "gamma" => "weight",
+            "beta" => "bias",
+            other => other,
+        }
+    }
+    let (stage_prefix, root) = match naming {
+        BackboneNaming::OmgSeg(prefix) => (None, prefix.clone()),
+        BackboneNaming::OpenClipTrunk => (Some("stages."), "visual.trunk.".to_owned()),
+    };
+    let stage_name = |i: usize| match stage_prefix {
+        Some(p) => format!("{p}{i}"),
+        None => format!("layer{}", i + 1),
+    };
+    let (rel, layout) = match parts.as_slice() {
+        ["stem_conv", p] => (format!("stem.0.{p}"), Layout::Same),
+        ["stem_norm", p] => (format!("stem.1.{}", norm(p)), Layout::Same),
+        ["stages", i, "downsample", "norm", p] => (
+            format!(
+                "{}.downsample.0.{}",
+                stage_name(i.parse().unwrap_or(0)),
+                norm(p)
+            ),
+            Layout::Same,
+        ),
+        ["stages", i, "downsample", "conv", p] => (
+            format!("{}.downsample.1.{p}", stage_name(i.parse().unwrap_or(0))),
+            Layout::Same,
+        ),
+        ["stages", i, "blocks", j, module, rest @ ..] => {
+            let stage = stage_name(i.parse().unwrap_or(0));
+            let (name, layout) = match (*module, rest) {
+                ("gamma", []) => ("gamma".to_owned(), Layout::Same),
+                ("conv_dw", [p]) => (format!("conv_dw.{p}"), Layout::Same),
+                ("norm", [p]) => (format!("norm.{}", norm(p)), Layout::Same),
+                ("fc1", [p]) | ("fc2", [p]) => (
+                    format!("mlp.{module}.{p}"),
+                    if *p == "weight" {
+                        Layout::Transposed
+                    } else {
+                        Layout::Same
+                    },
+                ),
+                _ => (format!("?{path}"), Layout::Same),
+            };
+            (format!("{stage}.blocks.{j}.{name}"), layout)
+        }
+        _ => (format!("?{path}"), Layout::Same),
+    };
+    (format!("{root}{rel}"), layout)
+}
+
+/// Loads a [`ConvNext`] trunk built for its configuration from `source`. Returns the
+/// trunk and the official keys it used. The open_clip projection head
+/// (`head.*`) is not part of the trunk and is never read.
+pub fn load_backbone<B: Backend>(
+    backbone: ConvNext<B>,
+    source: &dyn TensorSource,
+    naming: &BackboneNaming,
+) -> Result<(ConvNext<B>, Vec<String>), EncoderError> {
+    Ok(load_module(backbone, source, |path| {
+        backbone_key(naming, path)
+    })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backbone_names_follow_the_official_layouts() {
+        let omg = BackboneNaming::OmgSeg("visual_encoder.backbone.".into());
+        assert_eq!(
+            backbone_key(&omg, "stages.2.blocks.26.fc1.weight"),
+            (
+                "visual_encoder.backbone.layer3.blocks.26.mlp.fc1.weight".into(),
+                Layout::Transposed
+            )
+        );
+        assert_eq!(
+            backbone_key(&omg, "stages.1.downsample.norm.gamma").0,
+            "visual_encoder.backbone.layer2.downsample.0.weight"
+        );
+        assert_eq!(
+            backbone_key(&omg, "stem_norm.beta").0,
+            "visual_encoder.backbone.stem.1.bias"
+        );
+        let clip = BackboneNaming::OpenClipTrunk;
+        assert_eq!(
+            backbone_key(&clip, "stages.3.blocks.0.gamma").0,
+            "visual.trunk.stages.3.blocks.0.gamma"
+        );
+        assert_eq!(
+            backbone_key(&clip, "stages.0.blocks.2.conv_dw.weight").0,
+            "visual.trunk.stages.0.blocks.2.conv_dw.weight"
+        );
+    }
+}
