@@ -58,3 +58,79 @@ impl BackboneConfig {
         4 << (self.dims.len() - 1)
     }
 }
+
+/// mmdet `MSDeformAttnPixelDecoder` (the deformable-attention encoder over the three
+/// coarsest backbone levels, then an FPN step to stride 4 and the `mask_feature` conv).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PixelDecoderConfig {
+    /// Channels of the backbone levels (stride 4 first).
+    pub in_channels: Vec<usize>,
+    /// Width of every map and token (256 officially).
+    pub feat_channels: usize,
+    /// Groups of every GroupNorm (32).
+    pub num_groups: usize,
+    /// Epsilon of the GroupNorms (1e-5).
+    pub group_norm_eps: f64,
+    /// Deformable-attention encoder layers (6).
+    pub num_layers: usize,
+    /// Attention heads (8).
+    pub num_heads: usize,
+    /// Levels the encoder attends over, the coarsest ones (3).
+    pub num_levels: usize,
+    /// Sampling points per head and level (4).
+    pub num_points: usize,
+    /// FFN width (1024).
+    pub ffn_channels: usize,
+    /// Epsilon of the encoder LayerNorms (1e-5).
+    pub layer_norm_eps: f64,
+}
+
+impl Default for PixelDecoderConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: vec![192, 384, 768, 1536],
+            feat_channels: 256,
+            num_groups: 32,
+            group_norm_eps: 1e-5,
+            num_layers: 6,
+            num_heads: 8,
+            num_levels: 3,
+            num_points: 4,
+            ffn_channels: 1024,
+            layer_norm_eps: 1e-5,
+        }
+    }
+}
+
+impl PixelDecoderConfig {
+    /// Checks the numbers describe a buildable pixel decoder.
+    pub fn validate(&self) -> Result<(), EncoderError> {
+        let err = |m: String| Err(EncoderError::Config(m));
+        if self.num_levels == 0 || self.num_levels >= self.in_channels.len() {
+            return err(format!(
+                "pixel decoder: num_levels ({}) must be in 1..{} (backbone levels minus the FPN level)",
+                self.num_levels,
+                self.in_channels.len()
+            ));
+        }
+        if self.num_heads == 0 || !self.feat_channels.is_multiple_of(self.num_heads) {
+            return err(format!(
+                "pixel decoder: feat_channels ({}) must be divisible by num_heads ({})",
+                self.feat_channels, self.num_heads
+            ));
+        }
+        if self.num_groups == 0 || !self.feat_channels.is_multiple_of(self.num_groups) {
+            return err(format!(
+                "pixel decoder: feat_channels ({}) must be divisible by num_groups ({})",
+                self.feat_channels, self.num_groups
+            ));
+        }
+        if !self.feat_channels.is_multiple_of(2) || self.num_points == 0 || self.num_layers == 0 {
+            return err(
+                "pixel decoder: feat_channels must be even, num_points and num_layers positive"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}

@@ -14,7 +14,11 @@ pub mod checkpoint;
 pub mod config;
 mod error;
 pub mod loader;
+pub mod msdeform_attn;
+pub mod pixel_decoder;
+pub mod position_encoding;
 
 pub use backbone::ConvNext;
-pub use config::BackboneConfig;
+pub use config::{BackboneConfig, PixelDecoderConfig};
 pub use error::EncoderError;
+pub use pixel_decoder::{PixelDecoder, PixelDecoderOutput};

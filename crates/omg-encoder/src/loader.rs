@@ -9,6 +9,7 @@ use crate::EncoderError;
 use crate::backbone::ConvNext;
 use crate::checkpoint::TensorSource;
 use crate::checkpoint::module_loader::{Layout, load_module};
+use crate::pixel_decoder::PixelDecoder;
 use burn::tensor::backend::Backend;
 
 /// Where the backbone's tensors are and how they are named.
@@ -23,16 +24,18 @@ pub enum BackboneNaming {
     OpenClipTrunk,
 }
 
+/// burn's norm parameter names → PyTorch's.
+fn norm(p: &str) -> &str {
+    match p {
+        "gamma" => "weight",
+        "beta" => "bias",
+        other => other,
+    }
+}
+
 /// The official name of a backbone parameter (burn path → key, layout).
 pub fn backbone_key(naming: &BackboneNaming, path: &str) -> (String, Layout) {
     let parts: Vec<&str> = path.split('.').collect();
-    fn norm(p: &str) -> &str {
-        match p {
-            "gamma" => "weight",
-            "beta" => "bias",
-            other => other,
-        }
-    }
     let (stage_prefix, root) = match naming {
         BackboneNaming::OmgSeg(prefix) => (None, prefix.clone()),
         BackboneNaming::OpenClipTrunk => (Some("stages."), "visual.trunk.".to_owned()),
@@ -92,6 +95,59 @@ pub fn load_backbone<B: Backend>(
     })?)
 }
 
+/// The official name of a pixel-decoder parameter, under `prefix` (the OMG-Seg head:
+/// `"visual_encoder.panoptic_head."` in OMG-LLaVA, `"panoptic_head."` in
+/// `omg_seg_convl.pth`).
+pub fn pixel_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
+    let parts: Vec<&str> = path.split('.').collect();
+    let linear = |p: &str| {
+        if p == "weight" {
+            Layout::Transposed
+        } else {
+            Layout::Same
+        }
+    };
+    let (rel, layout) = match parts.as_slice() {
+        ["input_convs", i, "conv", p] => (format!("input_convs.{i}.conv.{p}"), Layout::Same),
+        ["input_convs", i, "gn", p] => (format!("input_convs.{i}.gn.{}", norm(p)), Layout::Same),
+        ["layers", l, "self_attn", m, p] => {
+            (format!("encoder.layers.{l}.self_attn.{m}.{p}"), linear(p))
+        }
+        ["layers", l, "ffn_fc1", p] => {
+            (format!("encoder.layers.{l}.ffn.layers.0.0.{p}"), linear(p))
+        }
+        ["layers", l, "ffn_fc2", p] => (format!("encoder.layers.{l}.ffn.layers.1.{p}"), linear(p)),
+        ["layers", l, "norm1", p] => (
+            format!("encoder.layers.{l}.norms.0.{}", norm(p)),
+            Layout::Same,
+        ),
+        ["layers", l, "norm2", p] => (
+            format!("encoder.layers.{l}.norms.1.{}", norm(p)),
+            Layout::Same,
+        ),
+        ["level_encoding", p] => (format!("level_encoding.{p}"), Layout::Same),
+        ["lateral_conv", "conv", p] => (format!("lateral_convs.0.conv.{p}"), Layout::Same),
+        ["lateral_conv", "gn", p] => (format!("lateral_convs.0.gn.{}", norm(p)), Layout::Same),
+        ["output_conv", "conv", p] => (format!("output_convs.0.conv.{p}"), Layout::Same),
+        ["output_conv", "gn", p] => (format!("output_convs.0.gn.{}", norm(p)), Layout::Same),
+        ["mask_feature", p] => (format!("mask_feature.{p}"), Layout::Same),
+        _ => (format!("?{path}"), Layout::Same),
+    };
+    (format!("{prefix}pixel_decoder.{rel}"), layout)
+}
+
+/// Loads a [`PixelDecoder`] built for its configuration from `source`, the OMG-Seg
+/// head's tensors being under `prefix`. Returns it and the official keys it used.
+pub fn load_pixel_decoder<B: Backend>(
+    decoder: PixelDecoder<B>,
+    source: &dyn TensorSource,
+    prefix: &str,
+) -> Result<(PixelDecoder<B>, Vec<String>), EncoderError> {
+    Ok(load_module(decoder, source, |path| {
+        pixel_decoder_key(prefix, path)
+    })?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +178,34 @@ mod tests {
         assert_eq!(
             backbone_key(&clip, "stages.0.blocks.2.conv_dw.weight").0,
             "visual.trunk.stages.0.blocks.2.conv_dw.weight"
+        );
+    }
+
+    #[test]
+    fn pixel_decoder_names_follow_mmdet() {
+        let p = "panoptic_head.";
+        assert_eq!(
+            pixel_decoder_key(p, "layers.5.ffn_fc1.weight"),
+            (
+                "panoptic_head.pixel_decoder.encoder.layers.5.ffn.layers.0.0.weight".into(),
+                Layout::Transposed
+            )
+        );
+        assert_eq!(
+            pixel_decoder_key(p, "layers.0.norm2.beta").0,
+            "panoptic_head.pixel_decoder.encoder.layers.0.norms.1.bias"
+        );
+        assert_eq!(
+            pixel_decoder_key(p, "input_convs.2.gn.gamma").0,
+            "panoptic_head.pixel_decoder.input_convs.2.gn.weight"
+        );
+        assert_eq!(
+            pixel_decoder_key(p, "layers.1.self_attn.sampling_offsets.bias"),
+            (
+                "panoptic_head.pixel_decoder.encoder.layers.1.self_attn.sampling_offsets.bias"
+                    .into(),
+                Layout::Same
+            )
         );
     }
 }

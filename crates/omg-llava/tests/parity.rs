@@ -100,22 +100,23 @@ fn malformed_fixtures_and_unknown_stages_are_errors() {
 }
 
 #[test]
-fn encoder_backbone_matches_and_the_rest_is_reported_unimplemented() {
-    // The encoder stage is being built: the backbone levels must pass; every other
-    // output must be reported (as a failure) rather than silently skipped.
+fn encoder_backbone_and_pixel_decoder_match_and_the_rest_is_reported_unimplemented() {
+    // The encoder stage is being built: the backbone levels and the pixel decoder
+    // outputs must pass; every other output must be reported (as a failure) rather
+    // than silently skipped.
     let path = parity_dir().join("encoder.safetensors");
     let results = run_path::<B>(&path, &Default::default()).unwrap();
-    let backbone: Vec<_> = results
+    let done: Vec<_> = results
         .iter()
-        .filter(|r| r.key.starts_with("out.backbone."))
+        .filter(|r| r.key.starts_with("out.backbone.") || r.key.starts_with("out.pixel_decoder."))
         .collect();
-    assert_eq!(backbone.len(), 4);
-    for r in backbone {
+    assert_eq!(done.len(), 4 + 5);
+    for r in done {
         assert!(r.pass, "{r}");
     }
     assert!(
         results
             .iter()
-            .any(|r| !r.pass && r.key == "out.pixel_decoder.mask_features")
+            .any(|r| !r.pass && r.key == "out.decoder.mask_pred.0")
     );
 }
