@@ -134,3 +134,72 @@ impl PixelDecoderConfig {
         Ok(())
     }
 }
+
+/// The Mask2Former-style decoder of OMG-Seg (`Mask2FormerVideoSemSamHead`): learned
+/// queries refined by masked cross-attention over the pixel decoder's levels, with the
+/// open-vocabulary class head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaskDecoderConfig {
+    /// Width of queries and features (256).
+    pub feat_channels: usize,
+    /// Object queries (300).
+    pub num_queries: usize,
+    /// Decoder layers (9).
+    pub num_layers: usize,
+    /// Attention heads (8).
+    pub num_heads: usize,
+    /// FFN width (2048).
+    pub ffn_channels: usize,
+    /// Feature levels cycled through (3).
+    pub num_levels: usize,
+    /// Epsilon of every LayerNorm (1e-5).
+    pub layer_norm_eps: f64,
+    /// Width of the CLIP text embeddings the class head compares against (768).
+    pub clip_dim: usize,
+    /// `logit_scale`; class logits are multiplied by `exp(logit_scale)` (4.6052 → 100).
+    pub logit_scale: f32,
+}
+
+impl Default for MaskDecoderConfig {
+    fn default() -> Self {
+        Self {
+            feat_channels: 256,
+            num_queries: 300,
+            num_layers: 9,
+            num_heads: 8,
+            ffn_channels: 2048,
+            num_levels: 3,
+            layer_norm_eps: 1e-5,
+            clip_dim: 768,
+            logit_scale: 4.6052,
+        }
+    }
+}
+
+impl MaskDecoderConfig {
+    /// Checks the numbers describe a buildable decoder.
+    pub fn validate(&self) -> Result<(), EncoderError> {
+        if self.num_heads == 0 || !self.feat_channels.is_multiple_of(self.num_heads) {
+            return Err(EncoderError::Config(format!(
+                "mask decoder: feat_channels ({}) must be divisible by num_heads ({})",
+                self.feat_channels, self.num_heads
+            )));
+        }
+        if self.num_queries == 0
+            || self.num_layers == 0
+            || self.num_levels == 0
+            || self.clip_dim == 0
+        {
+            return Err(EncoderError::Config(
+                "mask decoder: num_queries, num_layers, num_levels and clip_dim must be positive"
+                    .into(),
+            ));
+        }
+        if !self.feat_channels.is_multiple_of(2) {
+            return Err(EncoderError::Config(
+                "mask decoder: feat_channels must be even".into(),
+            ));
+        }
+        Ok(())
+    }
+}

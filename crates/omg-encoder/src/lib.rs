@@ -11,14 +11,19 @@
 
 pub mod backbone;
 pub mod checkpoint;
+pub mod class_embedding;
 pub mod config;
 mod error;
 pub mod loader;
+pub mod mask_decoder;
 pub mod msdeform_attn;
 pub mod pixel_decoder;
 pub mod position_encoding;
+pub mod preprocess;
 
 pub use backbone::ConvNext;
-pub use config::{BackboneConfig, PixelDecoderConfig};
+pub use class_embedding::ClassEmbedding;
+pub use config::{BackboneConfig, MaskDecoderConfig, PixelDecoderConfig};
 pub use error::EncoderError;
+pub use mask_decoder::{DecoderOutput, MaskDecoder, StagePrediction};
 pub use pixel_decoder::{PixelDecoder, PixelDecoderOutput};

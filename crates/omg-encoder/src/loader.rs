@@ -9,6 +9,7 @@ use crate::EncoderError;
 use crate::backbone::ConvNext;
 use crate::checkpoint::TensorSource;
 use crate::checkpoint::module_loader::{Layout, load_module};
+use crate::mask_decoder::MaskDecoder;
 use crate::pixel_decoder::PixelDecoder;
 use burn::tensor::backend::Backend;
 
@@ -148,6 +149,90 @@ pub fn load_pixel_decoder<B: Backend>(
     })?)
 }
 
+/// The official name of a mask-decoder parameter, under `prefix` (see
+/// [`pixel_decoder_key`]). `decoder` is `"transformer_decoder"` (or the task-finetune
+/// copy `"transformer_decoder_llm"`), `mask_embed` likewise `"mask_embed"` /
+/// `"mask_embed_llm"`.
+pub fn mask_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
+    let parts: Vec<&str> = path.split('.').collect();
+    let linear = |p: &str| {
+        if p == "weight" {
+            Layout::Transposed
+        } else {
+            Layout::Same
+        }
+    };
+    let mlp = |i: &str| match i {
+        "fc0" => "0",
+        "fc1" => "2",
+        _ => "4",
+    };
+    let (rel, layout) = match parts.as_slice() {
+        [emb @ ("query_feat" | "query_embed" | "level_embed"), p] => {
+            (format!("{emb}.{p}"), Layout::Same)
+        }
+        [
+            "layers",
+            i,
+            attn @ ("cross_attn" | "self_attn"),
+            "in_proj",
+            p,
+        ] => (
+            format!("transformer_decoder.layers.{i}.{attn}.attn.in_proj_{p}"),
+            linear(p),
+        ),
+        [
+            "layers",
+            i,
+            attn @ ("cross_attn" | "self_attn"),
+            "out_proj",
+            p,
+        ] => (
+            format!("transformer_decoder.layers.{i}.{attn}.attn.out_proj.{p}"),
+            linear(p),
+        ),
+        ["layers", i, "ffn_fc1", p] => (
+            format!("transformer_decoder.layers.{i}.ffn.layers.0.0.{p}"),
+            linear(p),
+        ),
+        ["layers", i, "ffn_fc2", p] => (
+            format!("transformer_decoder.layers.{i}.ffn.layers.1.{p}"),
+            linear(p),
+        ),
+        ["layers", i, n, p] if n.starts_with("norm") => (
+            format!(
+                "transformer_decoder.layers.{i}.norms.{}.{}",
+                &n[4..],
+                norm(p)
+            ),
+            Layout::Same,
+        ),
+        ["post_norm", p] => (
+            format!("transformer_decoder.post_norm.{}", norm(p)),
+            Layout::Same,
+        ),
+        [m @ ("mask_embed" | "iou_embed" | "cls_proj"), fc, p] => {
+            (format!("{m}.{}.{p}", mlp(fc)), linear(p))
+        }
+        ["mask_pooling_norm", p] => (format!("mask_pooling_proj.0.{}", norm(p)), Layout::Same),
+        ["mask_pooling_proj", p] => (format!("mask_pooling_proj.1.{p}"), linear(p)),
+        _ => (format!("?{path}"), Layout::Same),
+    };
+    (format!("{prefix}{rel}"), layout)
+}
+
+/// Loads a [`MaskDecoder`] built for its configuration from `source` (the OMG-Seg
+/// head's tensors under `prefix`). Returns it and the official keys it used.
+pub fn load_mask_decoder<B: Backend>(
+    decoder: MaskDecoder<B>,
+    source: &dyn TensorSource,
+    prefix: &str,
+) -> Result<(MaskDecoder<B>, Vec<String>), EncoderError> {
+    Ok(load_module(decoder, source, |path| {
+        mask_decoder_key(prefix, path)
+    })?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +263,38 @@ mod tests {
         assert_eq!(
             backbone_key(&clip, "stages.0.blocks.2.conv_dw.weight").0,
             "visual.trunk.stages.0.blocks.2.conv_dw.weight"
+        );
+    }
+
+    #[test]
+    fn mask_decoder_names_follow_the_official_head() {
+        let p = "h.";
+        assert_eq!(
+            mask_decoder_key(p, "layers.8.cross_attn.in_proj.weight"),
+            (
+                "h.transformer_decoder.layers.8.cross_attn.attn.in_proj_weight".into(),
+                Layout::Transposed
+            )
+        );
+        assert_eq!(
+            mask_decoder_key(p, "layers.0.self_attn.in_proj.bias").0,
+            "h.transformer_decoder.layers.0.self_attn.attn.in_proj_bias"
+        );
+        assert_eq!(
+            mask_decoder_key(p, "layers.3.norm2.gamma").0,
+            "h.transformer_decoder.layers.3.norms.2.weight"
+        );
+        assert_eq!(
+            mask_decoder_key(p, "cls_proj.fc2.weight").0,
+            "h.cls_proj.4.weight"
+        );
+        assert_eq!(
+            mask_decoder_key(p, "mask_pooling_norm.beta").0,
+            "h.mask_pooling_proj.0.bias"
+        );
+        assert_eq!(
+            mask_decoder_key(p, "query_embed.weight").0,
+            "h.query_embed.weight"
         );
     }
 

@@ -43,6 +43,23 @@ pub fn sine_2d<B: Backend>(
     Tensor::from_data(TensorData::new(data, [1, c, h, w]), device)
 }
 
+/// mmdet `SinePositionalEncoding3D` of a single frame (`T = 1`): the 2-D encoding
+/// plus a constant `z` term, `pe_z(1/(1+ε)·2π)` over `2·num_feats` channels, added to
+/// every position. `[1, 2·num_feats, h, w]`.
+pub fn sine_3d_single_frame<B: Backend>(
+    h: usize,
+    w: usize,
+    num_feats: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let c = 2 * num_feats;
+    let z = 1.0f32 / (1.0 + EPS) * SCALE;
+    let mut pe_z = Vec::with_capacity(c);
+    interleaved(z, c, &mut pe_z);
+    let pe_z = Tensor::<B, 4>::from_data(TensorData::new(pe_z, [1, c, 1, 1]), device);
+    sine_2d::<B>(h, w, num_feats, device) + pe_z
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,8 @@
 //! 1. [`to_rgb8`]: `.convert("RGB")` for the pixel formats the `image` crate decodes.
 //! 2. [`expand_to_square`]: `expand2square` with [`PAD_COLOR`].
 //! 3. [`resize_bicubic_pil`]: Pillow's fixed-point resampler (`libImaging/Resample.c`) with the bicubic
-//!    filter, bit-exact for 8-bit RGB (up- and down-scaling, any sizes).
+//!    filter, bit-exact for 8-bit RGB (up- and down-scaling, any sizes; [`resize_bicubic_pil_with`]
+//!    also reproduces Pillow 13's pass order for non-square resizes).
 //! 4. [`normalize_chw`]: the float arithmetic of transformers 4.36 (`rescale` in float64 then a cast to
 //!    float32, `normalize` in float32), bit-exact.
 //!
@@ -26,8 +27,10 @@
 //! backend is the caller's business.
 //!
 //! Decoding is not part of the parity claim: PNG decodes identically everywhere, but a JPEG decoded by the
-//! `image` crate is not bit-identical to Pillow's libjpeg-turbo (IDCT and chroma upsampling differ by a
-//! few LSB). Feed the same decoded pixels to both sides when comparing.
+//! `image` crate (zune-jpeg) is not bit-identical to Pillow's libjpeg-turbo: on the sample photo
+//! re-encoded as JPEG, 4:2:0 quality 90 differs by up to 4 (mean 0.18) per channel, 4:4:4 quality 95 by up
+//! to 3 (mean 0.01). Feed the same decoded pixels to both sides when comparing. Neither side applies the
+//! EXIF orientation (the official code does not call `exif_transpose`).
 
 use image::{DynamicImage, ImageBuffer, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
@@ -72,8 +75,8 @@ pub enum PreprocessError {
         width: u32,
         /// Declared height.
         height: u32,
-        /// `width · height · 3`, or `None` if that overflows `usize`.
-        expected: Option<usize>,
+        /// `width · height · 3` (as `u128`, so it cannot overflow).
+        expected: u128,
         /// Length of the buffer that was passed.
         actual: usize,
     },
@@ -123,19 +126,22 @@ impl SquareTransform {
     }
 
     /// Model pixels per original pixel: `target / side`.
-    pub fn scale(&self) -> f64 {
+    pub fn scale(self) -> f64 {
         f64::from(self.target) / f64::from(self.side)
     }
 
     /// Original pixel coordinates → model frame: `((x + pad_x) · scale, (y + pad_y) · scale)`.
-    pub fn to_model(&self, x: f64, y: f64) -> (f64, f64) {
+    pub fn to_model(self, x: f64, y: f64) -> (f64, f64) {
         let s = self.scale();
-        ((x + f64::from(self.pad_x)) * s, (y + f64::from(self.pad_y)) * s)
+        (
+            (x + f64::from(self.pad_x)) * s,
+            (y + f64::from(self.pad_y)) * s,
+        )
     }
 
     /// Model frame → original pixel coordinates (the inverse of [`to_model`](Self::to_model)).
     /// Points in the padding map outside `0..W × 0..H`; clamp them if needed.
-    pub fn to_original(&self, x: f64, y: f64) -> (f64, f64) {
+    pub fn to_original(self, x: f64, y: f64) -> (f64, f64) {
         let s = self.scale();
         (x / s - f64::from(self.pad_x), y / s - f64::from(self.pad_y))
     }
@@ -146,14 +152,14 @@ impl SquareTransform {
     /// which inherits it) adds the pad offset to `x1` (or `y1`) only, not to `x2` (or `y2`), so its boxes
     /// are too short by the padding on one side. This port applies the geometrically correct shift to
     /// both corners.
-    pub fn box_to_model(&self, b: [f64; 4]) -> [f64; 4] {
+    pub fn box_to_model(self, b: [f64; 4]) -> [f64; 4] {
         let (x1, y1) = self.to_model(b[0], b[1]);
         let (x2, y2) = self.to_model(b[2], b[3]);
         [x1, y1, x2, y2]
     }
 
     /// A box `[x1, y1, x2, y2]` in the model frame → original pixels (both corners shifted).
-    pub fn box_to_original(&self, b: [f64; 4]) -> [f64; 4] {
+    pub fn box_to_original(self, b: [f64; 4]) -> [f64; 4] {
         let (x1, y1) = self.to_original(b[0], b[1]);
         let (x2, y2) = self.to_original(b[2], b[3]);
         [x1, y1, x2, y2]
@@ -166,7 +172,7 @@ impl SquareTransform {
     /// crops. The official demo (`show_mask_pred`, architecture.md §8.2) instead ends the crop at
     /// `W − pad_y` (or `H − pad_x`), which is one pixel more when `|W − H|` is odd (it keeps one padding
     /// row/column); use [`demo_crop_in_square`](Self::demo_crop_in_square) to reproduce that.
-    pub fn crop_in_square(&self) -> (u32, u32, u32, u32) {
+    pub fn crop_in_square(self) -> (u32, u32, u32, u32) {
         (
             self.pad_x,
             self.pad_y,
@@ -178,7 +184,7 @@ impl SquareTransform {
     /// The official demo's crop box `(sx, sy, ex, ey)`: `ey = S − sy` (or `ex = S − sx`), one pixel taller
     /// (wider) than [`crop_in_square`](Self::crop_in_square) when `|W − H|` is odd. Only for reproducing
     /// the demo's output exactly.
-    pub fn demo_crop_in_square(&self) -> (u32, u32, u32, u32) {
+    pub fn demo_crop_in_square(self) -> (u32, u32, u32, u32) {
         (
             self.pad_x,
             self.pad_y,
@@ -210,7 +216,10 @@ pub struct Preprocessed {
 /// - 32-bit float formats: the `image` crate's conversion (clamp to `[0, 1]`, scale to 255, round);
 ///   Pillow does not open such files as RGB at all.
 pub fn to_rgb8(img: &DynamicImage) -> RgbImage {
-    fn map<P: image::Pixel, F: Fn(&P) -> [u8; 3]>(buf: &ImageBuffer<P, Vec<P::Subpixel>>, f: F) -> RgbImage {
+    fn map<P: image::Pixel, F: Fn(&P) -> [u8; 3]>(
+        buf: &ImageBuffer<P, Vec<P::Subpixel>>,
+        f: F,
+    ) -> RgbImage {
         let mut out = RgbImage::new(buf.width(), buf.height());
         for (o, p) in out.pixels_mut().zip(buf.pixels()) {
             *o = Rgb(f(p));
@@ -254,19 +263,50 @@ pub fn expand_to_square(img: &RgbImage) -> (RgbImage, (u32, u32)) {
     (square, (t.pad_x, t.pad_y))
 }
 
+/// The order of the two separable passes, which changed in Pillow 13.
+///
+/// Both passes round to 8 bits, so the order matters for non-square resizes. For the square-to-square
+/// resize of the preprocessing both variants are identical (Pillow 13 only goes vertical-first when the
+/// height shrinks by more than twice as many pixels as the width).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PassOrder {
+    /// Pillow ≤ 12 (the official OMG-LLaVA environment): horizontal pass, then vertical pass.
+    #[default]
+    HorizontalFirst,
+    /// Pillow 13: vertical pass first when `in_h − out_h > 0` and `in_h − out_h > 2 · (in_w − out_w)`,
+    /// otherwise horizontal first.
+    Pillow13,
+}
+
+/// Pillow-exact `img.resize((width, height), Image.BICUBIC)` of an 8-bit RGB image, with the pass order
+/// of Pillow ≤ 12 ([`PassOrder::HorizontalFirst`]); see [`resize_bicubic_pil_with`].
+pub fn resize_bicubic_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    resize_bicubic_pil_with(img, width, height, PassOrder::HorizontalFirst)
+}
+
 /// Pillow-exact `img.resize((width, height), Image.BICUBIC)` of an 8-bit RGB image.
 ///
-/// A port of Pillow's `ImagingResample` (`src/libImaging/Resample.c`, unchanged in substance from
-/// Pillow 4.x to 13.0): separable convolution with the bicubic kernel `a = −0.5`, support `2 · max(1,
-/// in/out)` (so downscaling antialiases), coefficients normalised to sum 1, converted to fixed point with
-/// 22 fractional bits, a horizontal pass (only over the rows the vertical pass reads) into an 8-bit
-/// intermediate and then a vertical pass, each rounding with `1 << 21` and clipping to `0..=255`. A pass is
-/// skipped when its axis keeps its size, and an unchanged size returns a copy, as `Image.resize` does.
-/// The result matches Pillow byte for byte (verified against Pillow 10.1 and 13.0 in the tests).
+/// A port of Pillow's `ImagingResample` (`src/libImaging/Resample.c`, numerically unchanged from
+/// Pillow 4.x to 13.0 except for the pass order, see [`PassOrder`]): a separable convolution with the
+/// bicubic kernel `a = −0.5` and support `2 · max(1, in/out)` (so downscaling antialiases), coefficients
+/// normalised to sum 1 in `f64` and converted to fixed point with 22 fractional bits, a horizontal pass
+/// (only over the rows the vertical pass reads) into an 8-bit intermediate and a vertical pass, each
+/// accumulating in `i32` from the rounding term `1 << 21` and clipping to `0..=255`. A pass is skipped
+/// when its axis keeps its size, and an unchanged size returns a copy, as `Image.resize` does.
+/// The tests check it byte for byte against Pillow 13.0 (and 10.1 for the pass order).
+///
+/// Pillow built for CPUs where the C compiler fuses multiply-adds (FMA, e.g. arm64) may compute a
+/// coefficient one `f64` ulp differently, which could very rarely move a fixed-point weight by one unit;
+/// this port follows the unfused x86-64 arithmetic.
 ///
 /// Never panics: a zero `width` or `height` gives an empty image (Pillow raises instead), and an empty
 /// input resized to a non-empty size gives black, which is what Pillow's C code computes for it.
-pub fn resize_bicubic_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+pub fn resize_bicubic_pil_with(
+    img: &RgbImage,
+    width: u32,
+    height: u32,
+    order: PassOrder,
+) -> RgbImage {
     let (in_w, in_h) = (img.width(), img.height());
     if (in_w, in_h) == (width, height) {
         return img.clone();
@@ -274,59 +314,94 @@ pub fn resize_bicubic_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     if width == 0 || height == 0 {
         return RgbImage::new(width, height);
     }
-    let (in_w_us, in_h_us) = (in_w as usize, in_h as usize);
+    let (in_w, in_h) = (in_w as usize, in_h as usize);
     let (out_w, out_h) = (width as usize, height as usize);
-    let src = img.as_raw();
-
-    // Pillow computes the vertical coefficients first: their bounds decide which rows the horizontal
-    // pass needs.
-    let vert = Coeffs::new(in_h_us, 0.0, in_h as f32, out_h);
-    let need_horizontal = width != in_w;
-    let need_vertical = height != in_h;
-
-    // Horizontal pass into an 8-bit intermediate, over the rows the vertical pass reads only.
-    let horizontal_out;
-    let (mid, mid_w, row_offset): (&[u8], usize, usize) = if need_horizontal {
-        let first = vert.spans.first().map_or(0, |s| s.start);
-        let last = vert.spans.last().map_or(0, |s| s.start + s.len);
-        let horiz = Coeffs::new(in_w_us, 0.0, in_w as f32, out_w);
-        let rows = last.saturating_sub(first);
-        let mut buf = vec![0u8; out_w * rows * 3];
-        for (r, out_row) in buf.chunks_exact_mut(out_w * 3).enumerate() {
-            let y = first + r;
-            let in_row = &src[y * in_w_us * 3..(y + 1) * in_w_us * 3];
-            for (span, out_px) in horiz.spans.iter().zip(out_row.chunks_exact_mut(3)) {
-                let k = &horiz.weights[span.offset..span.offset + span.len];
-                let px = &in_row[span.start * 3..(span.start + span.len) * 3];
-                let (mut s0, mut s1, mut s2) = (ROUNDING, ROUNDING, ROUNDING);
-                for (p, &w) in px.chunks_exact(3).zip(k) {
-                    s0 = s0.wrapping_add(i32::from(p[0]).wrapping_mul(w));
-                    s1 = s1.wrapping_add(i32::from(p[1]).wrapping_mul(w));
-                    s2 = s2.wrapping_add(i32::from(p[2]).wrapping_mul(w));
-                }
-                out_px.copy_from_slice(&[clip8(s0), clip8(s1), clip8(s2)]);
-            }
+    let src = img.as_raw().as_slice();
+    let need_horizontal = out_w != in_w;
+    let need_vertical = out_h != in_h;
+    let horizontal_first = match order {
+        PassOrder::HorizontalFirst => true,
+        PassOrder::Pillow13 => {
+            let dh = in_h as i64 - out_h as i64;
+            let dw = in_w as i64 - out_w as i64;
+            !(dh > 0 && dh > dw * 2)
         }
-        horizontal_out = buf;
-        (&horizontal_out, out_w, first)
-    } else {
-        (src, in_w_us, 0)
     };
+    // `(in0, in1)` of Pillow's `box`, as `float`: the whole image.
+    let vert = Coeffs::new(in_h, 0.0, in_h as f32, out_h);
+    let horiz = Coeffs::new(in_w, 0.0, in_w as f32, out_w);
 
-    if !need_vertical {
-        return RgbImage::from_raw(width, height, mid.to_vec())
-            .expect("horizontal pass output has width*height*3 bytes");
+    let out = if horizontal_first {
+        if need_horizontal {
+            // Only the rows the vertical pass reads (Pillow's `ybox_first..ybox_last`).
+            let first = vert.spans.first().map_or(0, |s| s.start);
+            let last = vert.spans.last().map_or(0, |s| s.start + s.len);
+            let mid = horizontal_pass(src, in_w, first..last.max(first), &horiz);
+            if need_vertical {
+                vertical_pass(&mid, out_w, first, &vert)
+            } else {
+                mid
+            }
+        } else {
+            vertical_pass(src, in_w, 0, &vert)
+        }
+    } else if need_vertical {
+        let mid = vertical_pass(src, in_w, 0, &vert);
+        if need_horizontal {
+            horizontal_pass(&mid, in_w, 0..out_h, &horiz)
+        } else {
+            mid
+        }
+    } else {
+        horizontal_pass(src, in_w, 0..in_h, &horiz)
+    };
+    RgbImage::from_raw(width, height, out).expect("the passes produce width*height*3 bytes")
+}
+
+/// Pillow's `_ImagingResampleHorizontal_8bpc` for RGB over the source rows `rows` of an `in_w`-wide image.
+fn horizontal_pass(
+    src: &[u8],
+    in_w: usize,
+    rows: std::ops::Range<usize>,
+    coeffs: &Coeffs,
+) -> Vec<u8> {
+    let out_w = coeffs.spans.len();
+    let mut out = vec![0u8; out_w * rows.len() * 3];
+    if out.is_empty() {
+        return out;
     }
-    // Vertical pass. Integer addition is exact, so accumulating row by row gives Pillow's sums.
-    let stride = mid_w * 3;
-    let mut out = vec![0u8; stride * out_h];
+    for (y, out_row) in rows.zip(out.chunks_exact_mut(out_w * 3)) {
+        let in_row = &src[y * in_w * 3..(y + 1) * in_w * 3];
+        for (span, out_px) in coeffs.spans.iter().zip(out_row.chunks_exact_mut(3)) {
+            let k = &coeffs.weights[span.offset..span.offset + span.len];
+            let px = &in_row[span.start * 3..(span.start + span.len) * 3];
+            let (mut s0, mut s1, mut s2) = (ROUNDING, ROUNDING, ROUNDING);
+            for (p, &w) in px.chunks_exact(3).zip(k) {
+                s0 = s0.wrapping_add(i32::from(p[0]).wrapping_mul(w));
+                s1 = s1.wrapping_add(i32::from(p[1]).wrapping_mul(w));
+                s2 = s2.wrapping_add(i32::from(p[2]).wrapping_mul(w));
+            }
+            out_px.copy_from_slice(&[clip8(s0), clip8(s1), clip8(s2)]);
+        }
+    }
+    out
+}
+
+/// Pillow's `_ImagingResampleVertical_8bpc` for RGB; `row_offset` is the first source row held in `src`.
+/// Integer addition is exact, so accumulating whole rows at a time gives Pillow's per-pixel sums.
+fn vertical_pass(src: &[u8], width: usize, row_offset: usize, coeffs: &Coeffs) -> Vec<u8> {
+    let stride = width * 3;
+    let mut out = vec![0u8; stride * coeffs.spans.len()];
+    if out.is_empty() {
+        return out;
+    }
     let mut acc = vec![ROUNDING; stride];
-    for (span, out_row) in vert.spans.iter().zip(out.chunks_exact_mut(stride)) {
-        let k = &vert.weights[span.offset..span.offset + span.len];
+    for (span, out_row) in coeffs.spans.iter().zip(out.chunks_exact_mut(stride)) {
+        let k = &coeffs.weights[span.offset..span.offset + span.len];
         acc.fill(ROUNDING);
         for (j, &w) in k.iter().enumerate() {
             let y = span.start + j - row_offset;
-            let row = &mid[y * stride..(y + 1) * stride];
+            let row = &src[y * stride..(y + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a = a.wrapping_add(i32::from(p).wrapping_mul(w));
             }
@@ -335,7 +410,7 @@ pub fn resize_bicubic_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
             *o = clip8(a);
         }
     }
-    RgbImage::from_raw(width, height, out).expect("vertical pass output has width*height*3 bytes")
+    out
 }
 
 /// `PRECISION_BITS` of Pillow's 8-bit resampler: 32 − 8 − 2 fractional bits.
@@ -505,23 +580,17 @@ pub fn preprocess_rgb(
     if width == 0 || height == 0 {
         return Err(PreprocessError::EmptyImage { width, height });
     }
-    let expected = (width as usize)
-        .checked_mul(height as usize)
-        .and_then(|n| n.checked_mul(3));
-    if expected != Some(rgb.len()) {
-        return Err(PreprocessError::BufferLength {
-            width,
-            height,
-            expected,
-            actual: rgb.len(),
-        });
-    }
-    let img = RgbImage::from_raw(width, height, rgb.to_vec()).ok_or(PreprocessError::BufferLength {
+    let expected = u128::from(width) * u128::from(height) * 3;
+    let length_error = || PreprocessError::BufferLength {
         width,
         height,
         expected,
         actual: rgb.len(),
-    })?;
+    };
+    if rgb.len() as u128 != expected {
+        return Err(length_error());
+    }
+    let img = RgbImage::from_raw(width, height, rgb.to_vec()).ok_or_else(length_error)?;
     Ok(preprocess_rgb8(&img, target))
 }
 

@@ -15,8 +15,9 @@ This script runs that pipeline with real Pillow and transformers 4.36.2 and stor
   photo input is `examples/assets/chelsea.png` (scikit-image's CC0 sample, see examples/assets/README.md).
 - `<name>_sq<T>.png`: `expand2square(...).resize((T, T), Image.BICUBIC)`, the uint8 image that
   `CLIPImageProcessor` normalises (the script checks that transformers' own resize gives the same bytes).
-- `<name>_resize_<W>x<H>.png`: plain `Image.resize((W, H), Image.BICUBIC)` of the non-square input, for the
-  general (non-square, up/down, one-axis) PIL resampler.
+- `<name>_resize_<W>x<H>.png`: `Image.resize((W, H), Image.BICUBIC)` of the non-square input as Pillow <= 12
+  computes it (horizontal pass first), for the general (non-square, up/down, one-axis) resampler; when run
+  with Pillow >= 13, also `..._pillow13.png` where Pillow 13's pass order gives a different result.
 - `mode_*.png` + `mode_*_rgb.png`: inputs in other pixel formats (L, LA, RGBA, P, P+tRNS, 16-bit RGB,
   16-bit grey) and what `Image.open(...).convert("RGB")` gives for them.
 - `clip_pixel_values.safetensors`: float32 `[3, T, T]` outputs of `CLIPImageProcessor.preprocess`,
@@ -28,7 +29,8 @@ Usage (from anywhere; paths are relative to this file):
     python -m venv /tmp/pyenv && /tmp/pyenv/bin/pip install pillow transformers==4.36.2 safetensors numpy
     /tmp/pyenv/bin/python crates/omg-encoder/tests/data/make_pil_reference.py
 
-Torch is not needed (`return_tensors="np"` gives the same float32 array that "pt" wraps).
+The committed outputs were made with Pillow 13.0.0, transformers 4.36.2, numpy 2.x; every uint8 reference
+(squares, `_resize_` files, modes) was also checked to be identical under Pillow 10.1.0. Torch is not needed (`return_tensors="np"` gives the same float32 array that "pt" wraps).
 """
 
 import io
@@ -219,17 +221,30 @@ def main() -> None:
     resize_plan = {
         "synth_tall_37x101": [(50, 20), (80, 300), (37, 50), (60, 101), (1, 1), (200, 7)],
         "synth_wide_203x64": [(17, 90), (203, 31), (90, 64), (64, 64)],
-        "chelsea": [(333, 222), (97, 61)],
+        "chelsea": [(151, 211), (97, 61)],
     }
+    pillow_major = int(PIL.__version__.split(".")[0])
     for name, sizes in resize_plan.items():
         path, rel = inputs[name]
         image = Image.open(path).convert("RGB")
         for w, h in sizes:
+            # Pillow <= 12 always runs the horizontal pass first; resizing one axis at a time in that
+            # order reproduces it with any Pillow (a pass is skipped when its axis keeps its size).
+            classic = image.resize((w, image.height), Image.BICUBIC).resize((w, h), Image.BICUBIC)
+            native = image.resize((w, h), Image.BICUBIC)
+            if pillow_major < 13:
+                assert np.array_equal(np.asarray(classic), np.asarray(native)), (name, w, h)
             ref = f"{name}_resize_{w}x{h}.png"
-            save_png(image.resize((w, h), Image.BICUBIC), OUT / ref)
-            meta["resize_cases"].append(
-                {"name": name, "input": rel, "width": w, "height": h, "png": f"preprocess/{ref}"}
-            )
+            save_png(classic, OUT / ref)
+            case = {"name": name, "input": rel, "width": w, "height": h, "png": f"preprocess/{ref}"}
+            if pillow_major >= 13:
+                # Pillow 13 runs the vertical pass first when the height shrinks much more.
+                ref13 = ref
+                if not np.array_equal(np.asarray(classic), np.asarray(native)):
+                    ref13 = f"{name}_resize_{w}x{h}_pillow13.png"
+                    save_png(native, OUT / ref13)
+                case["png_pillow13"] = f"preprocess/{ref13}"
+            meta["resize_cases"].append(case)
 
     # Pixel formats other than 8-bit RGB and what `.convert("RGB")` makes of them.
     rng = np.random.default_rng(7)
@@ -256,7 +271,9 @@ def main() -> None:
     for name in list(modes) + ["mode_rgb16", "mode_grey16"]:
         src = Image.open(OUT / f"{name}.png")
         rgb = src.convert("RGB")
-        save_png(rgb, OUT / f"{name}_rgb.png")
+        # A fresh image: `convert` keeps a P image's `transparency` as an RGB key colour, which would
+        # make Pillow write a tRNS chunk.
+        save_png(Image.frombytes("RGB", rgb.size, rgb.tobytes()), OUT / f"{name}_rgb.png")
         meta["mode_cases"].append(
             {"input": f"preprocess/{name}.png", "pil_mode": src.mode, "rgb": f"preprocess/{name}_rgb.png"}
         )

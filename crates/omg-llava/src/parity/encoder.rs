@@ -2,12 +2,20 @@
 //! backbone. Every other recorded output is reported as FAIL ("not implemented
 //! yet") so the stage cannot pass before it is complete.
 
+use burn::tensor::{
+    Bool,
+    module::interpolate,
+    ops::{InterpolateMode, InterpolateOptions},
+};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
-use omg_encoder::loader::{BackboneNaming, load_backbone, load_pixel_decoder};
-use omg_encoder::{BackboneConfig, ConvNext, PixelDecoder, PixelDecoderConfig};
+use omg_encoder::loader::{BackboneNaming, load_backbone, load_mask_decoder, load_pixel_decoder};
+use omg_encoder::{
+    BackboneConfig, ClassEmbedding, ConvNext, MaskDecoder, MaskDecoderConfig, PixelDecoder,
+    PixelDecoderConfig,
+};
 
 use super::ParityError;
-use super::compare::{Comparison, Tolerance, compare_f32};
+use super::compare::{Comparison, Tolerance, compare_exact, compare_f32};
 use super::fixture::{Fixture, Weights};
 use super::tolerance::Tolerances;
 
@@ -51,6 +59,37 @@ pub fn pixel_decoder_config(fx: &Fixture) -> Result<PixelDecoderConfig, ParityEr
     };
     config.validate().map_err(|e| fx.malformed(e.to_string()))?;
     Ok(config)
+}
+
+/// The mask-decoder configuration a fixture's `tiny_hparams` describe.
+pub fn mask_decoder_config(fx: &Fixture) -> Result<MaskDecoderConfig, ParityError> {
+    let mut config = MaskDecoderConfig {
+        feat_channels: usize_at(fx, "/tiny_hparams/feat")?,
+        num_queries: usize_at(fx, "/tiny_hparams/num_queries")?,
+        num_layers: usize_at(fx, "/tiny_hparams/dec_layers")?,
+        num_heads: usize_at(fx, "/tiny_hparams/heads")?,
+        ffn_channels: usize_at(fx, "/tiny_hparams/dec_ffn")?,
+        num_levels: usize_at(fx, "/tiny_hparams/msda_levels")?,
+        clip_dim: usize_at(fx, "/tiny_hparams/clip_embed_dim")?,
+        ..MaskDecoderConfig::default()
+    };
+    if fx.has("buf.visual_encoder.panoptic_head.logit_scale") {
+        let (_, v) = fx.f32("buf.visual_encoder.panoptic_head.logit_scale")?;
+        config.logit_scale = v.first().copied().unwrap_or(config.logit_scale);
+    }
+    config.validate().map_err(|e| fx.malformed(e.to_string()))?;
+    Ok(config)
+}
+
+fn host_bool<B: Backend, const D: usize>(t: Tensor<B, D, Bool>) -> Vec<u8> {
+    t.int()
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v as u8)
+        .collect()
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
@@ -107,14 +146,96 @@ pub fn run_encoder<B: Backend>(
         "visual_encoder.panoptic_head.",
     )?;
     let pd = pixel_decoder.forward(&levels);
-    check("out.pixel_decoder.mask_features".into(), pd.mask_features)?;
+    check(
+        "out.pixel_decoder.mask_features".into(),
+        pd.mask_features.clone(),
+    )?;
     check(
         "out.pixel_decoder.fpn_stride4_pre_mask_feature".into(),
-        pd.fpn_stride4,
+        pd.fpn_stride4.clone(),
     )?;
-    for (i, m) in pd.multi_scale_memory.into_iter().enumerate() {
-        check(format!("out.pixel_decoder.multi_scale_memory.{i}"), m)?;
+    for (i, m) in pd.multi_scale_memory.iter().enumerate() {
+        check(
+            format!("out.pixel_decoder.multi_scale_memory.{i}"),
+            m.clone(),
+        )?;
     }
+
+    // Mask decoder (panoptic mode).
+    let (ov_shape, ov) = fx.f32("buf.ov_class_embed_file")?;
+    let classes = ClassEmbedding::<B>::from_ov_file(TensorData::new(ov, ov_shape), device)?;
+    let (decoder, _) = load_mask_decoder(
+        MaskDecoder::<B>::init(&mask_decoder_config(fx)?, device),
+        &weights,
+        "visual_encoder.panoptic_head.",
+    )?;
+    let levels_mem = decoder.level_memory(&pd.multi_scale_memory);
+    let out = decoder.forward(&pd.mask_features, &levels_mem, &classes);
+    let mut check3 = |key: String, t: Tensor<B, 3>, tol| -> Result<(), ParityError> {
+        let (s, v) = host(t);
+        let (es, ev) = fx.f32(&key)?;
+        results.push(compare_f32(&key, (&s, &v), (&es, &ev), tol));
+        compared.insert(key);
+        Ok(())
+    };
+    let feat_tol = tols.float("features");
+    for (i, stage) in out.stages.iter().enumerate() {
+        check3(
+            format!("out.decoder.cls_pred.{i}"),
+            Tensor::cat(vec![stage.cls_logits.clone(), stage.iou.clone()], 2),
+            feat_tol,
+        )?;
+    }
+    check3(
+        "out.decoder.query_feat".into(),
+        out.query_feat.clone(),
+        feat_tol,
+    )?;
+    check3(
+        "out.decoder.query_pos".into(),
+        out.query_pos.clone(),
+        feat_tol,
+    )?;
+    let last = &out.stages[out.stages.len() - 1];
+    check3(
+        "out.predict.mask_cls_results".into(),
+        last.cls_logits.clone(),
+        feat_tol,
+    )?;
+    check3("out.predict.iou_results".into(), last.iou.clone(), feat_tol)?;
+    for (i, stage) in out.stages.iter().enumerate() {
+        let key = format!("out.decoder.mask_pred.{i}");
+        let (s, v) = host(stage.mask_logits.clone());
+        let (es, ev) = fx.f32(&key)?;
+        results.push(compare_f32(&key, (&s, &v), (&es, &ev), feat_tol));
+        compared.insert(key);
+        let key = format!("out.decoder.attn_mask.{i}");
+        let (_, expected) = fx.i64(&key)?;
+        let expected: Vec<u8> = expected.into_iter().map(|v| v as u8).collect();
+        results.push(compare_exact(
+            &key,
+            &host_bool(stage.attn_mask.clone()),
+            &expected,
+        ));
+        compared.insert(key);
+    }
+    // predict(): the last mask logits resized to the input size (the fixture keeps the
+    // first queries only).
+    let key = "out.predict.mask_pred_results_q0_2".to_string();
+    let es = fx.shape(&key)?;
+    let [b, _, hm, wm] = last.mask_logits.dims();
+    let up = interpolate(
+        last.mask_logits
+            .clone()
+            .slice([0..b, 0..es[1], 0..hm, 0..wm]),
+        [shape[2], shape[3]],
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
+    );
+    let (s, v) = host(up);
+    let (es, ev) = fx.f32(&key)?;
+    results.push(compare_f32(&key, (&s, &v), (&es, &ev), feat_tol));
+    compared.insert(key);
+
     for key in fx.tensors_names() {
         if key.starts_with("out.") && !compared.contains(&key) {
             results.push(Comparison {
