@@ -1,6 +1,7 @@
-//! Stage `encoder` (OMG-Seg visual encoder). Implemented so far: the ConvNeXt
-//! backbone. Every other recorded output is reported as FAIL ("not implemented
-//! yet") so the stage cannot pass before it is complete.
+//! Stage `encoder` (OMG-Seg visual encoder): backbone levels, pixel decoder, every
+//! mask-decoder stage, `predict()` and the perception prior / encoder outputs that
+//! OMG-LLaVA takes. A recorded output this version does not compute is reported as
+//! FAIL ("not implemented yet"), never skipped.
 
 use burn::tensor::{
     Bool,
@@ -219,6 +220,39 @@ pub fn run_encoder<B: Backend>(
         ));
         compared.insert(key);
     }
+    // Perception prior and the three tensors OMG-LLaVA takes from the encoder.
+    let prior = omg_projector::perception_prior(
+        last.cls_logits.clone(),
+        last.mask_logits.clone(),
+        out.query_feat.clone(),
+        out.query_pos.clone(),
+        (shape[2], shape[3]),
+        2 * config.output_stride(),
+        0.5,
+    );
+    let clip = omg_projector::pixel_shuffle_tokens(levels[levels.len() - 1].clone());
+    let with_prior = Tensor::cat(vec![clip.clone(), prior.pixel_query.clone()], 2);
+    let qpf = Tensor::cat(vec![out.query_feat.clone(), out.query_pos.clone()], 2);
+    for (key, t) in [
+        ("out.llava_clip_feat", clip),
+        ("out.pixel_query", prior.pixel_query.clone()),
+        ("out.clip_feature_with_prior", with_prior),
+        ("out.query_pos_feat", qpf),
+    ] {
+        let (s, v) = host(t);
+        let (es, ev) = fx.f32(key)?;
+        results.push(compare_f32(key, (&s, &v), (&es, &ev), feat_tol));
+        compared.insert(key.to_owned());
+    }
+    let (_, expected) = fx.i64("out.attn_mask")?;
+    let expected: Vec<u8> = expected.into_iter().map(|v| v as u8).collect();
+    results.push(compare_exact(
+        "out.attn_mask",
+        &host_bool(prior.attn_mask),
+        &expected,
+    ));
+    compared.insert("out.attn_mask".to_owned());
+
     // predict(): the last mask logits resized to the input size (the fixture keeps the
     // first queries only).
     let key = "out.predict.mask_pred_results_q0_2".to_string();

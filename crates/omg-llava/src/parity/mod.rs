@@ -41,12 +41,7 @@ pub enum ParityError {
 }
 
 /// The stages this version checks.
-pub const STAGES: &[&str] = &[
-    "tokenizer",
-    "llm",
-    "checkpoint_format",
-    "encoder (backbone only so far)",
-];
+pub const STAGES: &[&str] = &["tokenizer", "llm", "checkpoint_format", "encoder"];
 
 /// Checks one fixture path: a `.safetensors` file with its `.json` sidecar, or a
 /// tokenizer fixture folder.
