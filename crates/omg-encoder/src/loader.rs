@@ -34,6 +34,15 @@ fn norm(p: &str) -> &str {
     }
 }
 
+/// A `torch.nn.Linear` parameter: the weight is stored transposed, the bias as is.
+fn linear(p: &str) -> Layout {
+    if p == "weight" {
+        Layout::Transposed
+    } else {
+        Layout::Same
+    }
+}
+
 /// The official name of a backbone parameter (burn path → key, layout).
 pub fn backbone_key(naming: &BackboneNaming, path: &str) -> (String, Layout) {
     let parts: Vec<&str> = path.split('.').collect();
@@ -66,14 +75,7 @@ pub fn backbone_key(naming: &BackboneNaming, path: &str) -> (String, Layout) {
                 ("gamma", []) => ("gamma".to_owned(), Layout::Same),
                 ("conv_dw", [p]) => (format!("conv_dw.{p}"), Layout::Same),
                 ("norm", [p]) => (format!("norm.{}", norm(p)), Layout::Same),
-                ("fc1", [p]) | ("fc2", [p]) => (
-                    format!("mlp.{module}.{p}"),
-                    if *p == "weight" {
-                        Layout::Transposed
-                    } else {
-                        Layout::Same
-                    },
-                ),
+                ("fc1", [p]) | ("fc2", [p]) => (format!("mlp.{module}.{p}"), linear(p)),
                 _ => (format!("?{path}"), Layout::Same),
             };
             (format!("{stage}.blocks.{j}.{name}"), layout)
@@ -101,13 +103,6 @@ pub fn load_backbone<B: Backend>(
 /// `omg_seg_convl.pth`).
 pub fn pixel_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
     let parts: Vec<&str> = path.split('.').collect();
-    let linear = |p: &str| {
-        if p == "weight" {
-            Layout::Transposed
-        } else {
-            Layout::Same
-        }
-    };
     let (rel, layout) = match parts.as_slice() {
         ["input_convs", i, "conv", p] => (format!("input_convs.{i}.conv.{p}"), Layout::Same),
         ["input_convs", i, "gn", p] => (format!("input_convs.{i}.gn.{}", norm(p)), Layout::Same),
@@ -155,13 +150,6 @@ pub fn load_pixel_decoder<B: Backend>(
 /// `"mask_embed_llm"`.
 pub fn mask_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
     let parts: Vec<&str> = path.split('.').collect();
-    let linear = |p: &str| {
-        if p == "weight" {
-            Layout::Transposed
-        } else {
-            Layout::Same
-        }
-    };
     let mlp = |i: &str| match i {
         "fc0" => "0",
         "fc1" => "2",

@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{DType, Element, Tensor, TensorData, backend::Backend};
+use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 
 use crate::LlmError;
 use crate::checkpoint::apply::{Producer, WeightApplier};
+use crate::checkpoint::module_loader::{to_backend_float, transpose_2d};
 use crate::checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
 use crate::config::InternLM2Config;
 use crate::model::InternLM2;
@@ -279,36 +280,12 @@ fn check_shape(
     Ok(())
 }
 
-/// Transposes a 2-D tensor `[rows, cols]` on the host (any element size).
-fn transpose_2d(data: TensorData) -> TensorData {
-    let [rows, cols] = [data.shape[0], data.shape[1]];
-    let dtype = data.dtype;
-    let size = dtype.size();
-    let src = data.as_bytes();
-    let mut dst = vec![0u8; src.len()];
-    const BLOCK: usize = 32;
-    for r0 in (0..rows).step_by(BLOCK) {
-        for c0 in (0..cols).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for c in c0..(c0 + BLOCK).min(cols) {
-                    let s = (r * cols + c) * size;
-                    let d = (c * rows + r) * size;
-                    dst[d..d + size].copy_from_slice(&src[s..s + size]);
-                }
-            }
-        }
-    }
-    TensorData::from_bytes_vec(dst, [cols, rows], dtype)
-}
-
 /// Reads `key` and converts it to the backend's float type.
 fn read_float<B: Backend>(
     source: &dyn TensorSource,
     key: &str,
 ) -> Result<TensorData, CheckpointError> {
-    let data = source.read(key)?;
-    check_float(key, data.dtype)?;
-    Ok(data.convert_dtype(<B::FloatElem as Element>::dtype()))
+    to_backend_float::<B>(key, source.read(key)?)
 }
 
 fn producer<'a, B: Backend>(
