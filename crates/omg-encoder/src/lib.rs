@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod class_embedding;
 pub mod config;
 mod error;
+pub mod ffn;
 pub mod loader;
 pub mod mask_decoder;
 pub mod msdeform_attn;

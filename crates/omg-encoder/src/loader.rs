@@ -9,6 +9,7 @@ use crate::EncoderError;
 use crate::backbone::ConvNext;
 use crate::checkpoint::TensorSource;
 use crate::checkpoint::module_loader::{Layout, load_module};
+use crate::ffn;
 use crate::mask_decoder::MaskDecoder;
 use crate::pixel_decoder::PixelDecoder;
 use burn::tensor::backend::Backend;
@@ -109,10 +110,10 @@ pub fn pixel_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
         ["layers", l, "self_attn", m, p] => {
             (format!("encoder.layers.{l}.self_attn.{m}.{p}"), linear(p))
         }
-        ["layers", l, "ffn_fc1", p] => {
-            (format!("encoder.layers.{l}.ffn.layers.0.0.{p}"), linear(p))
-        }
-        ["layers", l, "ffn_fc2", p] => (format!("encoder.layers.{l}.ffn.layers.1.{p}"), linear(p)),
+        ["layers", l, "ffn", fc, p] => (
+            format!("encoder.layers.{l}.ffn.{}", ffn::official_suffix(fc, p)),
+            linear(p),
+        ),
         ["layers", l, "norm1", p] => (
             format!("encoder.layers.{l}.norms.0.{}", norm(p)),
             Layout::Same,
@@ -179,12 +180,11 @@ pub fn mask_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
             format!("transformer_decoder.layers.{i}.{attn}.attn.out_proj.{p}"),
             linear(p),
         ),
-        ["layers", i, "ffn_fc1", p] => (
-            format!("transformer_decoder.layers.{i}.ffn.layers.0.0.{p}"),
-            linear(p),
-        ),
-        ["layers", i, "ffn_fc2", p] => (
-            format!("transformer_decoder.layers.{i}.ffn.layers.1.{p}"),
+        ["layers", i, "ffn", fc, p] => (
+            format!(
+                "transformer_decoder.layers.{i}.ffn.{}",
+                ffn::official_suffix(fc, p)
+            ),
             linear(p),
         ),
         ["layers", i, n, p] if n.starts_with("norm") => (
@@ -290,7 +290,7 @@ mod tests {
     fn pixel_decoder_names_follow_mmdet() {
         let p = "panoptic_head.";
         assert_eq!(
-            pixel_decoder_key(p, "layers.5.ffn_fc1.weight"),
+            pixel_decoder_key(p, "layers.5.ffn.fc1.weight"),
             (
                 "panoptic_head.pixel_decoder.encoder.layers.5.ffn.layers.0.0.weight".into(),
                 Layout::Transposed

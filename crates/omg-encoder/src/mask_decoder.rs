@@ -15,6 +15,7 @@ use burn::tensor::{
 
 use crate::class_embedding::ClassEmbedding;
 use crate::config::MaskDecoderConfig;
+use crate::ffn::Ffn;
 use crate::position_encoding::sine_3d_single_frame;
 
 /// Linear → ReLU → Linear → ReLU → Linear (official `.0`, `.2`, `.4`).
@@ -114,10 +115,8 @@ pub struct DecoderLayer<B: Backend> {
     pub cross_attn: MultiheadAttention<B>,
     /// `self_attn.attn`.
     pub self_attn: MultiheadAttention<B>,
-    /// `ffn.layers.0.0` (ReLU).
-    pub ffn_fc1: Linear<B>,
-    /// `ffn.layers.1`.
-    pub ffn_fc2: Linear<B>,
+    /// `ffn`.
+    pub ffn: Ffn<B>,
     /// `norms.0`, after cross-attention.
     pub norm0: LayerNorm<B>,
     /// `norms.1`, after self-attention.
@@ -137,8 +136,7 @@ impl<B: Backend> DecoderLayer<B> {
         Self {
             cross_attn: MultiheadAttention::init(c, cfg.num_heads, device),
             self_attn: MultiheadAttention::init(c, cfg.num_heads, device),
-            ffn_fc1: LinearConfig::new(c, cfg.ffn_channels).init(device),
-            ffn_fc2: LinearConfig::new(cfg.ffn_channels, c).init(device),
+            ffn: Ffn::init(c, cfg.ffn_channels, device),
             norm0: ln(),
             norm1: ln(),
             norm2: ln(),
@@ -169,8 +167,7 @@ impl<B: Backend> DecoderLayer<B> {
             q,
             None,
         ));
-        let y = self.ffn_fc2.forward(relu(self.ffn_fc1.forward(q.clone())));
-        self.norm2.forward(q + y)
+        self.norm2.forward(self.ffn.forward(q))
     }
 }
 

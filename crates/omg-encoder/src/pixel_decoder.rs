@@ -6,14 +6,15 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
-    Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig, Linear,
-    LinearConfig, PaddingConfig2d,
+    Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, LayerNorm, LayerNormConfig,
+    PaddingConfig2d,
 };
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, TensorData, activation::relu, backend::Backend};
 
 use crate::config::PixelDecoderConfig;
+use crate::ffn::Ffn;
 use crate::msdeform_attn::MultiScaleDeformableAttention;
 use crate::position_encoding::sine_2d;
 
@@ -58,10 +59,8 @@ impl<B: Backend> ConvGn<B> {
 pub struct EncoderLayer<B: Backend> {
     /// `self_attn`.
     pub self_attn: MultiScaleDeformableAttention<B>,
-    /// `ffn.layers.0.0`: `C → ffn` (ReLU).
-    pub ffn_fc1: Linear<B>,
-    /// `ffn.layers.1`: `ffn → C`.
-    pub ffn_fc2: Linear<B>,
+    /// `ffn`.
+    pub ffn: Ffn<B>,
     /// `norms.0`.
     pub norm1: LayerNorm<B>,
     /// `norms.1`.
@@ -84,8 +83,7 @@ impl<B: Backend> EncoderLayer<B> {
                 cfg.num_points,
                 device,
             ),
-            ffn_fc1: LinearConfig::new(c, cfg.ffn_channels).init(device),
-            ffn_fc2: LinearConfig::new(cfg.ffn_channels, c).init(device),
+            ffn: Ffn::init(c, cfg.ffn_channels, device),
             norm1: ln(),
             norm2: ln(),
         }
@@ -103,8 +101,7 @@ impl<B: Backend> EncoderLayer<B> {
                 self.self_attn
                     .forward(x.clone(), pos, x, reference_points, shapes),
             );
-        let y = self.ffn_fc2.forward(relu(self.ffn_fc1.forward(x.clone())));
-        self.norm2.forward(x + y)
+        self.norm2.forward(self.ffn.forward(x))
     }
 }
 
