@@ -52,6 +52,37 @@ impl<B: Backend> ClassEmbedding<B> {
         })
     }
 
+    /// From the head's `cls_embed` buffer as the official module holds it, `(D, K+1, P)`
+    /// with the all-zero background class last (the parity fixtures store this form).
+    pub fn from_buffer(data: TensorData, device: &B::Device) -> Result<Self, EncoderError> {
+        if data.shape.num_dims() != 3 || data.shape[1] < 2 {
+            return Err(EncoderError::Input(format!(
+                "a cls_embed buffer must be (dim, classes + 1, prototypes), got {:?}",
+                data.shape
+            )));
+        }
+        let [d, k1, p] = [data.shape[0], data.shape[1], data.shape[2]];
+        let values: Vec<f32> = data
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .map_err(|e| EncoderError::Input(format!("cls_embed buffer: {e:?}")))?;
+        // (D, K+1, P) → (K, P, D) without the background class.
+        let mut ov = Vec::with_capacity((k1 - 1) * p * d);
+        for k in 0..k1 - 1 {
+            for j in 0..p {
+                ov.extend((0..d).map(|c| values[(c * k1 + k) * p + j]));
+            }
+        }
+        let background_is_zero =
+            (0..d).all(|c| (0..p).all(|j| values[(c * k1 + k1 - 1) * p + j] == 0.0));
+        if !background_is_zero {
+            return Err(EncoderError::Input(
+                "the last class of a cls_embed buffer must be the all-zero background".into(),
+            ));
+        }
+        Self::from_ov_file(TensorData::new(ov, [k1 - 1, p, d]), device)
+    }
+
     /// Number of classes `K` (without background).
     pub fn num_classes(&self) -> usize {
         self.classes

@@ -6,6 +6,7 @@ use crate::EncoderError;
 
 /// The open_clip / timm ConvNeXt trunk (`OpenCLIPBackbone_omgseg`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BackboneConfig {
     /// Blocks per stage (ConvNeXt-L: `[3, 3, 27, 3]`).
     pub depths: Vec<usize>,
@@ -62,6 +63,7 @@ impl BackboneConfig {
 /// mmdet `MSDeformAttnPixelDecoder` (the deformable-attention encoder over the three
 /// coarsest backbone levels, then an FPN step to stride 4 and the `mask_feature` conv).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PixelDecoderConfig {
     /// Channels of the backbone levels (stride 4 first).
     pub in_channels: Vec<usize>,
@@ -139,6 +141,7 @@ impl PixelDecoderConfig {
 /// queries refined by masked cross-attention over the pixel decoder's levels, with the
 /// open-vocabulary class head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MaskDecoderConfig {
     /// Width of queries and features (256).
     pub feat_channels: usize,

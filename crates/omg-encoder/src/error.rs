@@ -12,4 +12,14 @@ pub enum EncoderError {
     /// Loading weights failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A tensor does not have the shape an operation needs.
+    #[error("shape mismatch for {what}: expected {expected}, got {actual:?}")]
+    ShapeMismatch {
+        /// Which tensor (and operation) was checked.
+        what: String,
+        /// The expected shape, in words (e.g. `[Q, 134]`).
+        expected: String,
+        /// The shape that was passed.
+        actual: Vec<usize>,
+    },
 }

@@ -12,6 +12,7 @@ use crate::checkpoint::module_loader::{Layout, load_module};
 use crate::ffn;
 use crate::mask_decoder::MaskDecoder;
 use crate::pixel_decoder::PixelDecoder;
+use crate::prompt::PromptEmbedding;
 use burn::tensor::backend::Backend;
 
 /// Where the backbone's tensors are and how they are named.
@@ -218,6 +219,30 @@ pub fn load_mask_decoder<B: Backend>(
 ) -> Result<(MaskDecoder<B>, Vec<String>), EncoderError> {
     Ok(load_module(decoder, source, |path| {
         mask_decoder_key(prefix, path)
+    })?)
+}
+
+/// Official key of a [`PromptEmbedding`] parameter under the head `prefix`
+/// (`mask_tokens.weight`, `pb_embedding.weight`, `pos_linear.{weight,bias}`).
+pub fn prompt_embedding_key(prefix: &str, path: &str) -> (String, Layout) {
+    match path.split_once('.') {
+        Some(("pos_linear", p)) => (format!("{prefix}pos_linear.{p}"), linear(p)),
+        Some((m @ ("mask_tokens" | "pb_embedding"), p)) => {
+            (format!("{prefix}{m}.{p}"), Layout::Same)
+        }
+        _ => (format!("?{path}"), Layout::Same),
+    }
+}
+
+/// Loads the prompt embeddings of the OMG-Seg head under `prefix`. Returns them and
+/// the official keys used.
+pub fn load_prompt_embedding<B: Backend>(
+    module: PromptEmbedding<B>,
+    source: &dyn TensorSource,
+    prefix: &str,
+) -> Result<(PromptEmbedding<B>, Vec<String>), EncoderError> {
+    Ok(load_module(module, source, |path| {
+        prompt_embedding_key(prefix, path)
     })?)
 }
 

@@ -7,14 +7,12 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::module::{interpolate, linear};
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{
-    Bool, Tensor, activation::relu, activation::sigmoid, activation::softmax, backend::Backend,
-};
+use burn::tensor::module::linear;
+use burn::tensor::{Bool, Int, Tensor, activation::relu, activation::softmax, backend::Backend};
 
 use crate::class_embedding::ClassEmbedding;
 use crate::config::MaskDecoderConfig;
+use crate::decoding::{AttentionGuide, DecoderParts, run_layers};
 use crate::ffn::Ffn;
 use crate::position_encoding::sine_3d_single_frame;
 
@@ -30,7 +28,8 @@ pub struct Mlp3<B: Backend> {
 }
 
 impl<B: Backend> Mlp3<B> {
-    fn init(c_in: usize, hidden: usize, c_out: usize, device: &B::Device) -> Self {
+    /// An MLP `c_in → hidden → hidden → c_out` (lazily initialised).
+    pub fn init(c_in: usize, hidden: usize, c_out: usize, device: &B::Device) -> Self {
         Self {
             fc0: LinearConfig::new(c_in, hidden).init(device),
             fc1: LinearConfig::new(hidden, hidden).init(device),
@@ -126,7 +125,8 @@ pub struct DecoderLayer<B: Backend> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
-    fn init(cfg: &MaskDecoderConfig, device: &B::Device) -> Self {
+    /// A layer with the sizes of `cfg` (lazily initialised).
+    pub fn init(cfg: &MaskDecoderConfig, device: &B::Device) -> Self {
         let c = cfg.feat_channels;
         let ln = || {
             LayerNormConfig::new(c)
@@ -181,6 +181,17 @@ pub struct LevelMemory<B: Backend> {
     pub key_pos: Tensor<B, 3>,
     /// `(h, w)` of the level.
     pub size: (usize, usize),
+}
+
+impl<B: Backend> LevelMemory<B> {
+    /// The rows of the given batch indices (one per prompt or `[SEG]` query).
+    pub fn select(&self, batch_idxs: Tensor<B, 1, Int>) -> Self {
+        Self {
+            key: self.key.clone().select(0, batch_idxs.clone()),
+            key_pos: self.key_pos.clone().select(0, batch_idxs),
+            size: self.size,
+        }
+    }
 }
 
 /// What the head predicts from the queries after one decoder stage.
@@ -290,6 +301,15 @@ impl<B: Backend> MaskDecoder<B> {
             .collect()
     }
 
+    /// The main decoder's layers, post-norm and mask embedding.
+    pub fn parts(&self) -> DecoderParts<'_, B> {
+        DecoderParts {
+            layers: &self.layers,
+            post_norm: &self.post_norm,
+            mask_embed: &self.mask_embed,
+        }
+    }
+
     /// The prediction head on queries `q` `[B, Q, C]`: masks against `mask_features`
     /// `[B, C, H, W]`, class logits through `classes`, and the attention mask resized
     /// to `next` `(h, w)`.
@@ -302,12 +322,15 @@ impl<B: Backend> MaskDecoder<B> {
     ) -> StagePrediction<B> {
         let [b, nq, c] = q.dims();
         let [_, _, hm, wm] = mask_features.dims();
-        let d = self.post_norm.forward(q);
+        let (mask_logits, d) = self.parts().mask_logits(q, mask_features);
         let feats = mask_features.clone().reshape([b, c, hm * wm]);
-        let mask = self.mask_embed.forward(d.clone()).matmul(feats.clone()); // [b, nq, HW]
 
         // Mask pooling: mean of the features where the mask logit is positive.
-        let bin = mask.clone().greater_elem(0.0).float();
+        let bin = mask_logits
+            .clone()
+            .reshape([b, nq, hm * wm])
+            .greater_elem(0.0)
+            .float();
         let denom = bin.clone().sum_dim(2) + 1e-8;
         let pooled = (bin / denom).matmul(feats.swap_dims(1, 2)); // [b, nq, c]
         let pooled = self
@@ -318,16 +341,7 @@ impl<B: Backend> MaskDecoder<B> {
             self.config.logit_scale,
         );
         let iou = self.iou_embed.forward(d);
-
-        let mask_logits = mask.reshape([b, nq, hm, wm]);
-        let attn = interpolate(
-            mask_logits.clone(),
-            [next.0, next.1],
-            InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
-        );
-        let attn_mask = sigmoid(attn)
-            .lower_elem(0.5)
-            .reshape([b, nq, next.0 * next.1]);
+        let attn_mask = AttentionGuide::Predicted.attention_mask(&mask_logits, next);
         StagePrediction {
             cls_logits,
             iou,
@@ -359,25 +373,22 @@ impl<B: Backend> MaskDecoder<B> {
         self.run(query_feat, query_pos, mask_features, levels, classes)
     }
 
-    /// Runs every layer from given queries `[N, Q, C]` and positions (shared with the
-    /// `[SEG]` and prompt paths).
+    /// Runs every layer from given queries `[N, Q, C]` and positions, with the class
+    /// head after every stage.
     pub fn run(
         &self,
-        mut query: Tensor<B, 3>,
+        query: Tensor<B, 3>,
         query_pos: Tensor<B, 3>,
         mask_features: &Tensor<B, 4>,
         levels: &[LevelMemory<B>],
         classes: &ClassEmbedding<B>,
     ) -> DecoderOutput<B> {
-        let n_levels = levels.len();
-        let mut stages = vec![self.predict(query.clone(), mask_features, classes, levels[0].size)];
-        for (i, layer) in self.layers.iter().enumerate() {
-            let level = &levels[i % n_levels];
-            let mask = unblock_full_rows(stages[stages.len() - 1].attn_mask.clone());
-            query = layer.forward(query, query_pos.clone(), level, Some(mask));
-            let next = levels[(i + 1) % n_levels].size;
-            stages.push(self.predict(query.clone(), mask_features, classes, next));
-        }
+        let (stages, query) =
+            run_layers(&self.layers, levels, query, query_pos.clone(), |q, next| {
+                let p = self.predict(q, mask_features, classes, next);
+                let mask = p.attn_mask.clone();
+                (p, mask)
+            });
         DecoderOutput {
             stages,
             query_feat: query,

@@ -16,6 +16,16 @@ fn interleaved(v: f32, num_feats: usize, out: &mut Vec<f32>) {
     }
 }
 
+/// mmdet `coordinate_to_encoding` of one box `(cx, cy, w, h)` (relative, in [0, 1]):
+/// `[pe(cy·2π), pe(cx·2π), pe(w·2π), pe(h·2π)]`, `num_feats` channels each (y first).
+pub fn coordinate_encoding(cxcywh: [f32; 4], num_feats: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(4 * num_feats);
+    for v in [cxcywh[1], cxcywh[0], cxcywh[2], cxcywh[3]] {
+        interleaved(v * SCALE, num_feats, &mut out);
+    }
+    out
+}
+
 /// The 2-D encoding of an `h×w` map without padding: `[pe(ŷ), pe(x̂)]` per pixel with
 /// `ŷ = (i+1)/(h+ε)·2π`, `x̂ = (j+1)/(w+ε)·2π`; `num_feats` channels each. Returned as
 /// `[1, 2·num_feats, h, w]`.

@@ -16,6 +16,32 @@
 //! re-exported here.
 
 pub mod backend;
+pub mod bundle;
+pub mod config;
+mod error;
+#[cfg(feature = "hub")]
+pub mod hub;
+pub mod model;
+pub mod output;
 pub mod parity;
+pub mod pipeline;
+pub mod region;
+pub mod splice;
+pub mod stream;
+pub mod template;
+
+pub use bundle::CheckpointBundle;
+pub use config::OmgLlavaConfig;
+pub use error::OmgLlavaError;
+pub use model::{LoadStep, OmgLlava};
+pub use omg_decoder::{BBox, BinaryMask, CocoRle};
+pub use output::{
+    Answer, GroundedAnswer, GroundedPhrase, MaskOutput, PanopticOutput, PanopticSegmentOutput,
+    Segmentation,
+};
+pub use pipeline::{GenerateOptions, ImageHandle, Pipeline};
+pub use region::Region;
+pub use stream::{ResponseStream, StreamEvent};
+pub use template::Conversation;
 
 pub use omg_llm;

@@ -104,3 +104,23 @@ fn encoder_fixture_passes() {
     // backbone 4, pixel decoder 5, decoder stages 5×3 + queries 2, predict 3, prior 5
     assert_all_pass(&parity_dir().join("encoder.safetensors"), 34);
 }
+
+#[test]
+fn projector_fixture_passes() {
+    assert_all_pass(&parity_dir().join("projector.safetensors"), 6);
+}
+
+#[test]
+fn visual_prompts_fixture_passes() {
+    assert_all_pass(&parity_dir().join("visual_prompts.safetensors"), 45);
+}
+
+#[test]
+fn seg_head_fixture_passes() {
+    assert_all_pass(&parity_dir().join("seg_head.safetensors"), 14);
+}
+
+#[test]
+fn e2e_fixture_passes() {
+    assert_all_pass(&parity_dir().join("e2e.safetensors"), 19);
+}

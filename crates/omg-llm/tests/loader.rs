@@ -23,8 +23,10 @@ fn parity_dir() -> PathBuf {
     common::parity_dir_with("checkpoint_format.safetensors")
 }
 
+/// A released-layout `.pth` with PEFT LoRA adapters and its HF base directory,
+/// made from the `checkpoint_format` fixture (see `tests/data/lora_release/README.md`).
 fn bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/assets/tiny")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lora_release")
 }
 
 fn logits(model: &InternLM2<B>, ids: &[u32], batch: usize) -> Vec<f32> {

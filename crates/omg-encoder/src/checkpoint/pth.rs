@@ -18,6 +18,8 @@
 
 mod pickle;
 
+pub use pickle::SINGLE_TENSOR_NAME;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Cursor;
@@ -31,7 +33,8 @@ use pickle::{Found, TensorRef};
 
 /// A PyTorch checkpoint opened for reading; tensors are read lazily from a memory map.
 ///
-/// The tensors listed are those of the top-level dict, or of its `state_dict`
+/// A file holding one bare tensor lists it as [`SINGLE_TENSOR_NAME`]. Otherwise the
+/// tensors listed are those of the top-level dict, or of its `state_dict`
 /// entry when that is a dict (mmengine checkpoints); nested dicts are flattened
 /// with `.`-joined names and integer keys are written in decimal. Tensors whose
 /// dtype or kind burn cannot represent (complex, float8, quantized, sparse, ...)

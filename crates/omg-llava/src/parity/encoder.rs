@@ -3,12 +3,11 @@
 //! OMG-LLaVA takes. A recorded output this version does not compute is reported as
 //! FAIL ("not implemented yet"), never skipped.
 
+use burn::tensor::{Tensor, TensorData, backend::Backend};
 use burn::tensor::{
-    Bool,
     module::interpolate,
     ops::{InterpolateMode, InterpolateOptions},
 };
-use burn::tensor::{Tensor, TensorData, backend::Backend};
 use omg_encoder::loader::{BackboneNaming, load_backbone, load_mask_decoder, load_pixel_decoder};
 use omg_encoder::{
     BackboneConfig, ClassEmbedding, ConvNext, MaskDecoder, MaskDecoderConfig, PixelDecoder,
@@ -16,6 +15,7 @@ use omg_encoder::{
 };
 
 use super::ParityError;
+use super::checker::{host, host_bool};
 use super::compare::{Comparison, Tolerance, compare_exact, compare_f32};
 use super::fixture::{Fixture, Weights};
 use super::tolerance::Tolerances;
@@ -80,28 +80,6 @@ pub fn mask_decoder_config(fx: &Fixture) -> Result<MaskDecoderConfig, ParityErro
     }
     config.validate().map_err(|e| fx.malformed(e.to_string()))?;
     Ok(config)
-}
-
-fn host_bool<B: Backend, const D: usize>(t: Tensor<B, D, Bool>) -> Vec<u8> {
-    t.int()
-        .into_data()
-        .convert::<i64>()
-        .into_vec::<i64>()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v as u8)
-        .collect()
-}
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
-    let shape = t.dims().to_vec();
-    (
-        shape,
-        t.into_data()
-            .convert::<f32>()
-            .into_vec()
-            .unwrap_or_default(),
-    )
 }
 
 /// Stage `encoder`.

@@ -254,7 +254,7 @@ pub fn kv_cache_consistency<B: Backend>(
 /// The LLM hyper-parameters of a fixture that has no `config`: shapes from its
 /// weights, head counts from its `tiny_hparams` or a sibling sidecar's, the rest
 /// (θ, ε) from the official InternLM2 preset.
-fn config_from_shapes(
+pub(crate) fn config_from_shapes(
     fx: &Fixture,
     weights: &dyn TensorSource,
 ) -> Result<InternLM2Config, ParityError> {

@@ -3,12 +3,17 @@
 //! sidecar's numbers, loaded by official names through the same loaders users call,
 //! run, and compared output by output.
 
+pub mod checker;
 pub mod compare;
+pub mod e2e;
 pub mod encoder;
 pub mod fixture;
 pub mod llm;
+pub mod projector;
+pub mod seg_head;
 pub mod tokenizer;
 pub mod tolerance;
+pub mod visual_prompts;
 
 use std::path::Path;
 
@@ -35,13 +40,28 @@ pub enum ParityError {
     /// Reading a tensor file failed.
     #[error(transparent)]
     Checkpoint(#[from] omg_llm::checkpoint::CheckpointError),
+    /// Building or running the projector failed.
+    #[error(transparent)]
+    Projector(#[from] omg_projector::ProjectorError),
+    /// Building or running the `[SEG]` decoder failed.
+    #[error(transparent)]
+    Decoder(#[from] omg_decoder::DecoderError),
     /// A tokenizer could not be loaded or used.
     #[error(transparent)]
     Tokenizer(#[from] omg_llm::tokenizer::TokenizerError),
 }
 
 /// The stages this version checks.
-pub const STAGES: &[&str] = &["tokenizer", "llm", "checkpoint_format", "encoder"];
+pub const STAGES: &[&str] = &[
+    "tokenizer",
+    "llm",
+    "checkpoint_format",
+    "encoder",
+    "projector",
+    "visual_prompts",
+    "seg_head",
+    "e2e",
+];
 
 /// Checks one fixture path: a `.safetensors` file with its `.json` sidecar, or a
 /// tokenizer fixture folder.
@@ -63,6 +83,10 @@ pub fn run_path<B: Backend>(
         "llm" => llm::run_llm::<B>(&fixture, device),
         "checkpoint_format" => llm::run_checkpoint_format::<B>(&fixture, device),
         "encoder" => encoder::run_encoder::<B>(&fixture, device),
+        "projector" => projector::run_projector::<B>(&fixture, device),
+        "e2e" => e2e::run_e2e::<B>(&fixture, device),
+        "seg_head" => seg_head::run_seg_head::<B>(&fixture, device),
+        "visual_prompts" => visual_prompts::run_visual_prompts::<B>(&fixture, device),
         "tokenizer" => tokenizer::run_tokenizer(path.parent().unwrap_or(Path::new("."))),
         other => Err(ParityError::UnknownStage(other.to_owned())),
     }

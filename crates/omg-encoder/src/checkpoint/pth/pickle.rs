@@ -162,12 +162,23 @@ pub(super) fn parse(data: &[u8]) -> PResult<Pickle> {
     })
 }
 
+/// The name under which a file holding a single bare tensor lists it.
+pub const SINGLE_TENSOR_NAME: &str = "tensor";
+
 /// Collects the tensors of an unpickled checkpoint with `.`-joined names.
 ///
+/// A file whose top-level object is one tensor lists it as [`SINGLE_TENSOR_NAME`].
 /// If the top-level object is a dict whose `state_dict` value is a dict (an
 /// mmengine checkpoint), only that dict is searched; otherwise the top-level
 /// dict. Nested dicts are flattened; lists and non-tensor values are ignored.
 pub(super) fn collect_tensors(p: &Pickle) -> PResult<Vec<(String, Found)>> {
+    // A file holding one bare tensor (e.g. the class-embedding file).
+    if let Value::Tensor(t) = &p.root {
+        return Ok(vec![(
+            SINGLE_TENSOR_NAME.to_owned(),
+            Found::Tensor(t.clone()),
+        )]);
+    }
     let Some(root_entries) = p.dict_like(&p.root) else {
         return Err(format!(
             "the top-level object is {}, not a dict of tensors",

@@ -1,0 +1,261 @@
+//! The decoder loop shared by every way OMG-Seg's mask decoder is driven: panoptic
+//! (learned queries), visual prompts (one SAM-style query per prompt) and `[SEG]`
+//! queries from the LLM. Each runs the same layers on the cached multi-scale memory;
+//! they differ in the queries, in how the cross-attention mask of the next layer is
+//! obtained ([`AttentionGuide`]) and in which copy of the layers is used
+//! ([`DecoderParts`]).
+
+use burn::nn::LayerNorm;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Bool, Int, Tensor, TensorData, activation::sigmoid, backend::Backend};
+
+use crate::error::EncoderError;
+use crate::mask_decoder::{DecoderLayer, LevelMemory, Mlp3, unblock_full_rows};
+
+/// A binary region mask (row-major, `true` inside) of `height × width` pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionMask {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// `height · width` values, row-major.
+    pub data: Vec<bool>,
+}
+
+impl RegionMask {
+    /// A region from row-major values; errors if the length does not match.
+    pub fn new(height: usize, width: usize, data: Vec<bool>) -> Result<Self, EncoderError> {
+        if height == 0 || width == 0 || data.len() != height * width {
+            return Err(EncoderError::Input(format!(
+                "a region mask of {height}×{width} needs {} values, got {}",
+                height * width,
+                data.len()
+            )));
+        }
+        Ok(Self {
+            height,
+            width,
+            data,
+        })
+    }
+
+    /// Number of pixels inside the region.
+    pub fn area(&self) -> usize {
+        self.data.iter().filter(|&&v| v).count()
+    }
+
+    /// torch `F.interpolate(mode='nearest')` to `h × w`: source index
+    /// `min(⌊dst · (in/out)⌋, in − 1)` with the scale in f32.
+    pub fn resize_nearest(&self, h: usize, w: usize) -> Vec<bool> {
+        let sy = self.height as f32 / h as f32;
+        let sx = self.width as f32 / w as f32;
+        let mut out = Vec::with_capacity(h * w);
+        for i in 0..h {
+            let si = ((i as f32 * sy).floor() as usize).min(self.height - 1);
+            for j in 0..w {
+                let sj = ((j as f32 * sx).floor() as usize).min(self.width - 1);
+                out.push(self.data[si * self.width + sj]);
+            }
+        }
+        out
+    }
+}
+
+/// How the cross-attention mask of the next layer is obtained.
+#[derive(Debug, Clone)]
+pub enum AttentionGuide {
+    /// From each query's own mask prediction: blocked where `sigmoid(logit) < 0.5`
+    /// after a bilinear resize to the level (panoptic queries, point prompts, `[SEG]`).
+    Predicted,
+    /// As [`Predicted`](Self::Predicted), and also blocked outside a box (one per
+    /// batch element, relative `[x1, y1, x2, y2]`): the official box prompt sets the
+    /// resized logits outside `[⌊x1·w⌋, ⌊x2·w + 1⌋) × [⌊y1·h⌋, ⌊y2·h + 1⌋)` to −100.
+    Boxes(Vec<[f32; 4]>),
+    /// Fixed to a region (one per batch element): blocked outside the region resized
+    /// to the level with nearest-neighbour sampling; predictions are ignored.
+    Regions(Vec<RegionMask>),
+}
+
+impl AttentionGuide {
+    /// The attention mask `[N, 1·Q, h·w]` (`true` = blocked, before all-blocked rows are
+    /// unblocked) for the next level of size `next`, from mask logits `[N, Q, H', W']`.
+    pub fn attention_mask<B: Backend>(
+        &self,
+        mask_logits: &Tensor<B, 4>,
+        next: (usize, usize),
+    ) -> Tensor<B, 3, Bool> {
+        let [n, q, _, _] = mask_logits.dims();
+        let (h, w) = next;
+        let device = mask_logits.device();
+        let host_mask = |values: Vec<bool>| {
+            Tensor::<B, 3, Int>::from_data(
+                TensorData::new(
+                    values.into_iter().map(|v| v as i64).collect(),
+                    [n, 1, h * w],
+                ),
+                &device,
+            )
+            .greater_elem(0)
+            .repeat_dim(1, q)
+        };
+        if let AttentionGuide::Regions(regions) = self {
+            let outside = regions
+                .iter()
+                .flat_map(|r| r.resize_nearest(h, w).into_iter().map(|inside| !inside))
+                .collect();
+            return host_mask(outside);
+        }
+        let resized = interpolate(
+            mask_logits.clone(),
+            [h, w],
+            InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
+        );
+        let predicted = sigmoid(resized).lower_elem(0.5).reshape([n, q, h * w]);
+        match self {
+            AttentionGuide::Boxes(boxes) => {
+                let outside = boxes
+                    .iter()
+                    .flat_map(|b| outside_box(*b, h, w))
+                    .collect::<Vec<bool>>();
+                let outside = host_mask(outside);
+                predicted.int().add(outside.int()).greater_elem(0)
+            }
+            _ => predicted,
+        }
+    }
+}
+
+/// `true` outside the official integer box of relative box `b` on an `h × w` grid.
+fn outside_box(b: [f32; 4], h: usize, w: usize) -> Vec<bool> {
+    let c = |v: f32| v.clamp(0.0, 1.0);
+    let sx = (c(b[0]) * w as f32).floor();
+    let sy = (c(b[1]) * h as f32).floor();
+    let ex = (c(b[2]) * w as f32 + 1.0).floor();
+    let ey = (c(b[3]) * h as f32 + 1.0).floor();
+    let mut out = Vec::with_capacity(h * w);
+    for i in 0..h {
+        for j in 0..w {
+            let (y, x) = (i as f32, j as f32);
+            out.push(y < sy || y >= ey || x < sx || x >= ex);
+        }
+    }
+    out
+}
+
+/// The layers, post-norm and mask embedding one decoding pass uses: the main
+/// decoder's, or the task-finetuned `transformer_decoder_llm` / `mask_embed_llm`
+/// copies for `[SEG]` queries.
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderParts<'a, B: Backend> {
+    /// Decoder layers, in order.
+    pub layers: &'a [DecoderLayer<B>],
+    /// `post_norm` applied before the mask embedding.
+    pub post_norm: &'a LayerNorm<B>,
+    /// `mask_embed`.
+    pub mask_embed: &'a Mlp3<B>,
+}
+
+impl<B: Backend> DecoderParts<'_, B> {
+    /// Mask logits `[N, Q, H, W]` of queries `q` against `mask_features`
+    /// `[N, C, H, W]`, and the post-normed queries.
+    pub fn mask_logits(
+        &self,
+        q: Tensor<B, 3>,
+        mask_features: &Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 3>) {
+        let [b, nq, c] = q.dims();
+        let [_, _, hm, wm] = mask_features.dims();
+        let d = self.post_norm.forward(q);
+        let feats = mask_features.clone().reshape([b, c, hm * wm]);
+        let mask = self.mask_embed.forward(d.clone()).matmul(feats);
+        (mask.reshape([b, nq, hm, wm]), d)
+    }
+
+    /// Runs every layer from `query` / `query_pos` `[N, Q, C]` over `levels` (visited
+    /// round-robin), predicting masks before the first layer and after each one.
+    pub fn decode(
+        &self,
+        query: Tensor<B, 3>,
+        query_pos: Tensor<B, 3>,
+        mask_features: &Tensor<B, 4>,
+        levels: &[LevelMemory<B>],
+        guide: &AttentionGuide,
+    ) -> QueryDecoding<B> {
+        let stages_and_query =
+            run_layers(self.layers, levels, query, query_pos.clone(), |q, next| {
+                let (mask_logits, _) = self.mask_logits(q, mask_features);
+                let attn_mask = guide.attention_mask(&mask_logits, next);
+                (
+                    MaskStage {
+                        mask_logits,
+                        attn_mask: attn_mask.clone(),
+                    },
+                    attn_mask,
+                )
+            });
+        QueryDecoding {
+            stages: stages_and_query.0,
+            query_feat: stages_and_query.1,
+            query_pos,
+        }
+    }
+}
+
+/// The decoder loop: `predict(query, next_level_size)` gives a stage's prediction
+/// and the attention mask of the next layer (all-blocked rows are unblocked here).
+/// Returns the stages (initial + one per layer) and the final raw queries.
+pub fn run_layers<B: Backend, P>(
+    layers: &[DecoderLayer<B>],
+    levels: &[LevelMemory<B>],
+    mut query: Tensor<B, 3>,
+    query_pos: Tensor<B, 3>,
+    mut predict: impl FnMut(Tensor<B, 3>, (usize, usize)) -> (P, Tensor<B, 3, Bool>),
+) -> (Vec<P>, Tensor<B, 3>) {
+    let n_levels = levels.len();
+    let (first, mut mask) = predict(query.clone(), levels[0].size);
+    let mut stages = vec![first];
+    for (i, layer) in layers.iter().enumerate() {
+        let level = &levels[i % n_levels];
+        query = layer.forward(
+            query,
+            query_pos.clone(),
+            level,
+            Some(unblock_full_rows(mask)),
+        );
+        let next = levels[(i + 1) % n_levels].size;
+        let (stage, next_mask) = predict(query.clone(), next);
+        stages.push(stage);
+        mask = next_mask;
+    }
+    (stages, query)
+}
+
+/// Mask prediction of one stage of a query decoding.
+#[derive(Debug, Clone)]
+pub struct MaskStage<B: Backend> {
+    /// Mask logits at the mask-feature resolution `[N, Q, H/4, W/4]`.
+    pub mask_logits: Tensor<B, 4>,
+    /// Attention mask for the next layer `[N, Q, h·w]` (`true` = blocked), before
+    /// all-blocked rows are unblocked.
+    pub attn_mask: Tensor<B, 3, Bool>,
+}
+
+/// The result of decoding given queries (prompts or `[SEG]`).
+#[derive(Debug, Clone)]
+pub struct QueryDecoding<B: Backend> {
+    /// Stage 0 (the initial queries) then one per layer.
+    pub stages: Vec<MaskStage<B>>,
+    /// Raw queries after the last layer (not post-normed) `[N, Q, C]`.
+    pub query_feat: Tensor<B, 3>,
+    /// The query positions `[N, Q, C]`.
+    pub query_pos: Tensor<B, 3>,
+}
+
+impl<B: Backend> QueryDecoding<B> {
+    /// The final mask logits `[N, Q, H/4, W/4]`.
+    pub fn final_mask_logits(&self) -> Tensor<B, 4> {
+        self.stages[self.stages.len() - 1].mask_logits.clone()
+    }
+}

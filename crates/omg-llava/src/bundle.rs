@@ -1,0 +1,142 @@
+//! The files of an OMG-LLaVA checkpoint bundle, found in one directory by the names
+//! the official release uses (`internlm2-chat-7b/`, `omg_llava_7b_finetune_8gpus.pth`,
+//! `omg_seg_convl.pth`, `convnext_large_d_320_CocoPanopticOVDataset.pth`) or by the
+//! patterns they follow (the tiny demo bundle), each overridable.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::OmgLlavaError;
+
+/// Paths of the files a model is loaded from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointBundle {
+    /// HF InternLM2 directory (`config.json`, weights, tokenizer).
+    pub llm_dir: PathBuf,
+    /// The released OMG-LLaVA `.pth` (LoRA, embeddings, head, projectors).
+    pub omg_llava: PathBuf,
+    /// The OMG-Seg checkpoint (`omg_seg_convl.pth`).
+    pub omg_seg: PathBuf,
+    /// The class-embedding file.
+    pub class_embedding: PathBuf,
+    /// The open_clip ConvNeXt checkpoint, needed only if `omg_seg` has no backbone.
+    pub open_clip: Option<PathBuf>,
+    /// An `omg_llava_config.json` with architecture overrides (none: official 7B).
+    pub config: Option<PathBuf>,
+    /// A PEFT `adapter_config.json` giving `lora_alpha` (none: the official 256).
+    pub adapter_config: Option<PathBuf>,
+}
+
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, OmgLlavaError> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| OmgLlavaError::Bundle(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+}
+
+fn pick(
+    files: &[PathBuf],
+    what: &str,
+    dir: &Path,
+    ok: impl Fn(&str) -> bool,
+    prefer: impl Fn(&str) -> bool,
+) -> Result<PathBuf, OmgLlavaError> {
+    let found: Vec<&PathBuf> = files
+        .iter()
+        .filter(|p| p.is_file() && ok(&name(p)))
+        .collect();
+    found
+        .iter()
+        .find(|p| prefer(&name(p)))
+        .or(found.first())
+        .map(|p| (*p).clone())
+        .ok_or_else(|| OmgLlavaError::Bundle(format!("no {what} found in {}", dir.display())))
+}
+
+impl CheckpointBundle {
+    /// Finds the files in `dir`:
+    /// - the LLM: a sub-directory whose `config.json` has `"model_type": "internlm2"`;
+    /// - the release: `omg_llava*.pth` (a `finetune` file preferred over `pretrain`);
+    /// - OMG-Seg: `omg_seg*.pth`;
+    /// - class embeddings: `*CocoPanopticOV*.pth` or `class_embed*.pth`;
+    /// - optional: `open_clip*` / `*convnext_large_d_320*.{bin,safetensors}`,
+    ///   `omg_llava_config.json`, `adapter_config.json`.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, OmgLlavaError> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(OmgLlavaError::Bundle(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
+        }
+        let files = entries(dir)?;
+        let llm_dir = files
+            .iter()
+            .filter(|p| p.is_dir())
+            .find(|p| {
+                std::fs::read_to_string(p.join("config.json"))
+                    .map(|t| t.contains("\"internlm2\""))
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .ok_or_else(|| {
+                OmgLlavaError::Bundle(format!(
+                    "no InternLM2 directory (a sub-directory whose config.json has model_type \"internlm2\") in {}",
+                    dir.display()
+                ))
+            })?;
+        let omg_llava = pick(
+            &files,
+            "OMG-LLaVA release (omg_llava*.pth)",
+            dir,
+            |n| n.starts_with("omg_llava") && n.ends_with(".pth"),
+            |n| n.contains("finetune"),
+        )?;
+        let omg_seg = pick(
+            &files,
+            "OMG-Seg checkpoint (omg_seg*.pth)",
+            dir,
+            |n| n.starts_with("omg_seg") && n.ends_with(".pth"),
+            |_| true,
+        )?;
+        let class_embedding = pick(
+            &files,
+            "class-embedding file (*CocoPanopticOV*.pth or class_embed*.pth)",
+            dir,
+            |n| {
+                (n.contains("cocopanopticov") || n.starts_with("class_embed"))
+                    && n.ends_with(".pth")
+            },
+            |_| true,
+        )?;
+        let open_clip = pick(
+            &files,
+            "open_clip",
+            dir,
+            |n| {
+                (n.starts_with("open_clip") || n.contains("convnext_large_d_320"))
+                    && !n.contains("cocopanopticov")
+                    && (n.ends_with(".bin") || n.ends_with(".safetensors") || n.ends_with(".pth"))
+            },
+            |_| true,
+        )
+        .ok();
+        let optional = |f: &str| Some(dir.join(f)).filter(|p| p.is_file());
+        Ok(Self {
+            llm_dir,
+            omg_llava,
+            omg_seg,
+            class_embedding,
+            open_clip,
+            config: optional("omg_llava_config.json"),
+            adapter_config: optional("adapter_config.json"),
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! The architecture of a whole OMG-LLaVA model (everything except the LLM, whose
+//! numbers come from its HF `config.json`), with the official 7B defaults. A bundle
+//! may carry an `omg_llava_config.json` that overrides any of them (the tiny demo
+//! bundle does); fields it leaves out keep the defaults.
+
+use std::path::Path;
+
+use omg_encoder::OmgSegConfig;
+use omg_projector::{ProjectorConfig, Text2VisionConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::OmgLlavaError;
+
+/// Architecture numbers of OMG-LLaVA's vision side and projectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OmgLlavaConfig {
+    /// The OMG-Seg encoder (image size, backbone, pixel and mask decoders, panoptic).
+    #[serde(flatten)]
+    pub encoder: OmgSegConfig,
+    /// The visual projector.
+    pub projector: ProjectorConfig,
+    /// The `[SEG]` → query projector.
+    pub text2vision: Text2VisionConfig,
+    /// Class names of the class-embedding file, in order (default: the 133 COCO
+    /// panoptic classes).
+    pub class_names: Option<Vec<String>>,
+    /// `smooth_ratio` of the perception prior (0.5).
+    pub prior_smooth_ratio: f32,
+}
+
+impl Default for OmgLlavaConfig {
+    fn default() -> Self {
+        Self {
+            encoder: OmgSegConfig::default(),
+            projector: ProjectorConfig::default(),
+            text2vision: Text2VisionConfig::default(),
+            class_names: None,
+            prior_smooth_ratio: 0.5,
+        }
+    }
+}
+
+impl OmgLlavaConfig {
+    /// Reads a JSON file (missing fields take the official values).
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self, OmgLlavaError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| OmgLlavaError::Bundle(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| OmgLlavaError::Bundle(format!("{}: {e}", path.display())))
+    }
+
+    /// Checks the parts and that they fit together (given the LLM hidden size).
+    pub fn validate(&self, llm_hidden_size: usize) -> Result<(), OmgLlavaError> {
+        self.encoder.validate()?;
+        self.projector.validate().map_err(OmgLlavaError::Bundle)?;
+        let c = self.encoder.mask_decoder.feat_channels;
+        let last = self.encoder.backbone.dims.last().copied().unwrap_or(0);
+        let checks = [
+            (
+                self.projector.query_channels == c,
+                format!(
+                    "projector.query_channels ({}) must equal the decoder width ({c})",
+                    self.projector.query_channels
+                ),
+            ),
+            (
+                self.projector.feat_channels == 4 * last,
+                format!(
+                    "projector.feat_channels ({}) must be 4 × the last backbone width ({last})",
+                    self.projector.feat_channels
+                ),
+            ),
+            (
+                self.projector.llm_hidden_size == llm_hidden_size,
+                format!(
+                    "projector.llm_hidden_size ({}) must equal the LLM hidden size ({llm_hidden_size})",
+                    self.projector.llm_hidden_size
+                ),
+            ),
+            (
+                self.text2vision.llm_hidden_size == llm_hidden_size,
+                format!(
+                    "text2vision.llm_hidden_size ({}) must equal the LLM hidden size ({llm_hidden_size})",
+                    self.text2vision.llm_hidden_size
+                ),
+            ),
+            (
+                self.text2vision.query_dim == 2 * c,
+                format!(
+                    "text2vision.query_dim ({}) must be 2 × the decoder width ({c})",
+                    self.text2vision.query_dim
+                ),
+            ),
+        ];
+        for (ok, message) in checks {
+            if !ok {
+                return Err(OmgLlavaError::Bundle(message));
+            }
+        }
+        Ok(())
+    }
+}

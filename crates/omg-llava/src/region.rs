@@ -1,0 +1,180 @@
+//! Object-level prompts in the original image's pixels, and their conversion to the
+//! model frame exactly as the official tools do (pad to the centred square, scale to
+//! the model size; masks zero-padded and nearest-resized).
+
+use omg_decoder::BinaryMask;
+use omg_encoder::preprocess::SquareTransform;
+use omg_encoder::{PromptBatch, RegionMask};
+
+use crate::error::OmgLlavaError;
+
+/// A region of the image named by the user, in original-image pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Region {
+    /// A point `(x, y)` (a `<mark>` in the prompt).
+    Point {
+        /// Column.
+        x: f32,
+        /// Row.
+        y: f32,
+    },
+    /// A box `[x1, y1, x2, y2]` (a `<region>` in the prompt).
+    Box([f32; 4]),
+    /// A mask of the image's size (a `<region>` in the prompt).
+    Mask(BinaryMask),
+}
+
+/// The kind of placeholder a region uses in the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `<region>` (boxes and masks).
+    Region,
+    /// `<mark>` (points).
+    Mark,
+}
+
+impl Region {
+    /// The placeholder the official tools use for this kind of prompt.
+    pub fn placeholder(&self) -> Placeholder {
+        match self {
+            Region::Point { .. } => Placeholder::Mark,
+            _ => Placeholder::Region,
+        }
+    }
+
+    /// Checks the region against an image of `width × height`.
+    pub fn validate(&self, width: u32, height: u32) -> Result<(), OmgLlavaError> {
+        let (w, h) = (width as f32, height as f32);
+        match self {
+            Region::Point { x, y } => {
+                if !(x.is_finite() && y.is_finite() && *x >= 0.0 && *y >= 0.0 && *x < w && *y < h) {
+                    return Err(OmgLlavaError::Input(format!(
+                        "point ({x}, {y}) is outside the {width}×{height} image"
+                    )));
+                }
+            }
+            Region::Box(b) => {
+                let finite = b.iter().all(|v| v.is_finite());
+                if !finite || b[0] >= b[2] || b[1] >= b[3] {
+                    return Err(OmgLlavaError::Input(format!(
+                        "box {b:?} must be [x1, y1, x2, y2] with x1 < x2 and y1 < y2"
+                    )));
+                }
+                if b[2] <= 0.0 || b[3] <= 0.0 || b[0] >= w || b[1] >= h {
+                    return Err(OmgLlavaError::Input(format!(
+                        "box {b:?} does not overlap the {width}×{height} image"
+                    )));
+                }
+            }
+            Region::Mask(m) => {
+                if m.width() != width as usize || m.height() != height as usize {
+                    return Err(OmgLlavaError::Input(format!(
+                        "a region mask must have the image's size {width}×{height}, got {}×{}",
+                        m.width(),
+                        m.height()
+                    )));
+                }
+                if m.area() == 0 {
+                    return Err(OmgLlavaError::Input("a region mask is empty".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A mask in original pixels → the model frame: zero-padded to the centred square
+/// (`expand2square_mask`) and nearest-resized to `target` (as torch `nearest`).
+pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> RegionMask {
+    let side = t.side as usize;
+    let target = t.target as usize;
+    let (px, py) = (t.pad_x as usize, t.pad_y as usize);
+    let arr = mask.array();
+    let scale = side as f32 / target as f32;
+    let mut data = Vec::with_capacity(target * target);
+    for i in 0..target {
+        let sy = ((i as f32 * scale).floor() as usize).min(side - 1);
+        for j in 0..target {
+            let sx = ((j as f32 * scale).floor() as usize).min(side - 1);
+            let inside = sy >= py
+                && sx >= px
+                && sy - py < arr.nrows()
+                && sx - px < arr.ncols()
+                && arr[[sy - py, sx - px]];
+            data.push(inside);
+        }
+    }
+    RegionMask {
+        height: target,
+        width: target,
+        data,
+    }
+}
+
+/// Groups regions by kind into prompt batches in the model frame, keeping each
+/// region's order within its kind (the order `<region>` / `<mark>` consume them).
+/// Returns `(boxes or masks in <region> order, points in <mark> order)`; boxes and
+/// masks are separate batches because they steer attention differently, so the
+/// returned index lists say where each lands.
+pub struct ModelFramePrompts {
+    /// Point prompts (`<mark>` order).
+    pub points: Vec<(f32, f32)>,
+    /// Box prompts with their `<region>` index.
+    pub boxes: Vec<(usize, [f32; 4])>,
+    /// Mask prompts with their `<region>` index.
+    pub masks: Vec<(usize, RegionMask)>,
+}
+
+impl ModelFramePrompts {
+    /// Converts `regions` for an image with transform `t`.
+    pub fn new(regions: &[Region], t: SquareTransform) -> Self {
+        let mut out = Self {
+            points: Vec::new(),
+            boxes: Vec::new(),
+            masks: Vec::new(),
+        };
+        let mut region_index = 0;
+        for r in regions {
+            match r {
+                Region::Point { x, y } => {
+                    let (mx, my) = t.to_model(f64::from(*x), f64::from(*y));
+                    out.points.push((mx as f32, my as f32));
+                }
+                Region::Box(b) => {
+                    let m = t.box_to_model(b.map(f64::from));
+                    out.boxes.push((region_index, m.map(|v| v as f32)));
+                    region_index += 1;
+                }
+                Region::Mask(m) => {
+                    out.masks.push((region_index, mask_to_model(m, t)));
+                    region_index += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The point batch, if any.
+    pub fn point_batch(&self, size: usize) -> Option<PromptBatch> {
+        (!self.points.is_empty()).then(|| PromptBatch::Points {
+            points: self.points.clone(),
+            width: size,
+            height: size,
+        })
+    }
+
+    /// The box batch, if any.
+    pub fn box_batch(&self, size: usize) -> Option<PromptBatch> {
+        (!self.boxes.is_empty()).then(|| PromptBatch::Boxes {
+            boxes: self.boxes.iter().map(|(_, b)| *b).collect(),
+            width: size,
+            height: size,
+        })
+    }
+
+    /// The mask batch, if any.
+    pub fn mask_batch(&self) -> Option<PromptBatch> {
+        (!self.masks.is_empty())
+            .then(|| PromptBatch::Regions(self.masks.iter().map(|(_, m)| m.clone()).collect()))
+    }
+}
