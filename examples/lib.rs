@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
+use image::DynamicImage;
+use omg_llava::backend::{DefaultBackend, NAME, default_device};
+use omg_llava::{LoadStep, Pipeline};
 use omg_llm::checkpoint::pth::PthFile;
 use omg_llm::checkpoint::safetensors::open_hf_dir;
 use omg_llm::loader::{LoadReport, LoraOptions, load_omg_llava};
@@ -12,6 +15,74 @@ use omg_llm::{InternLM2, InternLM2Config, LlmError};
 /// The tiny demo bundle shipped in the repository (`examples/assets/tiny`).
 pub fn tiny_bundle() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/tiny")
+}
+
+/// The sample photo shipped in the repository (`examples/assets/chelsea.png`, 451×300).
+pub fn sample_image() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/chelsea.png")
+}
+
+/// The bundle directory given as the first command-line argument, or the tiny bundle.
+pub fn bundle_from_args() -> PathBuf {
+    std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(tiny_bundle)
+}
+
+/// A progress bar (stderr) over the steps of a Pipeline load, with the elapsed time
+/// of the current step ticking (the language model step of a 7B bundle takes a while).
+pub struct LoadProgress(indicatif::ProgressBar);
+
+impl LoadProgress {
+    /// A bar that is not started yet.
+    pub fn new() -> Self {
+        let bar = indicatif::ProgressBar::new(1);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(bar)
+    }
+
+    /// Shows `step` as the current one.
+    pub fn step(&self, step: LoadStep) {
+        self.0.set_length(step.total as u64);
+        self.0.set_position(step.index as u64);
+        self.0.set_message(step.what);
+    }
+
+    /// Ends the bar, leaving a final line.
+    pub fn finish(&self) {
+        self.0.finish_with_message("loaded");
+    }
+}
+
+impl Default for LoadProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Prints one step of a Pipeline load to stderr: `[1/5] tokenizer and configuration …`
+/// (for logs where a progress bar is not wanted).
+pub fn print_load_step(step: LoadStep) {
+    eprintln!("[{}/{}] {} …", step.index, step.total, step.what);
+}
+
+/// Loads a Pipeline on the default backend from `dir` (printing each load step) and
+/// reads the sample photo.
+pub fn load_pipeline_and_photo(
+    dir: &Path,
+) -> Result<(Pipeline<DefaultBackend>, DynamicImage), Box<dyn std::error::Error>> {
+    eprintln!("loading {} on {NAME}", dir.display());
+    let progress = LoadProgress::new();
+    let pipeline = Pipeline::from_dir(dir, default_device(), |s| progress.step(s))?;
+    progress.finish();
+    let path = sample_image();
+    let photo = image::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok((pipeline, photo))
 }
 
 /// The OMG-LLaVA language model, its tokenizer and the resolved special tokens.

@@ -36,6 +36,43 @@ pub const GCG_QUESTION: &str = "Could you please give me a detailed description 
 /// The caption question used by [`Pipeline::caption`].
 pub const CAPTION_QUESTION: &str = "Could you please give me a brief description of the image?";
 
+/// The prompt [`Pipeline::ask_regions`] sends: the question as is when it places the
+/// `<region>` / `<mark>` placeholders itself, else the regions listed first as in the
+/// training data (`region1 <region>`, `Mark 1 <mark>`, …).
+pub fn region_prompt(regions: &[Region], question: &str) -> String {
+    let text = if question.contains("<region>") || question.contains("<mark>") {
+        question.to_owned()
+    } else {
+        let (mut r, mut m) = (0, 0);
+        let names: Vec<String> = regions
+            .iter()
+            .map(|x| match x.placeholder() {
+                Placeholder::Region => {
+                    r += 1;
+                    format!("region{r} <region>")
+                }
+                Placeholder::Mark => {
+                    m += 1;
+                    format!("Mark {m} <mark>")
+                }
+            })
+            .collect();
+        format!("There are some regions: {}.\n{question}", names.join(", "))
+    };
+    instruction(&format!("<image>\n{text}"))
+}
+
+/// The official region-caption question for one region ([`Pipeline::describe_region`]).
+pub fn describe_question(region: &Region) -> String {
+    let placeholder = match region.placeholder() {
+        Placeholder::Region => "<region>",
+        Placeholder::Mark => "<mark>",
+    };
+    format!(
+        "Can you provide me with a detailed description of the region in the picture marked by region1 {placeholder}?"
+    )
+}
+
 /// Generation settings of a Pipeline call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
@@ -100,6 +137,15 @@ impl<B: Backend> ImageHandle<B> {
     pub fn height(&self) -> u32 {
         self.transform.orig_height
     }
+}
+
+/// The LLM input of one prompt.
+#[derive(Debug, Clone)]
+pub struct PreparedPrompt<B: Backend> {
+    /// Token ids, −200 at the image placeholder.
+    pub ids: Vec<i64>,
+    /// The spliced input embeddings `[1, L, D]`.
+    pub spliced: crate::splice::Spliced<B>,
 }
 
 /// LLM embeddings of a prompt's regions: `<region>` rows and `<mark>` rows.
@@ -292,15 +338,15 @@ impl<B: Backend> Pipeline<B> {
         Ok((regions, marks))
     }
 
-    /// Starts a streamed answer to a full prompt text (template applied), with
-    /// `regions` consumed by its `<region>` / `<mark>` placeholders in order.
-    pub fn stream_prompt<'a>(
-        &'a self,
-        img: &'a ImageHandle<B>,
+    /// The LLM input of a full prompt text (template applied): token ids (−200 at the
+    /// image) and the spliced embeddings, with `regions` consumed by the prompt's
+    /// `<region>` / `<mark>` placeholders in order.
+    pub fn prepare_prompt(
+        &self,
+        img: &ImageHandle<B>,
         prompt: &str,
         regions: &[Region],
-        options: &GenerateOptions,
-    ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
+    ) -> Result<PreparedPrompt<B>, OmgLlavaError> {
         let m = &self.model;
         let ids = tokenize_prompt(&m.tokenizer, prompt)?;
         let region_id = m.special.region.map(i64::from);
@@ -338,6 +384,21 @@ impl<B: Backend> Pipeline<B> {
                 mark: mark_id.unwrap_or(i64::MIN),
             },
         )?;
+        Ok(PreparedPrompt { ids, spliced })
+    }
+
+    /// Starts a streamed answer to a full prompt text (template applied), with
+    /// `regions` consumed by its `<region>` / `<mark>` placeholders in order.
+    pub fn stream_prompt<'a>(
+        &'a self,
+        img: &'a ImageHandle<B>,
+        prompt: &str,
+        regions: &[Region],
+        options: &GenerateOptions,
+    ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
+        let m = &self.model;
+        let PreparedPrompt { ids, spliced } = self.prepare_prompt(img, prompt, regions)?;
+        let vocab = m.llm.config().vocab_size;
         let length = spliced.lengths[0];
         let limit = m.llm.config().max_position_embeddings;
         if length + options.max_new_tokens > limit {
@@ -418,27 +479,7 @@ impl<B: Backend> Pipeline<B> {
         if regions.is_empty() {
             return Err(OmgLlavaError::Input("no region given".into()));
         }
-        let has_placeholders = question.contains("<region>") || question.contains("<mark>");
-        let text = if has_placeholders {
-            question.to_owned()
-        } else {
-            let (mut r, mut m) = (0, 0);
-            let names: Vec<String> = regions
-                .iter()
-                .map(|x| match x.placeholder() {
-                    Placeholder::Region => {
-                        r += 1;
-                        format!("region{r} <region>")
-                    }
-                    Placeholder::Mark => {
-                        m += 1;
-                        format!("Mark {m} <mark>")
-                    }
-                })
-                .collect();
-            format!("There are some regions: {}.\n{question}", names.join(", "))
-        };
-        let prompt = instruction(&format!("<image>\n{text}"));
+        let prompt = region_prompt(regions, question);
         self.answer_prompt(img, &prompt, regions, options)
     }
 
@@ -449,13 +490,7 @@ impl<B: Backend> Pipeline<B> {
         region: &Region,
         options: &GenerateOptions,
     ) -> Result<Answer, OmgLlavaError> {
-        let placeholder = match region.placeholder() {
-            Placeholder::Region => "<region>",
-            Placeholder::Mark => "<mark>",
-        };
-        let question = format!(
-            "Can you provide me with a detailed description of the region in the picture marked by region1 {placeholder}?"
-        );
+        let question = describe_question(region);
         self.ask_regions(img, std::slice::from_ref(region), &question, options)
     }
 

@@ -290,3 +290,48 @@ fn the_bundle_reproduces_the_e2e_fixture_through_the_pipeline() {
         .collect();
     assert_eq!(mask, expected_mask);
 }
+
+/// Each `<mark>` / `<region>` position of the LLM input holds its own region's
+/// projected prompt embedding, so different regions give different inputs.
+#[test]
+fn region_placeholders_carry_their_region_embeddings() {
+    let p = pipeline();
+    let handle = p.encode(&photo()).unwrap();
+    let prompt = omg_llava::template::instruction("<image>\nWhat is <mark> next to <region>?");
+    let ask = |x: f32, b: [f32; 4]| {
+        let prepared = p
+            .prepare_prompt(
+                &handle,
+                &prompt,
+                &[Region::Point { x, y: 150.0 }, Region::Box(b)],
+            )
+            .unwrap();
+        let mark = p.model().special.mark.unwrap() as i64;
+        let region = p.model().special.region.unwrap() as i64;
+        // Position of a placeholder in the spliced sequence: text ids map 1:1, the
+        // image expands to the visual block.
+        let n_vis = handle.visual_tokens.dims()[0];
+        let pos = |id: i64| {
+            let i = prepared.ids.iter().position(|&t| t == id).unwrap();
+            i + n_vis - 1
+        };
+        let e = prepared.spliced.inputs_embeds.clone();
+        let [_, _, d] = e.dims();
+        let row = |i: usize| e.clone().slice([0..1, i..i + 1, 0..d]).reshape([d]);
+        (row(pos(mark)), row(pos(region)))
+    };
+    let (m1, r1) = ask(100.0, [50.0, 40.0, 250.0, 220.0]);
+    let (m2, r2) = ask(400.0, [300.0, 10.0, 440.0, 90.0]);
+    let diff = |a: burn::tensor::Tensor<B, 1>, b: burn::tensor::Tensor<B, 1>| {
+        (a - b).abs().max().into_scalar()
+    };
+    assert!(
+        diff(m1.clone(), m2) > 1e-3,
+        "the <mark> row ignores the point"
+    );
+    assert!(
+        diff(r1.clone(), r2) > 1e-3,
+        "the <region> row ignores the box"
+    );
+    assert!(diff(m1, r1) > 1e-3);
+}

@@ -176,7 +176,8 @@ pub fn run_e2e<B: Backend>(
     let positions: Vec<i64> = generated.captured.iter().map(|h| h.index as i64).collect();
     c.ints("out.seg_positions", &[positions.len()], &positions)?;
     if generated.captured.is_empty() {
-        return Err(fx.malformed("the generation produced no [SEG] with a hidden state"));
+        // No [SEG] with a state: any recorded mask output is reported as not compared.
+        return Ok(c.finish());
     }
     let hidden = Tensor::stack::<2>(
         generated

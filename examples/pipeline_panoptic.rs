@@ -1,0 +1,45 @@
+//! The visual encoder's panoptic segmentation through the Pipeline: every segment's
+//! label, thing/stuff kind, score, box, area and COCO RLE, in the photo's pixels.
+//!
+//! ```text
+//! cargo run --release --example pipeline_panoptic [BUNDLE_DIR]
+//! ```
+
+use omg_examples::{bundle_from_args, load_pipeline_and_photo};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
+    let image = pipeline.encode(&photo)?;
+    let panoptic = pipeline.panoptic(&image)?;
+    println!(
+        "{} segments on the {}×{} photo",
+        panoptic.segments.len(),
+        photo.width(),
+        photo.height()
+    );
+    let mut covered = 0;
+    for (k, s) in panoptic.segments.iter().enumerate() {
+        let m = &s.mask;
+        covered += m.area;
+        let rle = m.rle();
+        let counts: String = rle.counts.chars().take(40).collect();
+        println!(
+            "{k}: {} ({}, class {}) score {:.3}, bbox {:?}, area {}\n   RLE size {:?}, counts {counts}{}",
+            s.label,
+            if s.is_thing { "thing" } else { "stuff" },
+            s.class_id,
+            m.score,
+            m.bbox.map(|b| [b.x, b.y, b.width, b.height]),
+            m.area,
+            rle.size,
+            if rle.counts.len() > 40 { "…" } else { "" }
+        );
+    }
+    let total = u64::from(photo.width()) * u64::from(photo.height());
+    println!("{covered} of {total} pixels covered");
+    // The JSON form of one segment (bbox, area, score, RLE), as a COCO result would hold it.
+    if let Some(s) = panoptic.segments.first() {
+        println!("{}", serde_json::to_string(&s.mask.summary())?);
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Object-level use of the Pipeline: questions about a point, a box and a mask of the
+//! photo (in its own pixels), and the encoder's interactive mask for each prompt.
+//!
+//! ```text
+//! cargo run --release --example pipeline_regions [BUNDLE_DIR]
+//! ```
+
+use omg_examples::{bundle_from_args, load_pipeline_and_photo};
+use omg_llava::{BinaryMask, GenerateOptions, Region};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
+    let image = pipeline.encode(&photo)?;
+    let options = GenerateOptions {
+        max_new_tokens: 24,
+        ..GenerateOptions::default()
+    };
+
+    // A mask region: a rectangle of the photo's size (any BinaryMask works).
+    let (w, h) = (photo.width() as usize, photo.height() as usize);
+    let data = (0..w * h)
+        .map(|i| (100..200).contains(&(i / w)) && (150..300).contains(&(i % w)))
+        .collect();
+    let regions = [
+        Region::Point { x: 200.0, y: 150.0 },
+        Region::Box([50.0, 40.0, 250.0, 220.0]),
+        Region::Mask(BinaryMask::from_vec(h, w, data)?),
+    ];
+
+    // One question about all three: `<mark>` for the point, `<region>` for box and mask.
+    let question = "What is the relation between <mark>, <region> and <region>?";
+    let answer = pipeline.ask_regions(&image, &regions, question, &options)?;
+    println!("> {question}\n{}\n", answer.text);
+
+    for region in &regions {
+        let kind = match region {
+            Region::Point { .. } => "point",
+            Region::Box(_) => "box",
+            Region::Mask(_) => "mask",
+        };
+        // The official region-caption prompt.
+        let caption = pipeline.describe_region(&image, region, &options)?;
+        // Interactive segmentation: the prompt's own mask.
+        let m = pipeline.interactive(&image, region)?;
+        println!(
+            "{kind}: {:?}\n  interactive mask: bbox {:?}, area {}, score {:.3}",
+            caption.text, m.bbox, m.area, m.score
+        );
+    }
+    Ok(())
+}
