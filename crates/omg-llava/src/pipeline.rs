@@ -397,8 +397,7 @@ impl<B: Backend> Pipeline<B> {
         options: &GenerateOptions,
     ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
         let m = &self.model;
-        let PreparedPrompt { ids, spliced } = self.prepare_prompt(img, prompt, regions)?;
-        let vocab = m.llm.config().vocab_size;
+        let PreparedPrompt { spliced, .. } = self.prepare_prompt(img, prompt, regions)?;
         let length = spliced.lengths[0];
         let limit = m.llm.config().max_position_embeddings;
         if length + options.max_new_tokens > limit {
@@ -420,13 +419,14 @@ impl<B: Backend> Pipeline<B> {
         if let Some(seg) = m.special.seg {
             config.capture_hidden_for = vec![seg];
         }
-        let prompt_ids: Vec<u32> = ids
-            .iter()
-            .filter(|&&t| t >= 0 && (t as usize) < vocab)
-            .map(|&t| t as u32)
-            .collect();
-        let generator =
-            Generator::from_embeds(&m.llm, spliced.inputs_embeds, vec![prompt_ids], config)?;
+        // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
+        // alone, so the repetition penalty sees BOS and the new tokens only.
+        let generator = Generator::from_embeds(
+            &m.llm,
+            spliced.inputs_embeds,
+            vec![vec![m.special.bos]],
+            config,
+        )?;
         Ok(ResponseStream::new(self, img, generator))
     }
 
