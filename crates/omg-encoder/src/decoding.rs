@@ -5,6 +5,8 @@
 //! obtained ([`AttentionGuide`]) and in which copy of the layers is used
 //! ([`DecoderParts`]).
 
+use std::collections::HashMap;
+
 use burn::nn::LayerNorm;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
@@ -79,33 +81,63 @@ pub enum AttentionGuide {
 }
 
 impl AttentionGuide {
-    /// The attention mask `[N, 1·Q, h·w]` (`true` = blocked, before all-blocked rows are
+    /// The prediction-independent part of the mask on an `h × w` level, `[N, 1, h·w]`
+    /// (`true` outside the region or box of each batch element); `None` for
+    /// [`Predicted`](Self::Predicted). Depends only on the level size, so a decoding
+    /// builds it once per level.
+    pub fn fixed_mask<B: Backend>(
+        &self,
+        next: (usize, usize),
+        device: &B::Device,
+    ) -> Option<Tensor<B, 3, Bool>> {
+        let (h, w) = next;
+        let outside: Vec<bool> = match self {
+            AttentionGuide::Predicted => return None,
+            AttentionGuide::Boxes(boxes) => {
+                boxes.iter().flat_map(|b| outside_box(*b, h, w)).collect()
+            }
+            AttentionGuide::Regions(regions) => regions
+                .iter()
+                .flat_map(|r| r.resize_nearest(h, w).into_iter().map(|inside| !inside))
+                .collect(),
+        };
+        let n = outside.len() / (h * w).max(1);
+        Some(
+            Tensor::<B, 3, Int>::from_data(
+                TensorData::new(
+                    outside.into_iter().map(|v| v as i64).collect(),
+                    [n, 1, h * w],
+                ),
+                device,
+            )
+            .greater_elem(0),
+        )
+    }
+
+    /// The attention mask `[N, Q, h·w]` (`true` = blocked, before all-blocked rows are
     /// unblocked) for the next level of size `next`, from mask logits `[N, Q, H', W']`.
     pub fn attention_mask<B: Backend>(
         &self,
         mask_logits: &Tensor<B, 4>,
         next: (usize, usize),
     ) -> Tensor<B, 3, Bool> {
+        let fixed = self.fixed_mask::<B>(next, &mask_logits.device());
+        self.attention_mask_with(mask_logits, next, fixed)
+    }
+
+    /// [`attention_mask`](Self::attention_mask) with the level's
+    /// [`fixed_mask`](Self::fixed_mask) already built.
+    pub fn attention_mask_with<B: Backend>(
+        &self,
+        mask_logits: &Tensor<B, 4>,
+        next: (usize, usize),
+        fixed: Option<Tensor<B, 3, Bool>>,
+    ) -> Tensor<B, 3, Bool> {
         let [n, q, _, _] = mask_logits.dims();
         let (h, w) = next;
-        let device = mask_logits.device();
-        let host_mask = |values: Vec<bool>| {
-            Tensor::<B, 3, Int>::from_data(
-                TensorData::new(
-                    values.into_iter().map(|v| v as i64).collect(),
-                    [n, 1, h * w],
-                ),
-                &device,
-            )
-            .greater_elem(0)
-            .repeat_dim(1, q)
-        };
-        if let AttentionGuide::Regions(regions) = self {
-            let outside = regions
-                .iter()
-                .flat_map(|r| r.resize_nearest(h, w).into_iter().map(|inside| !inside))
-                .collect();
-            return host_mask(outside);
+        let fixed = fixed.map(|f| f.repeat_dim(1, q));
+        if let (AttentionGuide::Regions(_), Some(f)) = (self, &fixed) {
+            return f.clone();
         }
         let resized = interpolate(
             mask_logits.clone(),
@@ -113,16 +145,9 @@ impl AttentionGuide {
             InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
         );
         let predicted = sigmoid(resized).lower_elem(0.5).reshape([n, q, h * w]);
-        match self {
-            AttentionGuide::Boxes(boxes) => {
-                let outside = boxes
-                    .iter()
-                    .flat_map(|b| outside_box(*b, h, w))
-                    .collect::<Vec<bool>>();
-                let outside = host_mask(outside);
-                predicted.int().add(outside.int()).greater_elem(0)
-            }
-            _ => predicted,
+        match fixed {
+            Some(outside) => predicted.bool_or(outside),
+            None => predicted,
         }
     }
 }
@@ -183,10 +208,16 @@ impl<B: Backend> DecoderParts<'_, B> {
         levels: &[LevelMemory<B>],
         guide: &AttentionGuide,
     ) -> QueryDecoding<B> {
+        let device = mask_features.device();
+        let mut fixed: HashMap<(usize, usize), Option<Tensor<B, 3, Bool>>> = HashMap::new();
         let stages_and_query =
             run_layers(self.layers, levels, query, query_pos.clone(), |q, next| {
                 let (mask_logits, _) = self.mask_logits(q, mask_features);
-                let attn_mask = guide.attention_mask(&mask_logits, next);
+                let level_fixed = fixed
+                    .entry(next)
+                    .or_insert_with(|| guide.fixed_mask::<B>(next, &device))
+                    .clone();
+                let attn_mask = guide.attention_mask_with(&mask_logits, next, level_fixed);
                 (
                     MaskStage {
                         mask_logits,

@@ -256,29 +256,21 @@ impl<B: Backend> Pipeline<B> {
             .stages
             .last()
             .ok_or_else(|| OmgLlavaError::Input("the encoder produced no stage".into()))?;
-        let prior = omg_projector::perception_prior(
+        let vis = omg_projector::visual_encoder_outputs(
             last.cls_logits.clone(),
             last.mask_logits.clone(),
             encoded.queries.query_feat.clone(),
             encoded.queries.query_pos.clone(),
+            encoded.backbone_levels[encoded.backbone_levels.len() - 1].clone(),
             (size, size),
             2 * self.model.config.encoder.backbone.output_stride(),
             self.model.config.prior_smooth_ratio,
         );
-        let coarsest = encoded.backbone_levels[encoded.backbone_levels.len() - 1].clone();
-        let clip = omg_projector::pixel_shuffle_tokens(coarsest);
-        let with_prior = Tensor::cat(vec![clip, prior.pixel_query], 2);
-        let qpf = Tensor::cat(
-            vec![
-                encoded.queries.query_feat.clone(),
-                encoded.queries.query_pos.clone(),
-            ],
-            2,
-        );
-        let mut out = self
-            .model
-            .projector
-            .forward(with_prior, qpf, prior.attn_mask)?;
+        let mut out = self.model.projector.forward(
+            vis.clip_feature_with_prior,
+            vis.query_pos_feat,
+            vis.prior.attn_mask,
+        )?;
         Ok(ImageHandle {
             encoded,
             visual_tokens: out.visual_tokens.remove(0),

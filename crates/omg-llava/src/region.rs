@@ -87,35 +87,28 @@ impl Region {
 /// (`expand2square_mask`) and nearest-resized to `target` (as torch `nearest`).
 pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> RegionMask {
     let side = t.side as usize;
-    let target = t.target as usize;
     let (px, py) = (t.pad_x as usize, t.pad_y as usize);
-    let arr = mask.array();
-    let scale = side as f32 / target as f32;
-    let mut data = Vec::with_capacity(target * target);
-    for i in 0..target {
-        let sy = ((i as f32 * scale).floor() as usize).min(side - 1);
-        for j in 0..target {
-            let sx = ((j as f32 * scale).floor() as usize).min(side - 1);
-            let inside = sy >= py
-                && sx >= px
-                && sy - py < arr.nrows()
-                && sx - px < arr.ncols()
-                && arr[[sy - py, sx - px]];
-            data.push(inside);
-        }
+    let mut square = vec![false; side * side];
+    for ((y, x), &inside) in mask.array().indexed_iter() {
+        square[(y + py) * side + x + px] = inside;
     }
+    let padded = RegionMask {
+        height: side,
+        width: side,
+        data: square,
+    };
+    let target = t.target as usize;
     RegionMask {
         height: target,
         width: target,
-        data,
+        data: padded.resize_nearest(target, target),
     }
 }
 
-/// Groups regions by kind into prompt batches in the model frame, keeping each
-/// region's order within its kind (the order `<region>` / `<mark>` consume them).
-/// Returns `(boxes or masks in <region> order, points in <mark> order)`; boxes and
-/// masks are separate batches because they steer attention differently, so the
-/// returned index lists say where each lands.
+/// Regions converted to the model frame and grouped by kind, each kind in its
+/// order of appearance (the order `<mark>` and `<region>` consume them). Boxes and
+/// masks are separate prompt batches because they steer attention differently; each
+/// keeps its index among the `<region>` placeholders.
 pub struct ModelFramePrompts {
     /// Point prompts (`<mark>` order).
     pub points: Vec<(f32, f32)>,

@@ -14,6 +14,7 @@
 //! - loading both by their official key names ([`loader`]).
 
 pub mod config;
+pub mod encoder_outputs;
 mod error;
 pub mod loader;
 pub mod mlp;
@@ -21,6 +22,7 @@ pub mod perception_prior;
 pub mod visual_projector;
 
 pub use config::{ProjectorConfig, Text2VisionConfig};
+pub use encoder_outputs::{VisualEncoderOutputs, visual_encoder_outputs};
 pub use error::ProjectorError;
 pub use mlp::ProjectorMlp;
 pub use perception_prior::{PerceptionPrior, perception_prior, pixel_shuffle_tokens};

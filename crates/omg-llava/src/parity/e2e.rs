@@ -96,18 +96,17 @@ pub fn run_e2e<B: Backend>(
     let levels = decoder.level_memory(&pd.multi_scale_memory);
     let out = decoder.forward(&pd.mask_features, &levels, &classes);
     let last = &out.stages[out.stages.len() - 1];
-    let prior = omg_projector::perception_prior(
+    let vis = omg_projector::visual_encoder_outputs(
         last.cls_logits.clone(),
         last.mask_logits.clone(),
         out.query_feat.clone(),
         out.query_pos.clone(),
+        feats[feats.len() - 1].clone(),
         (h, w),
         2 * bb_config.output_stride(),
         0.5,
     );
-    let clip = omg_projector::pixel_shuffle_tokens(feats[feats.len() - 1].clone());
-    let with_prior = Tensor::cat(vec![clip, prior.pixel_query.clone()], 2);
-    let qpf = Tensor::cat(vec![out.query_feat.clone(), out.query_pos.clone()], 2);
+    let (with_prior, qpf, prior) = (vis.clip_feature_with_prior, vis.query_pos_feat, vis.prior);
     c.float(
         "out.encoder.clip_feature_with_prior",
         with_prior.clone(),

@@ -199,23 +199,22 @@ pub fn run_encoder<B: Backend>(
         compared.insert(key);
     }
     // Perception prior and the three tensors OMG-LLaVA takes from the encoder.
-    let prior = omg_projector::perception_prior(
+    let vis = omg_projector::visual_encoder_outputs(
         last.cls_logits.clone(),
         last.mask_logits.clone(),
         out.query_feat.clone(),
         out.query_pos.clone(),
+        levels[levels.len() - 1].clone(),
         (shape[2], shape[3]),
         2 * config.output_stride(),
         0.5,
     );
-    let clip = omg_projector::pixel_shuffle_tokens(levels[levels.len() - 1].clone());
-    let with_prior = Tensor::cat(vec![clip.clone(), prior.pixel_query.clone()], 2);
-    let qpf = Tensor::cat(vec![out.query_feat.clone(), out.query_pos.clone()], 2);
+    let prior = vis.prior.clone();
     for (key, t) in [
-        ("out.llava_clip_feat", clip),
+        ("out.llava_clip_feat", vis.clip),
         ("out.pixel_query", prior.pixel_query.clone()),
-        ("out.clip_feature_with_prior", with_prior),
-        ("out.query_pos_feat", qpf),
+        ("out.clip_feature_with_prior", vis.clip_feature_with_prior),
+        ("out.query_pos_feat", vis.query_pos_feat),
     ] {
         let (s, v) = host(t);
         let (es, ev) = fx.f32(key)?;

@@ -9,19 +9,10 @@ use omg_llm::loader::{LoraOptions, load_hf, load_omg_llava};
 use omg_llm::{ForwardOptions, ForwardOutput, InternLM2, InternLM2Config, LogitsFor};
 
 use super::ParityError;
+use super::checker::host;
 use super::compare::{Comparison, compare_exact, compare_f32};
 use super::fixture::{Fixture, Weights};
 use super::tolerance::Tolerances;
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
-    let shape = t.dims().to_vec();
-    let values = t
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap_or_default();
-    (shape, values)
-}
 
 fn check<B: Backend, const D: usize>(
     fx: &Fixture,
