@@ -2,21 +2,44 @@
 //!
 //! Priority when several are enabled: `cuda`, then `wgpu`, then `flex`, then
 //! `ndarray` (the default).
+//!
+//! The GPU backends are burn's `CubeBackend`s named directly, **without** the kernel
+//! fusion layer, even if another crate of the build turns `burn/fusion` on: burn 0.21's
+//! fused matmul reads strided operands wrongly (docs/burn-fusion-matmul.md). The `fusion`
+//! feature selects the fused `burn::backend::{Cuda, Wgpu}` instead, only to check an
+//! upstream fix.
 
-#[cfg(feature = "cuda")]
+#[cfg(all(feature = "cuda", not(feature = "fusion")))]
 mod chosen {
     /// The backend selected by the enabled cargo features.
-    pub type DefaultBackend = burn::backend::Cuda<f32, i32>;
+    pub type DefaultBackend = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
     /// Name of the selected backend.
     pub const NAME: &str = "cuda";
 }
 
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+#[cfg(all(feature = "cuda", feature = "fusion"))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend = burn::backend::Cuda<f32, i32>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "cuda+fusion";
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda"), not(feature = "fusion")))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend =
+        burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "wgpu";
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda"), feature = "fusion"))]
 mod chosen {
     /// The backend selected by the enabled cargo features.
     pub type DefaultBackend = burn::backend::Wgpu<f32, i32>;
     /// Name of the selected backend.
-    pub const NAME: &str = "wgpu";
+    pub const NAME: &str = "wgpu+fusion";
 }
 
 #[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
