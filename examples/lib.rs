@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use image::DynamicImage;
+use omg_checkpoint::pth::PthFile;
+use omg_checkpoint::safetensors::open_hf_dir;
 use omg_llava::backend::{DefaultBackend, NAME, default_device};
 use omg_llava::{LoadStep, Pipeline};
-use omg_llm::checkpoint::pth::PthFile;
-use omg_llm::checkpoint::safetensors::open_hf_dir;
 use omg_llm::loader::{LoadReport, LoraOptions, load_omg_llava};
 use omg_llm::tokenizer::{InternLm2Tokenizer, SpecialTokens, add_omg_llava_tokens};
 use omg_llm::{InternLM2, InternLM2Config, LlmError};

@@ -15,7 +15,6 @@ use clap::Parser;
 use omg_examples::{chat_prompt, load_llm, tiny_bundle};
 use omg_llava::backend::{DefaultBackend, NAME, default_device};
 use omg_llm::generation::{GenerationConfig, Generator};
-use omg_llm::tokenizer::StreamDecoder;
 
 #[derive(Parser)]
 #[command(about = "Generate text with the OMG-LLaVA language model")]
@@ -79,12 +78,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     print!("reply: ");
     let t1 = Instant::now();
-    let mut stream = StreamDecoder::new(false);
+    let mut stream = llm.tokenizer.stream_decoder(false);
     for step in Generator::from_ids(&llm.model, &ids, 1, config)? {
-        print!("{}", stream.push(&llm.tokenizer, step?.tokens[0])?);
+        print!("{}", stream.push(step?.tokens[0])?);
         std::io::stdout().flush()?;
     }
-    println!("{}", stream.finish(&llm.tokenizer)?);
+    println!("{}", stream.finish()?);
     let generated = stream.ids().to_vec();
     println!("new ids ({}): {generated:?}", generated.len());
     println!("text: {:?}", llm.tokenizer.decode(&generated, true)?);

@@ -51,7 +51,7 @@ use omg_decoder::mask::{overlay_many, palette};
 use omg_examples::{LoadProgress, sample_image, tiny_bundle};
 use omg_llava::backend::{DefaultBackend, NAME, default_device};
 use omg_llava::output::{MaskSummary, caption, phrases};
-use omg_llava::pipeline::{
+use omg_llava::questions::{
     CAPTION_QUESTION, GCG_QUESTION, describe_question, region_prompt, segment_question,
 };
 use omg_llava::{

@@ -18,7 +18,7 @@ if [ -z "$dir" ]; then
     if [ -f ../shared/parity/README.md ]; then
         dir=../shared/parity
     else
-        dir=crates/omg-llava/tests/fixtures/parity
+        dir=fixtures/parity
     fi
 fi
 [ -d "$dir" ] || { echo "no fixture folder at $dir" >&2; exit 2; }
@@ -36,7 +36,7 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 # OMG_WGPU_FEATURES=wgpu,fusion checks burn's kernel fusion (docs/burn-fusion-matmul.md).
-cargo build --release -p omg-llava --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu}" --bin omg-parity
+cargo build --release -p omg-parity --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu}"
 
 fixtures=("$dir"/*.safetensors)
 [ -d "$dir/tokenizer_tiny" ] && fixtures+=("$dir/tokenizer_tiny")

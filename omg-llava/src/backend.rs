@@ -1,0 +1,83 @@
+//! The compute backend chosen at compile time by cargo feature.
+//!
+//! Priority when several are enabled: `cuda`, then `wgpu`, then `flex`, then
+//! `ndarray` (the default). With no backend feature (`default-features = false`),
+//! [`DefaultBackend`] does not exist; every model is generic over `B: Backend`, so
+//! name the backend you want yourself.
+//!
+//! The GPU backends are burn's `CubeBackend`s named directly, **without** the kernel
+//! fusion layer, even if another crate of the build turns `burn/fusion` on: burn 0.21's
+//! fused matmul reads strided operands wrongly (docs/burn-fusion-matmul.md). The `fusion`
+//! feature selects the fused `burn::backend::{Cuda, Wgpu}` instead, only to check an
+//! upstream fix.
+
+#[cfg(all(feature = "cuda", not(feature = "fusion")))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "cuda";
+}
+
+#[cfg(all(feature = "cuda", feature = "fusion"))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend = burn::backend::Cuda<f32, i32>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "cuda+fusion";
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda"), not(feature = "fusion")))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend =
+        burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "wgpu";
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda"), feature = "fusion"))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend = burn::backend::Wgpu<f32, i32>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "wgpu+fusion";
+}
+
+#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend = burn::backend::Flex<f32, i32>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "flex";
+}
+
+#[cfg(all(
+    feature = "ndarray",
+    not(any(feature = "cuda", feature = "wgpu", feature = "flex"))
+))]
+mod chosen {
+    /// The backend selected by the enabled cargo features.
+    pub type DefaultBackend = burn::backend::NdArray<f32, i64>;
+    /// Name of the selected backend.
+    pub const NAME: &str = "ndarray";
+}
+
+#[cfg(any(
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "flex",
+    feature = "ndarray"
+))]
+pub use chosen::{DefaultBackend, NAME};
+
+/// The default device of [`DefaultBackend`].
+#[cfg(any(
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "flex",
+    feature = "ndarray"
+))]
+pub fn default_device() -> burn::tensor::Device<DefaultBackend> {
+    Default::default()
+}

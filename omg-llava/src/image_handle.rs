@@ -1,0 +1,62 @@
+//! An image encoded once: the encoder's cached state and its visual tokens, made by
+//! [`OmgLlava::encode_image`] and reused by every query about the image.
+
+use burn::tensor::{Tensor, backend::Backend};
+use omg_encoder::EncodedImage;
+use omg_encoder::preprocess::SquareTransform;
+use omg_projector::project_image;
+
+use crate::error::OmgLlavaError;
+use crate::model::OmgLlava;
+
+/// An image encoded once: the encoder's cached state and its visual token block.
+pub struct ImageHandle<B: Backend> {
+    /// The encoder state (features, memories, query decoding).
+    pub encoded: EncodedImage<B>,
+    /// The visual tokens spliced at `<image>` `[hw + 1 + n_valid, D]`.
+    pub visual_tokens: Tensor<B, 2>,
+    /// Indices of the object queries that became tokens.
+    pub valid_queries: Vec<usize>,
+    /// Original-pixel ↔ model-frame mapping.
+    pub transform: SquareTransform,
+}
+
+impl<B: Backend> ImageHandle<B> {
+    /// Width of the original image.
+    pub fn width(&self) -> u32 {
+        self.transform.orig_width
+    }
+
+    /// Height of the original image.
+    pub fn height(&self) -> u32 {
+        self.transform.orig_height
+    }
+}
+
+impl<B: Backend> OmgLlava<B> {
+    /// Encodes an already preprocessed image `[1, 3, S, S]` (padded, resized to the
+    /// model size and CLIP-normalised) whose original frame is given by `transform`:
+    /// OMG-Seg, the perception prior and the visual projector.
+    pub fn encode_image(
+        &self,
+        pixels: Tensor<B, 4>,
+        transform: SquareTransform,
+    ) -> Result<ImageHandle<B>, OmgLlavaError> {
+        let size = self.config.encoder.image_size;
+        let dims = pixels.dims();
+        if dims != [1, 3, size, size] || transform.target as usize != size {
+            return Err(OmgLlavaError::Input(format!(
+                "expected normalised pixels [1, 3, {size}, {size}] and a transform to {size}, got {dims:?} and {}",
+                transform.target
+            )));
+        }
+        let encoded = self.encoder.encode(pixels)?;
+        let mut image = project_image(&self.projector, &encoded, self.config.prior_smooth_ratio)?;
+        Ok(ImageHandle {
+            encoded,
+            visual_tokens: image.projected.visual_tokens.remove(0),
+            valid_queries: image.projected.valid_queries.remove(0),
+            transform,
+        })
+    }
+}

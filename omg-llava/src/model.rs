@@ -1,0 +1,226 @@
+//! The composed OMG-LLaVA model (OMG-Seg encoder → projector → InternLM2 → `[SEG]`
+//! head) and its loading from a [`CheckpointBundle`]. Every file is opened and every
+//! key checked before the model is returned; any missing, mis-shaped or unknown
+//! tensor is an error naming it, and nothing is half-loaded.
+
+use burn::tensor::{TensorData, backend::Backend};
+use omg_checkpoint::pth::{PthFile, SINGLE_TENSOR_NAME};
+use omg_checkpoint::safetensors::{SafetensorsFile, open_hf_dir};
+use omg_checkpoint::{CheckpointError, TensorSource};
+use omg_decoder::SegHead;
+use omg_decoder::loader::load_seg_head;
+use omg_encoder::coco_classes::COCO_PANOPTIC_CLASSES;
+use omg_encoder::{OmgSeg, OmgSegReport, OmgSegWeights, load_omg_seg};
+use omg_llm::loader::{LoadReport, LoraOptions, load_omg_llava};
+use omg_llm::tokenizer::{InternLm2Tokenizer, SpecialTokens, add_omg_llava_tokens};
+use omg_llm::{InternLM2, InternLM2Config};
+use omg_projector::VisualProjector;
+use omg_projector::loader::{TEXT2VISION_PREFIX, VISUAL_PROJECTOR_PREFIX, load_visual_projector};
+
+use crate::bundle::CheckpointBundle;
+use crate::config::OmgLlavaConfig;
+use crate::error::OmgLlavaError;
+
+/// Prefix of the OMG-Seg head inside `omg_seg_convl.pth`.
+pub const OMG_SEG_HEAD_PREFIX: &str = "panoptic_head.";
+/// Prefix of the backbone inside `omg_seg_convl.pth` (when present).
+pub const OMG_SEG_BACKBONE_PREFIX: &str = "backbone.";
+/// Prefix of the OMG-Seg head inside OMG-LLaVA (task-finetune decoder copies).
+pub const LLAVA_HEAD_PREFIX: &str = "visual_encoder.panoptic_head.";
+
+/// The loaded model.
+pub struct OmgLlava<B: Backend> {
+    /// OMG-Seg (frozen visual encoder).
+    pub encoder: OmgSeg<B>,
+    /// Visual projector.
+    pub projector: VisualProjector<B>,
+    /// InternLM2 with the release merged in.
+    pub llm: InternLM2<B>,
+    /// `[SEG]` head.
+    pub seg_head: SegHead<B>,
+    /// Tokenizer with OMG-LLaVA's added tokens.
+    pub tokenizer: InternLm2Tokenizer,
+    /// Ids of the chat and OMG-LLaVA tokens.
+    pub special: SpecialTokens,
+    /// Architecture.
+    pub config: OmgLlavaConfig,
+    /// Class names of the class-embedding rows.
+    pub class_names: Vec<String>,
+    /// What loading used.
+    pub report: BundleReport,
+}
+
+/// What loading a bundle used and left.
+#[derive(Debug, Clone, Default)]
+pub struct BundleReport {
+    /// The LLM loader's report.
+    pub llm: LoadReport,
+    /// The OMG-Seg loader's report.
+    pub encoder: OmgSegReport,
+    /// Whether the release carried the task-finetuned `[SEG]` decoder copy.
+    pub finetuned_seg_decoder: bool,
+}
+
+/// One step of a load, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStep {
+    /// 1-based index of the step.
+    pub index: usize,
+    /// Number of steps.
+    pub total: usize,
+    /// What is being loaded.
+    pub what: &'static str,
+}
+
+fn open_any(path: &std::path::Path) -> Result<Box<dyn TensorSource>, OmgLlavaError> {
+    let is_safetensors = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    Ok(if is_safetensors {
+        Box::new(SafetensorsFile::open(path)?)
+    } else {
+        Box::new(PthFile::open(path)?)
+    })
+}
+
+/// Reads the class-embedding file: a single tensor `(K, P, D)` (or a dict with
+/// exactly one tensor).
+pub fn read_class_embedding(path: &std::path::Path) -> Result<TensorData, OmgLlavaError> {
+    let file = PthFile::open(path)?;
+    let names = file.names();
+    let key = if names.iter().any(|n| n == SINGLE_TENSOR_NAME) {
+        SINGLE_TENSOR_NAME.to_owned()
+    } else if names.len() == 1 {
+        names[0].clone()
+    } else {
+        return Err(OmgLlavaError::Bundle(format!(
+            "{}: expected one class-embedding tensor, found {} tensors",
+            path.display(),
+            names.len()
+        )));
+    };
+    Ok(file.read(&key)?)
+}
+
+impl<B: Backend> OmgLlava<B> {
+    /// Loads every file of `bundle` onto `device`; `progress` is called before each
+    /// step.
+    pub fn load(
+        bundle: &CheckpointBundle,
+        device: &B::Device,
+        mut progress: impl FnMut(LoadStep),
+    ) -> Result<Self, OmgLlavaError> {
+        const TOTAL: usize = 5;
+        let mut step = |index, what| {
+            progress(LoadStep {
+                index,
+                total: TOTAL,
+                what,
+            })
+        };
+        step(1, "tokenizer and configuration");
+        let config = match &bundle.config {
+            Some(p) => OmgLlavaConfig::from_json_file(p)?,
+            None => OmgLlavaConfig::default(),
+        };
+        let mut tokenizer = InternLm2Tokenizer::from_dir(&bundle.llm_dir)?;
+        let special = add_omg_llava_tokens(&mut tokenizer)?;
+        let llm_config = InternLM2Config::from_json_file(bundle.llm_dir.join("config.json"))?;
+        config.validate(llm_config.hidden_size)?;
+
+        step(2, "OMG-Seg encoder");
+        let seg_file = PthFile::open(&bundle.omg_seg)?;
+        let clip = bundle.open_clip.as_deref().map(open_any).transpose()?;
+        let class_data = read_class_embedding(&bundle.class_embedding)?;
+        let k = class_data.shape.first().copied().unwrap_or(0);
+        let weights = OmgSegWeights::detect(
+            &seg_file,
+            OMG_SEG_HEAD_PREFIX,
+            OMG_SEG_BACKBONE_PREFIX,
+            clip.as_deref(),
+            class_data,
+        )?;
+        let panoptic = &config.encoder.panoptic;
+        if panoptic.num_things + panoptic.num_stuff != k {
+            return Err(OmgLlavaError::Bundle(format!(
+                "the class-embedding file has {k} classes but the configuration splits {} things + {} stuff",
+                panoptic.num_things, panoptic.num_stuff
+            )));
+        }
+        let (encoder, encoder_report) = load_omg_seg::<B>(&config.encoder, weights, device)?;
+
+        step(3, "language model");
+        let base = open_hf_dir(&bundle.llm_dir)?;
+        let release = PthFile::open(&bundle.omg_llava)?;
+        let lora = match &bundle.adapter_config {
+            Some(p) => LoraOptions::from_adapter_config(p)?,
+            None => LoraOptions::default(),
+        };
+        let (llm, llm_report) =
+            load_omg_llava::<B>(&llm_config, base.as_ref(), &release, lora, device)?;
+        if llm.config().hidden_size != config.projector.llm_hidden_size {
+            return Err(OmgLlavaError::Bundle(format!(
+                "the LLM hidden size {} does not match the projector's {}",
+                llm.config().hidden_size,
+                config.projector.llm_hidden_size
+            )));
+        }
+
+        step(4, "projectors");
+        let (projector, mut used) = load_visual_projector::<B>(
+            &config.projector,
+            &release,
+            VISUAL_PROJECTOR_PREFIX,
+            device,
+        )?;
+        let (seg_head, seg_used) = load_seg_head::<B>(
+            &config.text2vision,
+            &config.encoder.mask_decoder,
+            &release,
+            TEXT2VISION_PREFIX,
+            LLAVA_HEAD_PREFIX,
+            device,
+        )?;
+        used.extend(seg_used);
+
+        step(5, "checking the release's keys");
+        let used: std::collections::BTreeSet<String> = used.into_iter().collect();
+        if let Some(key) = llm_report.foreign_keys.iter().find(|k| !used.contains(*k)) {
+            return Err(CheckpointError::UnexpectedKey {
+                key: key.clone(),
+                source_name: release.describe(),
+            }
+            .into());
+        }
+        let class_names = match &config.class_names {
+            Some(names) if names.len() == k => names.clone(),
+            Some(names) => {
+                return Err(OmgLlavaError::Bundle(format!(
+                    "{} class names for {k} classes",
+                    names.len()
+                )));
+            }
+            None if k == COCO_PANOPTIC_CLASSES.len() => COCO_PANOPTIC_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            None => (0..k).map(|i| format!("class_{i}")).collect(),
+        };
+        let finetuned_seg_decoder = seg_head.llm_decoder.is_some();
+        Ok(Self {
+            encoder,
+            projector,
+            llm,
+            seg_head,
+            tokenizer,
+            special,
+            config,
+            class_names,
+            report: BundleReport {
+                llm: llm_report,
+                encoder: encoder_report,
+                finetuned_seg_decoder,
+            },
+        })
+    }
+}

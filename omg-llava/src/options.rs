@@ -1,0 +1,45 @@
+//! Generation settings of a Pipeline call.
+
+use omg_llm::sampling::Sampling;
+
+/// Generation settings of a Pipeline call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Maximum number of new tokens.
+    pub max_new_tokens: usize,
+    /// Greedy (the official evaluation, the default) or sampling (the demo).
+    pub sampling: Sampling,
+    /// HF repetition penalty (1 = off).
+    pub repetition_penalty: f32,
+    /// Tokens forced at given new-token indices `(index, id)` (HF `forced_decoder_ids`
+    /// counted from the first new token); for reproductions and tests.
+    pub forced_tokens: Vec<(usize, u32)>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 100,
+            sampling: Sampling::Greedy,
+            repetition_penalty: 1.0,
+            forced_tokens: Vec::new(),
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// The official demo's sampling (temperature 0.1, top-p 0.75, top-k 40).
+    pub fn demo(max_new_tokens: usize, seed: u64) -> Self {
+        Self {
+            max_new_tokens,
+            sampling: Sampling::Sample {
+                temperature: 0.1,
+                top_k: 40,
+                top_p: 0.75,
+                seed,
+            },
+            repetition_penalty: 1.0,
+            forced_tokens: Vec::new(),
+        }
+    }
+}

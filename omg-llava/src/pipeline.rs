@@ -1,0 +1,128 @@
+//! The typed `Pipeline`: a loaded model on a device, images encoded once
+//! ([`Pipeline::encode`] → [`ImageHandle`]), and answers to full prompts, streamed or
+//! whole. The typed tasks (chat, regions, segmentation, …) are in `tasks.rs`, the
+//! prompt preparation in `prepare.rs`.
+
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use image::DynamicImage;
+use omg_encoder::preprocess::{SquareTransform, preprocess};
+use omg_llm::generation::{GenerationConfig, Generator};
+
+use crate::bundle::CheckpointBundle;
+use crate::error::OmgLlavaError;
+use crate::image_handle::ImageHandle;
+use crate::model::{LoadStep, OmgLlava};
+use crate::options::GenerateOptions;
+use crate::output::Answer;
+use crate::region::Region;
+use crate::stream::ResponseStream;
+
+/// The OMG-LLaVA pipeline on backend `B`.
+pub struct Pipeline<B: Backend> {
+    model: OmgLlava<B>,
+    device: B::Device,
+}
+
+impl<B: Backend> Pipeline<B> {
+    /// A pipeline around a loaded model.
+    pub fn new(model: OmgLlava<B>, device: B::Device) -> Self {
+        Self { model, device }
+    }
+
+    /// Loads a checkpoint bundle directory (see [`CheckpointBundle::from_dir`]).
+    pub fn from_dir(
+        dir: impl AsRef<std::path::Path>,
+        device: B::Device,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, OmgLlavaError> {
+        let bundle = CheckpointBundle::from_dir(dir)?;
+        let model = OmgLlava::load(&bundle, &device, progress)?;
+        Ok(Self::new(model, device))
+    }
+
+    /// The model.
+    pub fn model(&self) -> &OmgLlava<B> {
+        &self.model
+    }
+
+    /// The device.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Preprocesses and encodes an image once; every query on it reuses the handle.
+    pub fn encode(&self, image: &DynamicImage) -> Result<ImageHandle<B>, OmgLlavaError> {
+        let size = self.model.config.encoder.image_size;
+        let pre = preprocess(image, size as u32)
+            .map_err(|e| OmgLlavaError::Input(format!("image: {e}")))?;
+        let pixels = Tensor::<B, 4>::from_data(
+            TensorData::new(pre.pixel_values, [1, 3, size, size]),
+            &self.device,
+        );
+        self.encode_normalized(pixels, pre.transform)
+    }
+
+    /// Encodes an already preprocessed image `[1, 3, S, S]` (padded, resized to the
+    /// model size and CLIP-normalised) whose original frame is given by `transform`.
+    pub fn encode_normalized(
+        &self,
+        pixels: Tensor<B, 4>,
+        transform: SquareTransform,
+    ) -> Result<ImageHandle<B>, OmgLlavaError> {
+        self.model.encode_image(pixels, transform)
+    }
+
+    /// Starts a streamed answer to a full prompt text (template applied), with
+    /// `regions` consumed by its `<region>` / `<mark>` placeholders in order.
+    pub fn stream_prompt<'a>(
+        &'a self,
+        img: &'a ImageHandle<B>,
+        prompt: &str,
+        regions: &[Region],
+        options: &GenerateOptions,
+    ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
+        let m = &self.model;
+        let spliced = self.prepare_prompt(img, prompt, regions)?.spliced;
+        let length = spliced.lengths[0];
+        let limit = m.llm.config().max_position_embeddings;
+        if length + options.max_new_tokens > limit {
+            return Err(OmgLlavaError::Prompt(format!(
+                "the prompt is {length} tokens long; with {} new tokens it exceeds the model's {limit} positions",
+                options.max_new_tokens
+            )));
+        }
+        let mut config = GenerationConfig {
+            max_new_tokens: options.max_new_tokens,
+            sampling: options.sampling,
+            repetition_penalty: options.repetition_penalty,
+            eos_token_id: Some(m.special.eos),
+            stop_token_ids: vec![m.special.im_end],
+            pad_token_id: m.special.eos,
+            forced_tokens: options.forced_tokens.iter().copied().collect(),
+            ..GenerationConfig::greedy(options.max_new_tokens)
+        };
+        if let Some(seg) = m.special.seg {
+            config.capture_hidden_for = vec![seg];
+        }
+        // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
+        // alone, so the repetition penalty sees BOS and the new tokens only.
+        let generator = Generator::from_embeds(
+            &m.llm,
+            spliced.inputs_embeds,
+            vec![vec![m.special.bos]],
+            config,
+        )?;
+        Ok(ResponseStream::new(m, img, generator))
+    }
+
+    /// Answers a full prompt text (template applied) to the end.
+    pub fn answer_prompt(
+        &self,
+        img: &ImageHandle<B>,
+        prompt: &str,
+        regions: &[Region],
+        options: &GenerateOptions,
+    ) -> Result<Answer, OmgLlavaError> {
+        self.stream_prompt(img, prompt, regions, options)?.finish()
+    }
+}

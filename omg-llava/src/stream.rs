@@ -1,0 +1,143 @@
+//! Streaming answers: text pieces as tokens are generated, and each `[SEG]` mask as
+//! soon as its hidden state exists (when the `[SEG]` token is fed back).
+
+use burn::tensor::{Tensor, backend::Backend};
+use omg_llm::generation::Generator;
+use omg_llm::tokenizer::StreamDecoder;
+
+use crate::error::OmgLlavaError;
+use crate::image_handle::ImageHandle;
+use crate::model::OmgLlava;
+use crate::output::{Answer, MaskOutput};
+
+/// What a streamed answer yields.
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// A piece of text (the pieces concatenate to the full answer).
+    Text(String),
+    /// The mask of the `index`-th `[SEG]`.
+    Mask {
+        /// Position among the answer's masks.
+        index: usize,
+        /// The mask.
+        mask: Box<MaskOutput>,
+    },
+}
+
+/// A running answer; iterate it for [`StreamEvent`]s or call [`finish`](Self::finish).
+pub struct ResponseStream<'a, B: Backend> {
+    model: &'a OmgLlava<B>,
+    image: &'a ImageHandle<B>,
+    generator: Generator<'a, B>,
+    decoder: StreamDecoder<'a>,
+    tokens: Vec<u32>,
+    masks: Vec<MaskOutput>,
+    pending: std::collections::VecDeque<StreamEvent>,
+    decoded_captures: usize,
+    done: bool,
+}
+
+impl<'a, B: Backend> ResponseStream<'a, B> {
+    pub(crate) fn new(
+        model: &'a OmgLlava<B>,
+        image: &'a ImageHandle<B>,
+        generator: Generator<'a, B>,
+    ) -> Self {
+        Self {
+            model,
+            image,
+            generator,
+            decoder: model.tokenizer.stream_decoder(false),
+            tokens: Vec::new(),
+            masks: Vec::new(),
+            pending: Default::default(),
+            decoded_captures: 0,
+            done: false,
+        }
+    }
+
+    /// Decodes the masks of `[SEG]` states captured since the last call.
+    fn decode_new_masks(&mut self) -> Result<(), OmgLlavaError> {
+        let captured = self.generator.captured();
+        if captured.len() == self.decoded_captures {
+            return Ok(());
+        }
+        let new: Vec<Tensor<B, 1>> = captured[self.decoded_captures..]
+            .iter()
+            .map(|c| c.hidden.clone())
+            .collect();
+        self.decoded_captures = captured.len();
+        let hidden = Tensor::stack::<2>(new, 0);
+        for mask in self.model.decode_seg(self.image, hidden)? {
+            self.pending.push_back(StreamEvent::Mask {
+                index: self.masks.len(),
+                mask: Box::new(mask.clone()),
+            });
+            self.masks.push(mask);
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self) -> Result<(), OmgLlavaError> {
+        match self.generator.next_step()? {
+            Some(step) => {
+                let token = step.tokens[0];
+                self.tokens.push(token);
+                let piece = self.decoder.push(token)?;
+                if !piece.is_empty() {
+                    self.pending.push_back(StreamEvent::Text(piece));
+                }
+                self.decode_new_masks()?;
+            }
+            None => {
+                let rest = self.decoder.finish()?;
+                if !rest.is_empty() {
+                    self.pending.push_back(StreamEvent::Text(rest));
+                }
+                self.decode_new_masks()?;
+                self.done = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs to the end and returns the whole answer.
+    pub fn finish(mut self) -> Result<Answer, OmgLlavaError> {
+        while !self.done {
+            self.advance()?;
+        }
+        let tokenizer = &self.model.tokenizer;
+        let raw_text = tokenizer.decode(&self.tokens, false)?;
+        let mut text = raw_text.trim_end().to_owned();
+        for end in ["<|im_end|>", "</s>"] {
+            if let Some(t) = text.strip_suffix(end) {
+                text = t.trim_end().to_owned();
+            }
+        }
+        Ok(Answer {
+            text,
+            raw_text,
+            token_ids: self.tokens,
+            masks: self.masks,
+        })
+    }
+}
+
+impl<B: Backend> Iterator for ResponseStream<'_, B> {
+    type Item = Result<StreamEvent, OmgLlavaError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.advance() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The Pipeline end to end on the tiny demo bundle (the e2e fixture's weights in the
+//! official file layouts, `examples/assets/tiny`) and a real photo: every call runs,
+//! outputs have the photo's own size, and masks and boxes live in its pixel frame.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::NdArray;
+use omg_llava::{
+    BinaryMask, Conversation, GenerateOptions, OmgLlavaError, Pipeline, Region, StreamEvent,
+};
+
+type B = NdArray;
+
+#[path = "../../fixtures/test_support.rs"]
+mod common;
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets")
+}
+
+fn pipeline() -> Pipeline<B> {
+    let mut steps = Vec::new();
+    let p = Pipeline::<B>::from_dir(assets().join("tiny"), Default::default(), |s| {
+        steps.push(s.index)
+    })
+    .expect("the tiny bundle loads");
+    assert_eq!(steps, vec![1, 2, 3, 4, 5]);
+    p
+}
+
+fn photo() -> image::DynamicImage {
+    // 451×300, not square: exercises the padding and the original frame.
+    image::open(assets().join("chelsea.png")).expect("the sample photo decodes")
+}
+
+fn short() -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens: 6,
+        ..GenerateOptions::default()
+    }
+}
+
+#[test]
+fn every_pipeline_call_runs_on_a_real_photo() {
+    let p = pipeline();
+    let img = photo();
+    let (w, h) = (img.width(), img.height());
+    let handle = p.encode(&img).unwrap();
+    assert_eq!((handle.width(), handle.height()), (w, h));
+    let d = p.model().llm.config().hidden_size;
+    let [n, dd] = handle.visual_tokens.dims();
+    assert_eq!(dd, d);
+    assert_eq!(n, 4 + 1 + handle.valid_queries.len());
+
+    // Image level: multi-turn chat and a caption.
+    let mut conv = Conversation::new();
+    let a1 = p
+        .chat(&handle, &mut conv, "What is in the picture?", &short())
+        .unwrap();
+    assert!(!a1.token_ids.is_empty() && a1.token_ids.len() <= 6);
+    let a2 = p
+        .chat(&handle, &mut conv, "And what colour is it?", &short())
+        .unwrap();
+    assert_eq!(conv.turns().len(), 2);
+    assert!(!a2.token_ids.is_empty());
+    assert!(!p.caption(&handle, &short()).unwrap().token_ids.is_empty());
+
+    // Object level: points, boxes and masks in original pixels.
+    let mut region =
+        BinaryMask::from_vec(h as usize, w as usize, vec![false; (w * h) as usize]).unwrap();
+    {
+        let mut arr = region.clone().into_array();
+        for y in 100..200 {
+            for x in 150..300 {
+                arr[[y, x]] = true;
+            }
+        }
+        region = BinaryMask::from_array(arr).unwrap();
+    }
+    let regions = vec![
+        Region::Point { x: 200.0, y: 150.0 },
+        Region::Box([50.0, 40.0, 250.0, 220.0]),
+        Region::Mask(region.clone()),
+    ];
+    let a = p
+        .ask_regions(&handle, &regions, "What are these?", &short())
+        .unwrap();
+    assert!(!a.token_ids.is_empty());
+    for r in &regions {
+        p.describe_region(&handle, r, &short()).unwrap();
+        let m = p.interactive(&handle, r).unwrap();
+        assert_eq!((m.mask.width(), m.mask.height()), (w as usize, h as usize));
+        if let Some(b) = m.bbox {
+            assert!(b.x + b.width <= w && b.y + b.height <= h);
+        }
+        assert!((0.0..=1.0).contains(&m.score));
+    }
+
+    // Pixel level: segmentation and grounded conversation (random weights rarely emit
+    // [SEG]; the streamed [SEG] path is checked below with a forced token).
+    let s = p.segment(&handle, "the cat", &short()).unwrap();
+    assert_eq!(s.mask.is_some(), !s.answer.masks.is_empty());
+    let g = p.ground(&handle, &short()).unwrap();
+    for (k, phrase) in g.phrases.iter().enumerate() {
+        assert_eq!(phrase.mask.is_some(), k < g.answer.masks.len());
+    }
+
+    // Encoder alone: panoptic segmentation in the photo's frame.
+    let pan = p.panoptic(&handle).unwrap();
+    let mut covered = 0u64;
+    for seg in &pan.segments {
+        assert_eq!(
+            (seg.mask.mask.width(), seg.mask.mask.height()),
+            (w as usize, h as usize)
+        );
+        assert!(p.model().class_names.contains(&seg.label));
+        covered += seg.mask.area;
+    }
+    assert!(covered <= u64::from(w) * u64::from(h));
+}
+
+#[test]
+fn a_forced_seg_streams_a_mask_in_the_photo_frame() {
+    let p = pipeline();
+    let img = photo();
+    let handle = p.encode(&img).unwrap();
+    let seg = p.model().special.seg.unwrap();
+    let options = GenerateOptions {
+        max_new_tokens: 5,
+        forced_tokens: vec![(1, seg)],
+        ..GenerateOptions::default()
+    };
+    let prompt = Conversation::new().prompt_for("Please segment the cat in this image.");
+    let mut masks = 0;
+    let mut stream = p.stream_prompt(&handle, &prompt, &[], &options).unwrap();
+    for event in stream.by_ref() {
+        if let StreamEvent::Mask { index, mask } = event.unwrap() {
+            assert_eq!(index, masks);
+            assert_eq!(
+                (mask.mask.width(), mask.mask.height()),
+                (img.width() as usize, img.height() as usize)
+            );
+            assert_eq!(mask.area, mask.mask.area());
+            if let Some(b) = mask.bbox {
+                assert!(b.x + b.width <= img.width() && b.y + b.height <= img.height());
+            }
+            masks += 1;
+        }
+    }
+    assert_eq!(masks, 1);
+    let s = p.segment(&handle, "the cat", &options).unwrap();
+    assert_eq!(s.answer.token_ids[1], seg);
+    assert_eq!(s.answer.masks.len(), 1);
+    assert_eq!(s.mask.as_ref(), s.answer.masks.first());
+}
+
+#[test]
+fn streaming_yields_text_that_concatenates_to_the_answer() {
+    let p = pipeline();
+    let handle = p.encode(&photo()).unwrap();
+    let prompt = Conversation::new().prompt_for("Describe the image.");
+    let mut text = String::new();
+    let stream = p.stream_prompt(&handle, &prompt, &[], &short()).unwrap();
+    for event in stream {
+        if let StreamEvent::Text(t) = event.unwrap() {
+            text.push_str(&t);
+        }
+    }
+    let full = p.answer_prompt(&handle, &prompt, &[], &short()).unwrap();
+    assert_eq!(text, full.raw_text);
+}
+
+#[test]
+fn user_errors_are_reported_not_panics() {
+    let p = pipeline();
+    let img = photo();
+    let handle = p.encode(&img).unwrap();
+    let bad = [
+        Region::Point { x: -1.0, y: 3.0 },
+        Region::Point {
+            x: 10_000.0,
+            y: 3.0,
+        },
+        Region::Box([10.0, 10.0, 5.0, 20.0]),
+        Region::Box([f32::NAN, 0.0, 1.0, 1.0]),
+        Region::Mask(BinaryMask::from_vec(2, 2, vec![true; 4]).unwrap()),
+        Region::Mask(
+            BinaryMask::from_vec(
+                img.height() as usize,
+                img.width() as usize,
+                vec![false; (img.width() * img.height()) as usize],
+            )
+            .unwrap(),
+        ),
+    ];
+    for r in &bad {
+        assert!(
+            matches!(p.interactive(&handle, r), Err(OmgLlavaError::Input(_))),
+            "{r:?}"
+        );
+    }
+    // Placeholder count mismatch.
+    let e = p
+        .ask_regions(
+            &handle,
+            &[Region::Point { x: 1.0, y: 1.0 }],
+            "Is <region> red?",
+            &short(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, OmgLlavaError::Prompt(_)), "{e}");
+    // A prompt longer than the model's positions.
+    let long = GenerateOptions {
+        max_new_tokens: 1_000_000,
+        ..GenerateOptions::default()
+    };
+    assert!(matches!(
+        p.caption(&handle, &long),
+        Err(OmgLlavaError::Prompt(_))
+    ));
+    // An empty image.
+    let empty = image::DynamicImage::new_rgb8(0, 0);
+    assert!(matches!(p.encode(&empty), Err(OmgLlavaError::Input(_))));
+    // A missing bundle.
+    assert!(matches!(
+        Pipeline::<B>::from_dir("/nonexistent", Default::default(), |_| {}),
+        Err(OmgLlavaError::Bundle(_))
+    ));
+}
+
+/// The demo bundle holds the e2e fixture's weights in the official file layouts, so
+/// the Pipeline loaded from those files must reproduce the fixture's chat flow:
+/// generated ids (with the forced [SEG]) and the binarised mask.
+#[test]
+fn the_bundle_reproduces_the_e2e_fixture_through_the_pipeline() {
+    use burn::tensor::{Tensor, TensorData};
+    use omg_checkpoint::TensorSource;
+    use omg_checkpoint::safetensors::SafetensorsFile;
+    use omg_encoder::preprocess::SquareTransform;
+
+    let dir = common::parity_dir_with("e2e.safetensors");
+    let fx = SafetensorsFile::open(dir.join("e2e.safetensors")).unwrap();
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("e2e.json")).unwrap()).unwrap();
+    let f32s = |k: &str| {
+        let d = fx.read(k).unwrap();
+        (
+            d.shape.to_vec(),
+            d.convert::<f32>().into_vec::<f32>().unwrap(),
+        )
+    };
+    let ints = |k: &str| {
+        let d = fx.read(k).unwrap();
+        d.convert::<i64>().into_vec::<i64>().unwrap()
+    };
+    let p = pipeline();
+    let (shape, px) = f32s("in.pixel_values");
+    let side = shape[2] as u32;
+    let handle = p
+        .encode_normalized(
+            Tensor::from_data(TensorData::new(px, shape), &Default::default()),
+            SquareTransform::new(side, side, side),
+        )
+        .unwrap();
+    let seg = p.model().special.seg.unwrap();
+    let expected_ids = ints("out.gen_ids");
+    let forced: Vec<(usize, u32)> = expected_ids
+        .iter()
+        .enumerate()
+        .filter(|&(_, &t)| t == i64::from(seg))
+        .map(|(i, _)| (i, seg))
+        .collect();
+    assert!(!forced.is_empty());
+    let options = GenerateOptions {
+        max_new_tokens: expected_ids.len(),
+        forced_tokens: forced,
+        ..GenerateOptions::default()
+    };
+    let prompt = sidecar["prompt_text"].as_str().unwrap();
+    let answer = p.answer_prompt(&handle, prompt, &[], &options).unwrap();
+    let got: Vec<i64> = answer.token_ids.iter().map(|&t| i64::from(t)).collect();
+    assert_eq!(got, expected_ids);
+    let expected_mask = ints("out.final_mask_binary");
+    assert_eq!(answer.masks.len(), 1);
+    let mask: Vec<i64> = answer.masks[0]
+        .mask
+        .array()
+        .iter()
+        .map(|&b| i64::from(b))
+        .collect();
+    assert_eq!(mask, expected_mask);
+}
+
+/// Each `<mark>` / `<region>` position of the LLM input holds its own region's
+/// projected prompt embedding, so different regions give different inputs.
+#[test]
+fn region_placeholders_carry_their_region_embeddings() {
+    let p = pipeline();
+    let handle = p.encode(&photo()).unwrap();
+    let prompt = omg_llava::template::instruction("<image>\nWhat is <mark> next to <region>?");
+    let ask = |x: f32, b: [f32; 4]| {
+        let prepared = p
+            .prepare_prompt(
+                &handle,
+                &prompt,
+                &[Region::Point { x, y: 150.0 }, Region::Box(b)],
+            )
+            .unwrap();
+        let mark = p.model().special.mark.unwrap() as i64;
+        let region = p.model().special.region.unwrap() as i64;
+        // Position of a placeholder in the spliced sequence: text ids map 1:1, the
+        // image expands to the visual block.
+        let n_vis = handle.visual_tokens.dims()[0];
+        let pos = |id: i64| {
+            let i = prepared.ids.iter().position(|&t| t == id).unwrap();
+            i + n_vis - 1
+        };
+        let e = prepared.spliced.inputs_embeds.clone();
+        let [_, _, d] = e.dims();
+        let row = |i: usize| e.clone().slice([0..1, i..i + 1, 0..d]).reshape([d]);
+        (row(pos(mark)), row(pos(region)))
+    };
+    let (m1, r1) = ask(100.0, [50.0, 40.0, 250.0, 220.0]);
+    let (m2, r2) = ask(400.0, [300.0, 10.0, 440.0, 90.0]);
+    let diff = |a: burn::tensor::Tensor<B, 1>, b: burn::tensor::Tensor<B, 1>| {
+        (a - b).abs().max().into_scalar()
+    };
+    assert!(
+        diff(m1.clone(), m2) > 1e-3,
+        "the <mark> row ignores the point"
+    );
+    assert!(
+        diff(r1.clone(), r2) > 1e-3,
+        "the <region> row ignores the box"
+    );
+    assert!(diff(m1, r1) > 1e-3);
+}

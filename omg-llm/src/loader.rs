@@ -1,0 +1,494 @@
+//! Loading InternLM2 weights by their official names.
+//!
+//! Two layouts are read, through any [`TensorSource`]:
+//!
+//! - **HF InternLM2** (`internlm/internlm2-chat-7b`): `model.tok_embeddings.weight`,
+//!   `model.layers.{i}.attention.{wqkv,wo}.weight`,
+//!   `model.layers.{i}.feed_forward.{w1,w2,w3}.weight`,
+//!   `model.layers.{i}.{attention_norm,ffn_norm}.weight`, `model.norm.weight`,
+//!   `output.weight`.
+//! - **The released OMG-LLaVA `.pth`** on top of that base: keys under `llm.` (PEFT
+//!   wraps them in `base_model.model.`). LoRA pairs
+//!   `<module>.lora_A.<adapter>.weight` `(r, in)` / `<module>.lora_B.<adapter>.weight`
+//!   `(out, r)` are merged as `W + (lora_alpha / r)·B·A` (for `wqkv`, `wo`, `w1`, `w2`,
+//!   `w3` and the head `output`); base weights under `<module>.base_layer.weight`
+//!   (PEFT ≥ 0.7) or `<module>.weight` (older PEFT) and the resized
+//!   `tok_embeddings` / `output` tables replace the base model's.
+//!
+//! Every parameter must be found (else [`CheckpointError::MissingKey`] naming the
+//! official key); every key of the base checkpoint and every `llm.` key of the
+//! release must be used or be on [`IGNORED_KEY_SUFFIXES`] (else
+//! [`CheckpointError::UnexpectedKey`]). Keys of the release outside `llm.` belong to
+//! other components and are returned in [`LoadReport::foreign_keys`].
+//! Shapes are checked against the configuration before anything is built, so a
+//! failed load never yields a half-loaded model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
+
+use crate::LlmError;
+use crate::config::InternLM2Config;
+use crate::model::InternLM2;
+use omg_checkpoint::apply::{Producer, WeightApplier};
+use omg_checkpoint::module_loader::{to_backend_float, transpose_2d};
+use omg_checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
+
+/// Checkpoint keys that are deliberately skipped: RoPE frequency buffers that old
+/// InternLM2 checkpoints carry (the model recomputes them from `rope_theta`).
+pub const IGNORED_KEY_SUFFIXES: &[&str] = &["rotary_emb.inv_freq"];
+
+/// Options for merging the LoRA adapters of a released OMG-LLaVA checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraOptions {
+    /// PEFT `lora_alpha`; the merge scale is `lora_alpha / r` with `r` read from the
+    /// adapter shapes. The official OMG-LLaVA finetune uses `r = 512`, `alpha = 256`.
+    pub lora_alpha: f64,
+}
+
+impl Default for LoraOptions {
+    fn default() -> Self {
+        Self { lora_alpha: 256.0 }
+    }
+}
+
+impl LoraOptions {
+    /// Reads `lora_alpha` from a PEFT `adapter_config.json`.
+    pub fn from_adapter_config(path: impl AsRef<Path>) -> Result<Self, LlmError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| LlmError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| LlmError::Config(format!("{}: invalid JSON: {e}", path.display())))?;
+        let lora_alpha = json
+            .get("lora_alpha")
+            .and_then(|v| v.as_f64())
+            .filter(|a| a.is_finite() && *a > 0.0)
+            .ok_or_else(|| {
+                LlmError::Config(format!(
+                    "{}: `lora_alpha` must be a positive number",
+                    path.display()
+                ))
+            })?;
+        Ok(Self { lora_alpha })
+    }
+}
+
+/// What a load used, for the caller's bookkeeping.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Official names of the weights that received a merged LoRA delta.
+    pub lora_merged: Vec<String>,
+    /// Official names whose base tensor came from the release checkpoint.
+    pub from_release: Vec<String>,
+    /// Keys of the release checkpoint outside `llm.` (projectors, visual encoder …),
+    /// left for other components.
+    pub foreign_keys: Vec<String>,
+    /// Keys skipped because they are on [`IGNORED_KEY_SUFFIXES`].
+    pub ignored_keys: Vec<String>,
+}
+
+/// How one official tensor maps onto the burn module.
+#[derive(Debug, Clone)]
+struct Slot {
+    /// Dotted burn parameter path.
+    path: String,
+    /// Official HF name.
+    official: String,
+    /// Official shape (`[out, in]` for linears).
+    shape: Vec<usize>,
+    /// A `torch.nn.Linear` weight: stored `[out, in]`, burn wants `[in, out]`.
+    linear: bool,
+}
+
+fn slots(c: &InternLM2Config) -> Vec<Slot> {
+    let (h, v, i) = (c.hidden_size, c.vocab_size, c.intermediate_size);
+    let attn_out = c.num_attention_heads * c.head_dim();
+    let mut out = vec![Slot {
+        path: "tok_embeddings.weight".into(),
+        official: "model.tok_embeddings.weight".into(),
+        shape: vec![v, h],
+        linear: false,
+    }];
+    for l in 0..c.num_hidden_layers {
+        let linears: [(&str, &str, usize, usize); 5] = [
+            ("attention.wqkv", "attention.wqkv", c.qkv_dim(), h),
+            ("attention.wo", "attention.wo", h, attn_out),
+            ("feed_forward.w1", "feed_forward.w1", i, h),
+            ("feed_forward.w2", "feed_forward.w2", h, i),
+            ("feed_forward.w3", "feed_forward.w3", i, h),
+        ];
+        for (path, official, rows, cols) in linears {
+            out.push(Slot {
+                path: format!("layers.{l}.{path}.weight"),
+                official: format!("model.layers.{l}.{official}.weight"),
+                shape: vec![rows, cols],
+                linear: true,
+            });
+            if c.bias {
+                out.push(Slot {
+                    path: format!("layers.{l}.{path}.bias"),
+                    official: format!("model.layers.{l}.{official}.bias"),
+                    shape: vec![rows],
+                    linear: false,
+                });
+            }
+        }
+        for norm in ["attention_norm", "ffn_norm"] {
+            out.push(Slot {
+                path: format!("layers.{l}.{norm}.gamma"),
+                official: format!("model.layers.{l}.{norm}.weight"),
+                shape: vec![h],
+                linear: false,
+            });
+        }
+    }
+    out.push(Slot {
+        path: "norm.gamma".into(),
+        official: "model.norm.weight".into(),
+        shape: vec![h],
+        linear: false,
+    });
+    out.push(Slot {
+        path: "output.weight".into(),
+        official: "output.weight".into(),
+        shape: vec![v, h],
+        linear: true,
+    });
+    out
+}
+
+fn is_ignored(key: &str) -> bool {
+    IGNORED_KEY_SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
+/// The `llm.` tensors of a released OMG-LLaVA checkpoint, grouped by the official
+/// HF name they modify.
+#[derive(Debug, Default)]
+struct ReleaseEntry {
+    base: Option<String>,
+    lora_a: Option<String>,
+    lora_b: Option<String>,
+}
+
+fn set_once(
+    slot: &mut Option<String>,
+    key: &str,
+    source: &dyn TensorSource,
+) -> Result<(), CheckpointError> {
+    if let Some(prev) = slot {
+        return Err(CheckpointError::Format {
+            path: source.describe().into(),
+            message: format!(
+                "`{prev}` and `{key}` both provide the same weight (two LoRA adapters or two base layers?)"
+            ),
+        });
+    }
+    *slot = Some(key.to_owned());
+    Ok(())
+}
+
+fn parse_release(
+    release: &dyn TensorSource,
+) -> Result<(BTreeMap<String, ReleaseEntry>, Vec<String>), CheckpointError> {
+    let mut entries: BTreeMap<String, ReleaseEntry> = BTreeMap::new();
+    let mut foreign = Vec::new();
+    for key in release.names() {
+        let Some(rest) = key.strip_prefix("llm.") else {
+            foreign.push(key);
+            continue;
+        };
+        let rest = rest.strip_prefix("base_model.model.").unwrap_or(rest);
+        let lora = ["lora_A", "lora_B"].iter().find_map(|kind| {
+            let marker = format!(".{kind}.");
+            rest.find(&marker)
+                .map(|at| (*kind, &rest[..at], &rest[at + marker.len()..]))
+        });
+        match lora {
+            Some((kind, module, tail)) => {
+                // `<adapter>.weight` (PEFT with adapter names) or `weight` (oldest PEFT)
+                if !(tail == "weight" || tail.ends_with(".weight")) {
+                    return Err(CheckpointError::UnexpectedKey {
+                        key,
+                        source_name: release.describe(),
+                    });
+                }
+                let entry = entries.entry(format!("{module}.weight")).or_default();
+                let slot = if kind == "lora_A" {
+                    &mut entry.lora_a
+                } else {
+                    &mut entry.lora_b
+                };
+                set_once(slot, &key, release)?;
+            }
+            None => {
+                let official = rest
+                    .replace(".base_layer.weight", ".weight")
+                    .replace(".base_layer.bias", ".bias");
+                set_once(
+                    &mut entries.entry(official).or_default().base,
+                    &key,
+                    release,
+                )?;
+            }
+        }
+    }
+    Ok((entries, foreign))
+}
+
+/// Where the value of one slot comes from.
+struct Plan {
+    slot: Slot,
+    base_key: String,
+    base_from_release: bool,
+    lora: Option<(String, String, f64)>,
+}
+
+fn check_float(key: &str, dtype: DType) -> Result<(), CheckpointError> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64 => Ok(()),
+        other => Err(CheckpointError::UnsupportedDType {
+            key: key.to_owned(),
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+fn check_shape(
+    source: &dyn TensorSource,
+    key: &str,
+    expected: &[usize],
+) -> Result<(), CheckpointError> {
+    let info = source
+        .info(key)
+        .ok_or_else(|| CheckpointError::MissingKey {
+            key: key.to_owned(),
+            sources: source.describe(),
+        })?;
+    check_float(key, info.dtype)?;
+    if info.shape != expected {
+        return Err(CheckpointError::ShapeMismatch {
+            key: key.to_owned(),
+            expected: expected.to_vec(),
+            found: info.shape,
+        });
+    }
+    Ok(())
+}
+
+/// Reads `key` and converts it to the backend's float type.
+fn read_float<B: Backend>(
+    source: &dyn TensorSource,
+    key: &str,
+) -> Result<TensorData, CheckpointError> {
+    to_backend_float::<B>(key, source.read(key)?)
+}
+
+fn producer<'a, B: Backend>(
+    plan: Plan,
+    base: &'a dyn TensorSource,
+    release: Option<&'a dyn TensorSource>,
+) -> Producer<'a, B> {
+    Box::new(move |device: &B::Device| {
+        let src = match (plan.base_from_release, release) {
+            (true, Some(r)) => r,
+            _ => base,
+        };
+        let data = read_float::<B>(src, &plan.base_key)?;
+        if !plan.slot.linear {
+            return Ok(if data.shape.len() == 1 {
+                let n = data.shape[0];
+                Tensor::<B, 1>::from_data(data, device).reshape([1, n])
+            } else {
+                Tensor::<B, 2>::from_data(data, device)
+            });
+        }
+        // burn's Linear stores [in, out].
+        let weight_t = Tensor::<B, 2>::from_data(transpose_2d(data), device);
+        match (&plan.lora, release) {
+            (Some((a_key, b_key, scale)), Some(r)) => {
+                let a = Tensor::<B, 2>::from_data(read_float::<B>(r, a_key)?, device);
+                let b = Tensor::<B, 2>::from_data(read_float::<B>(r, b_key)?, device);
+                // (W + s·B·A)ᵀ = Wᵀ + s·Aᵀ·Bᵀ
+                Ok(weight_t + a.transpose().matmul(b.transpose()) * *scale)
+            }
+            _ => Ok(weight_t),
+        }
+    })
+}
+
+/// Builds an [`InternLM2`] from a checkpoint in the HF layout.
+pub fn load_hf<B: Backend>(
+    config: &InternLM2Config,
+    source: &dyn TensorSource,
+    device: &B::Device,
+) -> Result<InternLM2<B>, LlmError> {
+    load(config, source, None, LoraOptions::default(), device).map(|(m, _)| m)
+}
+
+/// Builds an [`InternLM2`] from a HF model directory (`config.json` and
+/// `model.safetensors` or a sharded set with `model.safetensors.index.json`).
+pub fn load_hf_dir<B: Backend>(
+    dir: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<InternLM2<B>, LlmError> {
+    let dir = dir.as_ref();
+    let config = InternLM2Config::from_json_file(dir.join("config.json"))?;
+    let source = open_hf_dir(dir)?;
+    load_hf(&config, source.as_ref(), device)
+}
+
+/// Builds the OMG-LLaVA LLM: the HF base weights of `base` (built for
+/// `base_config`) with the `llm.` tensors of a released OMG-LLaVA checkpoint
+/// (`release`) applied on top: LoRA merged, resized embedding and head rows
+/// replacing the base ones. The vocabulary size becomes the release embedding's row
+/// count.
+pub fn load_omg_llava<B: Backend>(
+    base_config: &InternLM2Config,
+    base: &dyn TensorSource,
+    release: &dyn TensorSource,
+    lora: LoraOptions,
+    device: &B::Device,
+) -> Result<(InternLM2<B>, LoadReport), LlmError> {
+    load(base_config, base, Some(release), lora, device)
+}
+
+fn load<B: Backend>(
+    base_config: &InternLM2Config,
+    base: &dyn TensorSource,
+    release: Option<&dyn TensorSource>,
+    lora: LoraOptions,
+    device: &B::Device,
+) -> Result<(InternLM2<B>, LoadReport), LlmError> {
+    let mut report = LoadReport::default();
+    let (mut entries, foreign) = match release {
+        Some(r) => parse_release(r)?,
+        None => (BTreeMap::new(), Vec::new()),
+    };
+    report.foreign_keys = foreign;
+
+    // The release's embedding table decides the vocabulary (resized for added tokens).
+    let mut config = base_config.clone();
+    if let (Some(r), Some(key)) = (
+        release,
+        entries
+            .get("model.tok_embeddings.weight")
+            .and_then(|e| e.base.clone()),
+    ) {
+        let info = r.info(&key).ok_or_else(|| CheckpointError::MissingKey {
+            key: key.clone(),
+            sources: r.describe(),
+        })?;
+        if info.shape.len() != 2 || info.shape[1] != config.hidden_size {
+            return Err(CheckpointError::ShapeMismatch {
+                key,
+                expected: vec![config.vocab_size, config.hidden_size],
+                found: info.shape,
+            }
+            .into());
+        }
+        config.vocab_size = info.shape[0];
+    }
+    config.validate()?;
+
+    let mut plans = Vec::new();
+    let mut used_base = BTreeSet::new();
+    for slot in slots(&config) {
+        let entry = entries.remove(&slot.official).unwrap_or_default();
+        let (base_key, base_from_release) = match (entry.base, release) {
+            (Some(k), Some(r)) => {
+                check_shape(r, &k, &slot.shape)?;
+                report.from_release.push(slot.official.clone());
+                (k, true)
+            }
+            _ => {
+                check_shape(base, &slot.official, &slot.shape)?;
+                (slot.official.clone(), false)
+            }
+        };
+        used_base.insert(slot.official.clone());
+        let lora_pair = match (entry.lora_a, entry.lora_b, release) {
+            (None, None, _) => None,
+            (Some(a), Some(b), Some(r)) if slot.linear => {
+                let a_shape = r.info(&a).map(|i| i.shape).unwrap_or_default();
+                let rank = a_shape.first().copied().unwrap_or(0);
+                if rank == 0 {
+                    return Err(CheckpointError::Format {
+                        path: r.describe().into(),
+                        message: format!("LoRA A `{a}` has shape {a_shape:?}"),
+                    }
+                    .into());
+                }
+                let (out_dim, in_dim) = (slot.shape[0], slot.shape[1]);
+                check_shape(r, &a, &[rank, in_dim])?;
+                check_shape(r, &b, &[out_dim, rank])?;
+                report.lora_merged.push(slot.official.clone());
+                Some((a, b, lora.lora_alpha / rank as f64))
+            }
+            (a, b, _) => {
+                let (have, lacking) = match (a, b) {
+                    (Some(a), None) => (a, "lora_B"),
+                    (None, Some(b)) => (b, "lora_A"),
+                    (Some(a), Some(_)) => (a, "a linear layer to apply it to"),
+                    (None, None) => unreachable!("handled above"),
+                };
+                return Err(CheckpointError::Format {
+                    path: release.map(|r| r.describe()).unwrap_or_default().into(),
+                    message: format!("LoRA tensor `{have}` has no matching {lacking}"),
+                }
+                .into());
+            }
+        };
+        plans.push(Plan {
+            slot,
+            base_key,
+            base_from_release,
+            lora: lora_pair,
+        });
+    }
+
+    // Every remaining key must be known.
+    for (official, entry) in entries {
+        for key in [entry.base, entry.lora_a, entry.lora_b]
+            .into_iter()
+            .flatten()
+        {
+            if is_ignored(&official) {
+                report.ignored_keys.push(key);
+            } else {
+                return Err(CheckpointError::UnexpectedKey {
+                    key,
+                    source_name: release.map(|r| r.describe()).unwrap_or_default(),
+                }
+                .into());
+            }
+        }
+    }
+    for key in base.names() {
+        if used_base.contains(&key) {
+            continue;
+        }
+        if is_ignored(&key) {
+            report.ignored_keys.push(key);
+        } else {
+            return Err(CheckpointError::UnexpectedKey {
+                key,
+                source_name: base.describe(),
+            }
+            .into());
+        }
+    }
+
+    let producers = plans
+        .into_iter()
+        .map(|plan| (plan.slot.path.clone(), producer::<B>(plan, base, release)))
+        .collect();
+    let mut applier = WeightApplier::new(producers);
+    let model = InternLM2::<B>::init(&config, device)?.map(&mut applier);
+    applier.finish()?;
+    Ok((model, report))
+}

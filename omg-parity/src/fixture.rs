@@ -1,0 +1,151 @@
+//! A golden fixture: `<stem>.safetensors` with its `<stem>.json` sidecar.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, TensorData};
+use omg_checkpoint::safetensors::SafetensorsFile;
+use omg_checkpoint::{CheckpointError, TensorInfo, TensorSource};
+
+use crate::ParityError;
+
+/// An opened fixture.
+pub struct Fixture {
+    /// The `.safetensors` file.
+    pub path: PathBuf,
+    /// The parsed sidecar.
+    pub sidecar: serde_json::Value,
+    /// The tensors (weights under official names, and `in.*`/`out.*`/`buf.*`).
+    pub tensors: SafetensorsFile,
+}
+
+impl Fixture {
+    /// Opens `path` (a `.safetensors` file) and its `.json` sidecar.
+    pub fn open(path: &Path) -> Result<Self, ParityError> {
+        let sidecar_path = path.with_extension("json");
+        let text = std::fs::read_to_string(&sidecar_path).map_err(|e| {
+            ParityError::Malformed(format!(
+                "cannot read the sidecar {}: {e}",
+                sidecar_path.display()
+            ))
+        })?;
+        let sidecar: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            ParityError::Malformed(format!("{} is not JSON: {e}", sidecar_path.display()))
+        })?;
+        let tensors = SafetensorsFile::open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            sidecar,
+            tensors,
+        })
+    }
+
+    /// The sidecar's `stage`.
+    pub fn stage(&self) -> Result<&str, ParityError> {
+        self.sidecar
+            .get("stage")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| self.malformed("the sidecar has no `stage` string"))
+    }
+
+    /// A malformed-fixture error naming this fixture.
+    pub fn malformed(&self, what: impl std::fmt::Display) -> ParityError {
+        ParityError::Malformed(format!("{}: {what}", self.path.display()))
+    }
+
+    /// Every tensor name of the fixture.
+    pub fn tensors_names(&self) -> Vec<String> {
+        self.tensors.names()
+    }
+
+    /// Whether the fixture holds `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.tensors.contains(key)
+    }
+
+    /// Shape of `key`.
+    pub fn shape(&self, key: &str) -> Result<Vec<usize>, ParityError> {
+        self.tensors
+            .info(key)
+            .map(|TensorInfo { shape, .. }| shape)
+            .ok_or_else(|| self.malformed(format!("missing tensor `{key}`")))
+    }
+
+    fn data(&self, key: &str) -> Result<TensorData, ParityError> {
+        if !self.has(key) {
+            return Err(self.malformed(format!("missing tensor `{key}`")));
+        }
+        Ok(self.tensors.read(key)?)
+    }
+
+    /// A float tensor as shape + f32 values.
+    pub fn f32(&self, key: &str) -> Result<(Vec<usize>, Vec<f32>), ParityError> {
+        let data = self.data(key)?;
+        let shape = data.shape.to_vec();
+        let values = data
+            .convert_dtype(DType::F32)
+            .into_vec::<f32>()
+            .map_err(|e| self.malformed(format!("`{key}` is not a float tensor: {e:?}")))?;
+        Ok((shape, values))
+    }
+
+    /// An integer tensor as shape + i64 values.
+    pub fn i64(&self, key: &str) -> Result<(Vec<usize>, Vec<i64>), ParityError> {
+        let data = self.data(key)?;
+        let shape = data.shape.to_vec();
+        let values = match data.dtype {
+            DType::I64 | DType::I32 | DType::U8 | DType::I8 | DType::I16 | DType::U32 => data
+                .convert_dtype(DType::I64)
+                .into_vec::<i64>()
+                .map_err(|e| self.malformed(format!("`{key}`: {e:?}")))?,
+            other => {
+                return Err(
+                    self.malformed(format!("`{key}` has dtype {other:?}, expected integers"))
+                );
+            }
+        };
+        Ok((shape, values))
+    }
+
+    /// A sidecar value at a `/`-separated JSON pointer (e.g. `/config/vocab_size`).
+    pub fn json(&self, pointer: &str) -> Option<&serde_json::Value> {
+        self.sidecar.pointer(pointer)
+    }
+}
+
+/// The weights of a fixture: every tensor except `in.*`, `out.*` and `buf.*`, under
+/// its official name.
+pub struct Weights<'a>(pub &'a dyn TensorSource);
+
+fn is_weight(name: &str) -> bool {
+    !(name.starts_with("in.") || name.starts_with("out.") || name.starts_with("buf."))
+}
+
+impl TensorSource for Weights<'_> {
+    fn names(&self) -> Vec<String> {
+        self.0
+            .names()
+            .into_iter()
+            .filter(|n| is_weight(n))
+            .collect()
+    }
+    fn info(&self, name: &str) -> Option<TensorInfo> {
+        if is_weight(name) {
+            self.0.info(name)
+        } else {
+            None
+        }
+    }
+    fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
+        if is_weight(name) {
+            self.0.read(name)
+        } else {
+            Err(CheckpointError::MissingKey {
+                key: name.to_owned(),
+                sources: self.describe(),
+            })
+        }
+    }
+    fn describe(&self) -> String {
+        format!("{} (weights)", self.0.describe())
+    }
+}

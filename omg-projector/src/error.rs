@@ -1,0 +1,15 @@
+use omg_checkpoint::CheckpointError;
+
+/// Errors of the `omg-projector` crate.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// A configuration is invalid.
+    #[error("invalid projector configuration: {0}")]
+    Config(String),
+    /// Inputs have shapes the projector was not built for.
+    #[error("projector input: {0}")]
+    Shape(String),
+    /// Loading weights failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
