@@ -1,17 +1,22 @@
 //! The ConvNeXt trunk of the open_clip `convnext_large_d_320` model (timm layout), as
 //! `OpenCLIPBackbone_omgseg` runs it: stem, four stages, one feature map per stage
 //! (strides 4, 8, 16, 32), no final norm.
+//!
+//! Activations stay channels-last (NHWC) through the trunk, as the blocks' LayerNorm and
+//! MLP want them; only the strided convolutions (stem, downsampling) see NCHW views. The
+//! stage outputs are NCHW views of the NHWC maps.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::{Tensor, activation::gelu, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
+use omg_kernels::{depthwise_conv2d_nhwc, gelu};
 
 use crate::config::BackboneConfig;
 
-/// LayerNorm over the channels of an NCHW map (timm `LayerNorm2d`).
-fn layer_norm_2d<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+/// `conv` (NCHW) applied to an NHWC map, returning NHWC.
+fn conv_nhwc<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    conv.forward(x.permute([0, 3, 1, 2])).permute([0, 2, 3, 1])
 }
 
 /// A ConvNeXt block: depthwise 7×7 conv → LayerNorm → Linear(C→4C) → GELU →
@@ -44,15 +49,20 @@ impl<B: Backend> ConvNextBlock<B> {
         }
     }
 
-    /// Applies the block to `x` `[B, C, H, W]`.
+    /// Applies the block to a channels-last map `x` `[B, H, W, C]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let y = self.conv_dw.forward(x.clone()).permute([0, 2, 3, 1]);
-        let y = self
-            .fc2
-            .forward(gelu(self.fc1.forward(self.norm.forward(y))));
-        let [c] = self.gamma.dims();
-        let y = y * self.gamma.val().reshape([1, 1, 1, c]);
-        x + y.permute([0, 3, 1, 2])
+        let y = depthwise_conv2d_nhwc(
+            x.clone(),
+            self.conv_dw.weight.val(),
+            self.conv_dw.bias.as_ref().map(|b| b.val()),
+        );
+        // one [B·H·W, C] matrix: a single large matmul per linear, not one per image row
+        let [b, h, w, c] = y.dims();
+        let y = self.fc2.forward(gelu(
+            self.fc1
+                .forward(self.norm.forward(y.reshape([b * h * w, c]))),
+        ));
+        x + (y * self.gamma.val().unsqueeze_dim(0)).reshape([b, h, w, c])
     }
 }
 
@@ -120,16 +130,19 @@ impl<B: Backend> ConvNext<B> {
     /// The feature map of every stage for images `[B, 3, H, W]` (H, W multiples of the
     /// output stride): `[B, C_i, H/2^(i+2), W/2^(i+2)]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Vec<Tensor<B, 4>> {
-        let mut x = layer_norm_2d(&self.stem_norm, self.stem_conv.forward(images));
+        // NHWC from here on
+        let mut x = self
+            .stem_norm
+            .forward(self.stem_conv.forward(images).permute([0, 2, 3, 1]));
         let mut outs = Vec::with_capacity(self.stages.len());
         for stage in &self.stages {
             if let Some(down) = &stage.downsample {
-                x = down.conv.forward(layer_norm_2d(&down.norm, x));
+                x = conv_nhwc(&down.conv, down.norm.forward(x));
             }
             for block in &stage.blocks {
                 x = block.forward(x);
             }
-            outs.push(x.clone());
+            outs.push(x.clone().permute([0, 3, 1, 2]));
         }
         outs
     }

@@ -4,8 +4,8 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::ops::GridSampleOptions;
 use burn::tensor::{Tensor, TensorData, activation::softmax, backend::Backend};
+use omg_kernels::ms_deform_attn_sample;
 
 /// Multi-scale deformable attention (`batch_first`, value = the un-positioned query).
 #[derive(Module, Debug)]
@@ -61,6 +61,7 @@ impl<B: Backend> MultiScaleDeformableAttention<B> {
         let device = query.device();
         let q = query.clone() + query_pos;
         let value = self.value_proj.forward(value);
+        let n = value.dims()[1];
 
         let offsets = self
             .sampling_offsets
@@ -83,35 +84,13 @@ impl<B: Backend> MultiScaleDeformableAttention<B> {
         );
         let rb = reference_points.dims()[0];
         let reference = reference_points.reshape([rb, nq, 1, 1, 1, 2]);
-        let grids = (reference + offsets / normalizer) * 2.0 - 1.0;
-
-        let mut sampled = Vec::with_capacity(levels);
-        let mut start = 0;
-        for (l, &(h, w)) in shapes.iter().enumerate() {
-            let value_l = value
-                .clone()
-                .slice([0..b, start..start + h * w, 0..c])
-                .reshape([b, h * w, heads, dh])
-                .permute([0, 2, 3, 1])
-                .reshape([b * heads, dh, h, w]);
-            start += h * w;
-            let grid_l = grids
-                .clone()
-                .slice([0..b, 0..nq, 0..heads, l..l + 1, 0..points, 0..2])
-                .reshape([b, nq, heads, points, 2])
-                .swap_dims(1, 2)
-                .reshape([b * heads, nq, points, 2]);
-            sampled.push(value_l.grid_sample_2d(grid_l, GridSampleOptions::default()));
-        }
-        // [b·heads, dh, nq, levels·points], level-major like the official stack/flatten
-        let sampled = Tensor::cat(sampled, 3);
-        let weights = weights
-            .swap_dims(1, 2)
-            .reshape([b * heads, 1, nq, levels * points]);
-        let out = (sampled * weights)
-            .sum_dim(3)
-            .reshape([b, heads * dh, nq])
-            .swap_dims(1, 2);
+        let locations = reference + offsets / normalizer;
+        let out = ms_deform_attn_sample(
+            value.reshape([b, n, heads, dh]),
+            shapes,
+            locations,
+            weights.reshape([b, nq, heads, levels, points]),
+        );
         query + self.output_proj.forward(out)
     }
 }

@@ -757,7 +757,7 @@ fn new_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
 
     /// Chunking the kept queries (running first-index argmax across chunks) changes nothing, including
     /// for pixels where every mask underflows to 0 (a tie across all chunks).
@@ -783,8 +783,8 @@ mod tests {
             m[..2 * w].fill(-200.0); // the first two rows tie at exactly 0
         }
         let device = Default::default();
-        let cls = Tensor::<NdArray, 2>::from_data(TensorData::new(cls, [q, k + 1]), &device);
-        let masks = Tensor::<NdArray, 3>::from_data(TensorData::new(masks, [q, h, w]), &device);
+        let cls = Tensor::<Flex, 2>::from_data(TensorData::new(cls, [q, k + 1]), &device);
+        let masks = Tensor::<Flex, 3>::from_data(TensorData::new(masks, [q, h, w]), &device);
         let config = PanopticConfig {
             num_things: 3,
             num_stuff: 2,

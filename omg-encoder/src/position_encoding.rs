@@ -73,11 +73,11 @@ pub fn sine_3d_single_frame<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
+    use burn::backend::Flex;
 
     #[test]
     fn y_comes_first_and_channels_interleave_sin_cos() {
-        let pe = sine_2d::<NdArray>(2, 3, 4, &Default::default());
+        let pe = sine_2d::<Flex>(2, 3, 4, &Default::default());
         let v = pe.into_data().into_vec::<f32>().unwrap();
         let at = |ch: usize, i: usize, j: usize| v[(ch * 2 + i) * 3 + j];
         let y1 = 2.0 / (2.0 + 1e-6) * SCALE; // row 1

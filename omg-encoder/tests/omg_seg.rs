@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use omg_checkpoint::module_loader::parameter_shapes;
 use omg_checkpoint::pth::{PthFile, SINGLE_TENSOR_NAME};
@@ -16,7 +16,7 @@ use omg_encoder::{
     OmgSegWeights, PixelDecoder, PromptBatch, PromptEmbedding, load_omg_seg,
 };
 
-type B = NdArray;
+type B = Flex;
 
 fn bundle() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/tiny")

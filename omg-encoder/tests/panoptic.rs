@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::{Bool, Tensor, TensorData};
 use omg_encoder::EncoderError;
 use omg_encoder::StagePrediction;
@@ -21,7 +21,7 @@ use omg_encoder::panoptic::{
 use omg_encoder::preprocess::SquareTransform;
 use serde_json::Value;
 
-type B = NdArray<f32>;
+type B = Flex;
 
 fn reference() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/panoptic_reference.json");

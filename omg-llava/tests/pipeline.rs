@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use omg_llava::{
     BinaryMask, Conversation, GenerateOptions, OmgLlavaError, Pipeline, Region, StreamEvent,
 };
 
-type B = NdArray;
+type B = Flex;
 
 #[path = "../../fixtures/test_support.rs"]
 mod common;

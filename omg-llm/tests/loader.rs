@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::TensorData;
 use omg_checkpoint::pth::PthFile;
 use omg_checkpoint::safetensors::SafetensorsFile;
@@ -13,7 +13,7 @@ use omg_llm::loader::{LoraOptions, load_hf, load_hf_dir, load_omg_llava};
 use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LlmError};
 use safetensors::{Dtype, tensor::TensorView};
 
-type B = NdArray<f32>;
+type B = Flex;
 
 #[path = "../../fixtures/test_support.rs"]
 mod common;

@@ -1,6 +1,6 @@
 //! Model-level tests on small random InternLM2 models (no fixtures needed).
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::Tensor;
 use omg_llm::generation::{GenerationConfig, Generator, argmax, generate};
 use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LogitsFor};
@@ -10,7 +10,7 @@ mod common;
 
 use common::max_diff;
 
-type B = NdArray<f32>;
+type B = Flex;
 
 fn tiny_config() -> InternLM2Config {
     InternLM2Config {

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use omg_parity::{ParityError, run_path};
 
-type B = NdArray<f32>;
+type B = Flex;
 
 #[path = "../../fixtures/test_support.rs"]
 mod common;

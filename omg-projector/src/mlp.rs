@@ -3,7 +3,8 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Tensor, activation::gelu, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
+use omg_kernels::gelu;
 
 /// `Linear(in→out)` followed by `depth − 1` × (`GELU`, `Linear(out→out)`); GELU is
 /// the exact (erf) form, as transformers' `ACT2FN["gelu"]`.

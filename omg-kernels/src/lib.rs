@@ -1,0 +1,46 @@
+//! Compute kernels of omg-llava-rs that burn has no fast op for, dispatched by backend.
+//!
+//! Every function here takes and returns plain burn tensors and works on every
+//! `B: Backend`:
+//!
+//! * on burn's **Flex** CPU backend (cargo feature `flex`), it runs a hand-written kernel
+//!   on the tensor's raw `f32` storage (AVX2/FMA when the CPU has them, rayon threads);
+//! * on every other backend (ndarray, wgpu, cuda, …) and for other float types, it runs a
+//!   fallback written in plain burn tensor ops, which is also the reference the kernels
+//!   are tested against.
+//!
+//! The dispatch is by the backend's type at run time (`TypeId`), not by a trait bound, so
+//! the models stay generic over plain `B: Backend`: adding a kernel never changes a
+//! public signature. This is burn's custom-kernel route (work on the backend's tensor
+//! primitive) without a backend-extension trait on every model.
+//!
+//! Kernels:
+//! * [`gelu`]: exact (erf) GELU;
+//! * [`depthwise_conv2d_nhwc`]: depthwise k×k convolution of a channels-last map
+//!   (ConvNeXt's `conv_dw`);
+//! * [`ms_deform_attn_sample`]: the sampling core of mmcv's multi-scale deformable
+//!   attention (`multi_scale_deformable_attn_pytorch`): bilinear samples of every level,
+//!   weighted by the attention weights and summed.
+
+mod deform;
+mod depthwise;
+mod gelu;
+
+#[cfg(feature = "flex")]
+mod flex;
+
+pub use deform::{ms_deform_attn_sample, ms_deform_attn_sample_fallback};
+pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
+pub use gelu::{gelu, gelu_fallback};
+
+/// Whether the kernels of this build run on the backend `B` (rather than the fallback).
+pub fn has_fast_kernels<B: burn::tensor::backend::Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        flex::is_flex::<B>()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}

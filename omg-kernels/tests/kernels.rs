@@ -1,0 +1,97 @@
+//! Every Flex kernel against its fallback in plain burn ops, on Flex, on random inputs
+//! (edges included: samples outside the map, taps over the border, strided inputs).
+
+use burn::backend::Flex;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use omg_kernels::*;
+
+type B = Flex;
+
+fn max_abs_diff<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).abs().max().into_scalar()
+}
+
+fn random<const D: usize>(shape: [usize; D], lo: f64, hi: f64) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Uniform(lo, hi), &Default::default())
+}
+
+#[test]
+fn the_flex_kernels_run_on_flex() {
+    assert!(has_fast_kernels::<B>());
+}
+
+#[test]
+fn gelu_matches_burns_erf_gelu() {
+    let x = random([3, 1000], -9.0, 9.0);
+    // in place (unique storage) and copying (shared storage) paths
+    let diff_shared = max_abs_diff(gelu(x.clone()), gelu_fallback(x.clone()));
+    let expected = gelu_fallback(x.clone());
+    let diff_unique = max_abs_diff(gelu(x), expected);
+    assert!(diff_shared < 2e-6, "shared {diff_shared}");
+    assert!(diff_unique < 2e-6, "unique {diff_unique}");
+    // a strided view
+    let y = random([40, 30], -5.0, 5.0);
+    let d = max_abs_diff(
+        gelu(y.clone().swap_dims(0, 1)),
+        gelu_fallback(y.swap_dims(0, 1)),
+    );
+    assert!(d < 2e-6, "strided {d}");
+}
+
+#[test]
+fn gelu_keeps_the_extremes() {
+    let device = Default::default();
+    let x = Tensor::<B, 1>::from_data(
+        TensorData::from([-100.0f32, -4.0, 0.0, 1e-8, 4.0, 100.0]),
+        &device,
+    );
+    let y = gelu(x).into_data().to_vec::<f32>().unwrap();
+    assert_eq!(y[0], 0.0);
+    assert_eq!(y[2], 0.0);
+    assert_eq!(y[5], 100.0);
+    assert!((y[4] - 3.999_873).abs() < 1e-5, "{}", y[4]);
+}
+
+#[test]
+fn depthwise_conv_matches_conv2d() {
+    for (b, h, w, c, k, with_bias) in [
+        (1, 9, 7, 5, 7, true),
+        (2, 4, 3, 16, 7, false),
+        (1, 6, 6, 3, 3, true),
+    ] {
+        let x = random([b, h, w, c], -1.0, 1.0);
+        let weight = random([c, 1, k, k], -1.0, 1.0);
+        let bias = with_bias.then(|| random([c], -1.0, 1.0));
+        let d = max_abs_diff(
+            depthwise_conv2d_nhwc(x.clone(), weight.clone(), bias.clone()),
+            depthwise_conv2d_nhwc_fallback(x, weight, bias),
+        );
+        assert!(d < 1e-5, "{b}x{h}x{w}x{c} k{k}: {d}");
+    }
+    // a strided input (an NCHW map viewed as NHWC)
+    let x = random([1, 8, 5, 6], -1.0, 1.0).permute([0, 2, 3, 1]);
+    let weight = random([8, 1, 7, 7], -1.0, 1.0);
+    let d = max_abs_diff(
+        depthwise_conv2d_nhwc(x.clone(), weight.clone(), None),
+        depthwise_conv2d_nhwc_fallback(x, weight, None),
+    );
+    assert!(d < 1e-5, "strided: {d}");
+}
+
+#[test]
+fn deformable_sampling_matches_grid_sample() {
+    let (b, heads, dh, points) = (2, 3, 4, 2);
+    let shapes = [(5, 7), (3, 4), (2, 2)];
+    let n: usize = shapes.iter().map(|(h, w)| h * w).sum();
+    let nq = 11;
+    let value = random([b, n, heads, dh], -1.0, 1.0);
+    // locations beyond the edges sample (partly) zeros
+    let locations = random([b, nq, heads, shapes.len(), points, 2], -0.2, 1.2);
+    let weights = random([b, nq, heads, shapes.len(), points], 0.0, 1.0);
+    let ours = ms_deform_attn_sample(value.clone(), &shapes, locations.clone(), weights.clone());
+    let reference = ms_deform_attn_sample_fallback(value, &shapes, locations, weights);
+    let d = max_abs_diff(ours.clone(), reference);
+    assert!(d < 1e-5, "{d}");
+    assert_eq!(ours.dims(), [b, nq, heads * dh]);
+}
