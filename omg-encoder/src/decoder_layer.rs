@@ -7,7 +7,9 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::module::linear;
-use burn::tensor::{Bool, Int, Tensor, activation::relu, activation::softmax, backend::Backend};
+use burn::tensor::{Bool, Int, Tensor, activation::relu, backend::Backend};
+
+use omg_kernels::masked_attention;
 
 use crate::config::MaskDecoderConfig;
 use crate::ffn::Ffn;
@@ -60,19 +62,19 @@ impl<B: Backend> MultiheadAttention<B> {
         }
     }
 
-    /// `query + out_proj(attn(query + query_pos, key + key_pos, value))`; `mask`
-    /// `[B, Nq, Nk]` is `true` where attention is forbidden.
+    /// `query + out_proj(attn(query + query_pos, key_with_pos, value))`, where
+    /// `key_with_pos` is the official `key + key_pos` (added by the caller, once per
+    /// level for the cross-attention); `mask` `[B, Nq, Nk]` is `true` where attention is
+    /// forbidden.
     pub fn forward(
         &self,
         query: Tensor<B, 3>,
         query_pos: Tensor<B, 3>,
-        key: Tensor<B, 3>,
-        key_pos: Tensor<B, 3>,
+        key_with_pos: Tensor<B, 3>,
         value: Tensor<B, 3>,
         mask: Option<Tensor<B, 3, Bool>>,
     ) -> Tensor<B, 3> {
-        let [b, nq, c] = query.dims();
-        let nk = key.dims()[1];
+        let c = query.dims()[2];
         let (h, dh) = (self.num_heads, c / self.num_heads);
         let w = self.in_proj.weight.val();
         let bias = self.in_proj.bias.as_ref().map(|p| p.val());
@@ -83,22 +85,10 @@ impl<B: Backend> MultiheadAttention<B> {
                 bias.clone().map(|bb| bb.slice(i * c..(i + 1) * c)),
             )
         };
-        let heads = |x: Tensor<B, 3>, n: usize| x.reshape([b, n, h, dh]).swap_dims(1, 2);
-        let q = heads(part(query.clone() + query_pos, 0), nq) * (1.0 / (dh as f64).sqrt());
-        let k = heads(part(key + key_pos, 1), nk);
-        let v = heads(part(value, 2), nk);
-        let scores = q.matmul(k.swap_dims(2, 3));
-        let scores = match mask {
-            Some(m) => scores.mask_fill(
-                m.unsqueeze_dim::<4>(1).expand([b, h, nq, nk]),
-                f32::NEG_INFINITY,
-            ),
-            None => scores,
-        };
-        let out = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, nq, c]);
+        let q = part(query.clone() + query_pos, 0) * (1.0 / (dh as f64).sqrt());
+        let k = part(key_with_pos, 1);
+        let v = part(value, 2);
+        let out = masked_attention(q, k, v, h, mask);
         query + self.out_proj.forward(out)
     }
 }
@@ -150,16 +140,14 @@ impl<B: Backend> DecoderLayer<B> {
         let q = self.norm0.forward(self.cross_attn.forward(
             query,
             query_pos.clone(),
-            memory.key.clone(),
-            memory.key_pos.clone(),
+            memory.key_with_pos.clone(),
             memory.key.clone(),
             cross_mask,
         ));
         let q = self.norm1.forward(self.self_attn.forward(
             q.clone(),
             query_pos.clone(),
-            q.clone(),
-            query_pos,
+            q.clone() + query_pos,
             q,
             None,
         ));
@@ -175,16 +163,30 @@ pub struct LevelMemory<B: Backend> {
     pub key: Tensor<B, 3>,
     /// Positional encoding of the tokens.
     pub key_pos: Tensor<B, 3>,
+    /// `key + key_pos`, what every layer's cross-attention keys are projected from
+    /// (computed once per level rather than once per layer).
+    pub key_with_pos: Tensor<B, 3>,
     /// `(h, w)` of the level.
     pub size: (usize, usize),
 }
 
 impl<B: Backend> LevelMemory<B> {
+    /// The memory of a level from its tokens and their positions `[B, hw, C]`.
+    pub fn new(key: Tensor<B, 3>, key_pos: Tensor<B, 3>, size: (usize, usize)) -> Self {
+        Self {
+            key_with_pos: key.clone() + key_pos.clone(),
+            key,
+            key_pos,
+            size,
+        }
+    }
+
     /// The rows of the given batch indices (one per prompt or `[SEG]` query).
     pub fn select(&self, batch_idxs: Tensor<B, 1, Int>) -> Self {
         Self {
             key: self.key.clone().select(0, batch_idxs.clone()),
-            key_pos: self.key_pos.clone().select(0, batch_idxs),
+            key_pos: self.key_pos.clone().select(0, batch_idxs.clone()),
+            key_with_pos: self.key_with_pos.clone().select(0, batch_idxs),
             size: self.size,
         }
     }

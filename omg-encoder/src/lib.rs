@@ -31,7 +31,7 @@ pub use class_embedding::ClassEmbedding;
 pub use config::{BackboneConfig, MaskDecoderConfig, PixelDecoderConfig};
 pub use decoding::{AttentionGuide, DecoderStack, MaskStage, QueryDecoding};
 pub use error::EncoderError;
-pub use mask_decoder::{DecoderOutput, MaskDecoder, StagePrediction};
+pub use mask_decoder::{DecoderOutput, MaskDecoder, StageHeads, StagePrediction};
 pub use omg_seg::{EncodedImage, OmgSeg, OmgSegConfig, encode_with};
 pub use omg_seg_loader::{BackboneWeights, OmgSegReport, OmgSegWeights, load_omg_seg};
 pub use pixel_decoder::{PixelDecoder, PixelDecoderOutput};

@@ -5,9 +5,13 @@
 //! prediction head after every layer: masks from `mask_embed`, open-vocabulary class
 //! logits from mask pooling, and the attention mask of the next layer.
 
+use std::collections::HashMap;
+
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Bool, Tensor, backend::Backend};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Bool, Tensor, activation::sigmoid, backend::Backend};
 
 use crate::class_embedding::ClassEmbedding;
 use crate::config::MaskDecoderConfig;
@@ -18,15 +22,36 @@ use crate::position_encoding::sine_3d_single_frame;
 /// What the head predicts from the queries after one decoder stage.
 #[derive(Debug, Clone)]
 pub struct StagePrediction<B: Backend> {
-    /// Class logits `[B, Q, K+1]` (last column: background, always 0).
-    pub cls_logits: Tensor<B, 3>,
-    /// IoU head output `[B, Q, 1]` (unused by OMG-LLaVA).
-    pub iou: Tensor<B, 3>,
-    /// Mask logits at the mask-feature resolution `[B, Q, H/4, W/4]`.
-    pub mask_logits: Tensor<B, 4>,
+    /// Class logits `[B, Q, K+1]` (last column: background, always 0); `None` for the
+    /// stages the heads did not run on (see [`StageHeads`]).
+    pub cls_logits: Option<Tensor<B, 3>>,
+    /// IoU head output `[B, Q, 1]` (unused by OMG-LLaVA); `None` as `cls_logits`.
+    pub iou: Option<Tensor<B, 3>>,
+    /// Mask logits at the mask-feature resolution `[B, Q, H/4, W/4]`; `None` as
+    /// `cls_logits`.
+    pub mask_logits: Option<Tensor<B, 4>>,
     /// Cross-attention mask for the next layer `[B, Q, h·w]` (`true` = blocked), before
     /// all-blocked rows are unblocked.
     pub attn_mask: Tensor<B, 3, Bool>,
+}
+
+/// Which decoder stages produce full outputs: mask logits at the mask-feature resolution,
+/// class logits (mask pooling, class embedding) and IoU.
+///
+/// The official decoder computes them after every stage, for its training losses; at
+/// inference only the last stage's are used (panoptic output, perception prior), so
+/// [`MaskDecoder::forward`] computes them on the last stage only. Every stage computes
+/// its attention mask for the next layer either way; without full outputs it computes
+/// it directly at the next level's size, `mask_embed · resize(mask_features)` — the
+/// same values as the official `resize(mask_embed · mask_features)` (bilinear resizing
+/// is linear), up to f32 rounding, in a fraction of the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StageHeads {
+    /// The last stage only (inference).
+    #[default]
+    Last,
+    /// Every stage, as the official code (to compare each stage with it).
+    Every,
 }
 
 /// The decoder's outputs in panoptic mode.
@@ -103,11 +128,7 @@ impl<B: Backend> MaskDecoder<B> {
                     .flatten::<3>(2, 3)
                     .swap_dims(1, 2)
                     .repeat_dim(0, b);
-                LevelMemory {
-                    key,
-                    key_pos,
-                    size: (h, w),
-                }
+                LevelMemory::new(key, key_pos, (h, w))
             })
             .collect()
     }
@@ -125,6 +146,7 @@ impl<B: Backend> MaskDecoder<B> {
         let [b, nq, c] = q.dims();
         let [_, _, hm, wm] = mask_features.dims();
         let (mask_logits, d) = self.decoder.mask_logits(q, mask_features);
+        let attn_mask = AttentionGuide::Predicted.attention_mask(&mask_logits, next);
         let feats = mask_features.clone().reshape([b, c, hm * wm]);
 
         // Mask pooling: mean of the features where the mask logit is positive.
@@ -134,7 +156,7 @@ impl<B: Backend> MaskDecoder<B> {
             .greater_elem(0.0)
             .float();
         let denom = bin.clone().sum_dim(2) + 1e-8;
-        let pooled = (bin / denom).matmul(feats.swap_dims(1, 2)); // [b, nq, c]
+        let pooled = bin.matmul(feats.swap_dims(1, 2)) / denom; // [b, nq, c]
         let pooled = self
             .mask_pooling_proj
             .forward(self.mask_pooling_norm.forward(pooled));
@@ -143,7 +165,7 @@ impl<B: Backend> MaskDecoder<B> {
             self.config.logit_scale,
         );
         let iou = self.iou_embed.forward(d);
-        let attn_mask = AttentionGuide::Predicted.attention_mask(&mask_logits, next);
+        let (cls_logits, iou, mask_logits) = (Some(cls_logits), Some(iou), Some(mask_logits));
         StagePrediction {
             cls_logits,
             iou,
@@ -152,12 +174,38 @@ impl<B: Backend> MaskDecoder<B> {
         }
     }
 
-    /// Runs every layer from the learned queries (panoptic mode).
+    /// The attention mask of a stage without full outputs: mask logits computed directly
+    /// at the next level's size from `features` `[B, C, h·w]` (the mask features resized
+    /// there), thresholded as the official `sigmoid(·) < 0.5`.
+    fn attention_only(&self, q: Tensor<B, 3>, features: &Tensor<B, 3>) -> StagePrediction<B> {
+        let d = self.decoder.post_norm.forward(q);
+        let logits = self.decoder.mask_embed.forward(d).matmul(features.clone());
+        StagePrediction {
+            cls_logits: None,
+            iou: None,
+            mask_logits: None,
+            attn_mask: sigmoid(logits).lower_elem(0.5),
+        }
+    }
+
+    /// Runs every layer from the learned queries (panoptic mode), with the class heads on
+    /// the last stage ([`StageHeads::Last`]).
     pub fn forward(
         &self,
         mask_features: &Tensor<B, 4>,
         levels: &[LevelMemory<B>],
         classes: &ClassEmbedding<B>,
+    ) -> DecoderOutput<B> {
+        self.forward_with(mask_features, levels, classes, StageHeads::Last)
+    }
+
+    /// [`forward`](Self::forward) with the class heads on the stages `heads` names.
+    pub fn forward_with(
+        &self,
+        mask_features: &Tensor<B, 4>,
+        levels: &[LevelMemory<B>],
+        classes: &ClassEmbedding<B>,
+        heads: StageHeads,
     ) -> DecoderOutput<B> {
         let b = mask_features.dims()[0];
         let query_feat = self
@@ -172,11 +220,11 @@ impl<B: Backend> MaskDecoder<B> {
             .val()
             .unsqueeze_dim::<3>(0)
             .repeat_dim(0, b);
-        self.run(query_feat, query_pos, mask_features, levels, classes)
+        self.run(query_feat, query_pos, mask_features, levels, classes, heads)
     }
 
     /// Runs every layer from given queries `[N, Q, C]` and positions, with the class
-    /// head after every stage.
+    /// heads after the stages `heads` names.
     pub fn run(
         &self,
         query: Tensor<B, 3>,
@@ -184,14 +232,29 @@ impl<B: Backend> MaskDecoder<B> {
         mask_features: &Tensor<B, 4>,
         levels: &[LevelMemory<B>],
         classes: &ClassEmbedding<B>,
+        heads: StageHeads,
     ) -> DecoderOutput<B> {
+        let last = self.decoder.layers.len();
+        let mut stage = 0;
+        // mask features resized to each level's size, for attention masks without full
+        // outputs: [B, C, h·w]
+        let mut resized: HashMap<(usize, usize), Tensor<B, 3>> = HashMap::new();
         let (stages, query) = run_layers(
             &self.decoder.layers,
             levels,
             query,
             query_pos.clone(),
             |q, next| {
-                let p = self.predict(q, mask_features, classes, next);
+                let with_heads = heads == StageHeads::Every || stage == last;
+                stage += 1;
+                let p = if with_heads {
+                    self.predict(q, mask_features, classes, next)
+                } else {
+                    let features = resized
+                        .entry(next)
+                        .or_insert_with(|| resize_features(mask_features, next));
+                    self.attention_only(q, features)
+                };
                 let mask = p.attn_mask.clone();
                 (p, mask)
             },
@@ -202,4 +265,16 @@ impl<B: Backend> MaskDecoder<B> {
             query_pos,
         }
     }
+}
+
+/// `mask_features` `[B, C, H, W]` resized bilinearly (`align_corners = False`, as the
+/// official attention-mask resize) to `size`, flattened to `[B, C, h·w]`.
+fn resize_features<B: Backend>(mask_features: &Tensor<B, 4>, size: (usize, usize)) -> Tensor<B, 3> {
+    let [b, c, _, _] = mask_features.dims();
+    interpolate(
+        mask_features.clone(),
+        [size.0, size.1],
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
+    )
+    .reshape([b, c, size.0 * size.1])
 }

@@ -4,8 +4,8 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Tensor, TensorData, activation::softmax, backend::Backend};
-use omg_kernels::ms_deform_attn_sample;
+use burn::tensor::{Tensor, backend::Backend};
+use omg_kernels::ms_deform_attn;
 
 /// Multi-scale deformable attention (`batch_first`, value = the un-positioned query).
 #[derive(Module, Debug)]
@@ -58,7 +58,6 @@ impl<B: Backend> MultiScaleDeformableAttention<B> {
         let [b, nq, c] = query.dims();
         let (heads, levels, points) = (self.num_heads, self.num_levels, self.num_points);
         let dh = c / heads;
-        let device = query.device();
         let q = query.clone() + query_pos;
         let value = self.value_proj.forward(value);
         let n = value.dims()[1];
@@ -67,29 +66,16 @@ impl<B: Backend> MultiScaleDeformableAttention<B> {
             .sampling_offsets
             .forward(q.clone())
             .reshape([b, nq, heads, levels, points, 2]);
-        let weights = softmax(
-            self.attention_weights
-                .forward(q)
-                .reshape([b, nq, heads, levels * points]),
-            3,
-        );
-        // offset / (w, h) of its level
-        let mut normalizer = Vec::with_capacity(levels * 2);
-        for &(h, w) in shapes {
-            normalizer.extend_from_slice(&[w as f32, h as f32]);
-        }
-        let normalizer = Tensor::<B, 6>::from_data(
-            TensorData::new(normalizer, [1, 1, 1, levels, 1, 2]),
-            &device,
-        );
-        let rb = reference_points.dims()[0];
-        let reference = reference_points.reshape([rb, nq, 1, 1, 1, 2]);
-        let locations = reference + offsets / normalizer;
-        let out = ms_deform_attn_sample(
+        let logits = self
+            .attention_weights
+            .forward(q)
+            .reshape([b, nq, heads, levels * points]);
+        let out = ms_deform_attn(
             value.reshape([b, n, heads, dh]),
             shapes,
-            locations,
-            weights.reshape([b, nq, heads, levels, points]),
+            reference_points,
+            offsets,
+            logits,
         );
         query + self.output_proj.forward(out)
     }

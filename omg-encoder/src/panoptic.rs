@@ -360,8 +360,14 @@ pub fn panoptic_from_stage<B: Backend>(
     frame: PanopticFrame,
     config: &PanopticConfig,
 ) -> Result<PanopticResult, EncoderError> {
-    let [b, q, k1] = stage.cls_logits.dims();
-    let [bm, qm, h, w] = stage.mask_logits.dims();
+    let cls_logits = stage.cls_logits.as_ref().ok_or_else(|| {
+        EncoderError::Input("this decoder stage has no class logits (see StageHeads)".into())
+    })?;
+    let [b, q, k1] = cls_logits.dims();
+    let mask_logits = stage.mask_logits.as_ref().ok_or_else(|| {
+        EncoderError::Input("this decoder stage has no mask logits (see StageHeads)".into())
+    })?;
+    let [bm, qm, h, w] = mask_logits.dims();
     if bm != b {
         return Err(EncoderError::ShapeMismatch {
             what: "mask_logits (batch)".into(),
@@ -374,13 +380,11 @@ pub fn panoptic_from_stage<B: Backend>(
             "image index {image} is out of range for a batch of {b}"
         )));
     }
-    let cls = stage
-        .cls_logits
+    let cls = cls_logits
         .clone()
         .slice([image..image + 1, 0..q, 0..k1])
         .reshape([q, k1]);
-    let masks = stage
-        .mask_logits
+    let masks = mask_logits
         .clone()
         .slice([image..image + 1, 0..qm, 0..h, 0..w])
         .reshape([qm, h, w]);

@@ -13,7 +13,7 @@ use omg_checkpoint::{CheckpointError, TensorInfo, TensorSource};
 use omg_encoder::loader::{BackboneNaming, backbone_key};
 use omg_encoder::{
     BackboneWeights, ClassEmbedding, ConvNext, EncoderError, MaskDecoder, OmgSeg, OmgSegConfig,
-    OmgSegWeights, PixelDecoder, PromptBatch, PromptEmbedding, load_omg_seg,
+    OmgSegWeights, PixelDecoder, PromptBatch, PromptEmbedding, StageHeads, load_omg_seg,
 };
 
 type B = Flex;
@@ -76,7 +76,7 @@ fn load(src: &dyn TensorSource) -> Result<(OmgSeg<B>, omg_encoder::OmgSegReport)
     load_omg_seg::<B>(&config(), weights, &Default::default())
 }
 
-fn close(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
+fn close<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
     (a - b).abs().max().into_scalar()
 }
 
@@ -189,7 +189,14 @@ fn batches_sizes_and_query_counts_are_independent() {
     let second = seg.encode(x.slice([1..2, 0..3, 0..128, 0..192])).unwrap();
     assert_eq!(both.mask_features.dims(), [2, 64, 32, 48]);
     let last = |e: &omg_encoder::EncodedImage<B>, i: usize| {
-        let s = e.queries.stages.last().unwrap().mask_logits.clone();
+        let s = e
+            .queries
+            .stages
+            .last()
+            .unwrap()
+            .mask_logits
+            .clone()
+            .unwrap();
         let [_, q, h, w] = s.dims();
         s.slice([i..i + 1, 0..q, 0..h, 0..w])
     };
@@ -234,7 +241,69 @@ fn batches_sizes_and_query_counts_are_independent() {
         .unwrap();
     assert_eq!(e.queries.query_feat.dims(), [1, 7, 64]);
     assert_eq!(
-        e.queries.stages.last().unwrap().cls_logits.dims(),
+        e.queries
+            .stages
+            .last()
+            .unwrap()
+            .cls_logits
+            .as_ref()
+            .unwrap()
+            .dims(),
         [1, 7, 6]
     );
+}
+
+#[test]
+fn full_outputs_of_the_last_stage_only_change_nothing_downstream() {
+    let file = PthFile::open(bundle().join("omg_seg_tiny.pth")).unwrap();
+    let (seg, _) = load(&file).unwrap();
+    let device = Default::default();
+    let x = Tensor::<B, 4>::random([1, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
+    let feats = seg.backbone.forward(x);
+    let pd = seg.pixel_decoder.forward(&feats);
+    let levels = seg.mask_decoder.level_memory(&pd.multi_scale_memory);
+    let run = |heads| {
+        seg.mask_decoder
+            .forward_with(&pd.mask_features, &levels, &seg.classes, heads)
+    };
+    let (every, last) = (run(StageHeads::Every), run(StageHeads::Last));
+    assert_eq!(every.stages.len(), last.stages.len());
+    let n = last.stages.len();
+    for (i, (e, l)) in every.stages.iter().zip(&last.stages).enumerate() {
+        let full = i == n - 1;
+        assert!(e.cls_logits.is_some() && e.mask_logits.is_some() && e.iou.is_some());
+        assert_eq!(l.cls_logits.is_some(), full, "stage {i}");
+        assert_eq!(l.mask_logits.is_some(), full, "stage {i}");
+        // the attention masks (from full-resolution logits, or computed at the level's
+        // size) agree but for logits within rounding of the threshold
+        let a = e
+            .attn_mask
+            .clone()
+            .int()
+            .into_data()
+            .iter::<i64>()
+            .collect::<Vec<_>>();
+        let b = l
+            .attn_mask
+            .clone()
+            .int()
+            .into_data()
+            .iter::<i64>()
+            .collect::<Vec<_>>();
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(
+            differ * 10_000 <= a.len(),
+            "stage {i}: {differ} of {}",
+            a.len()
+        );
+    }
+    let (e, l) = (&every.stages[n - 1], &last.stages[n - 1]);
+    assert!(
+        close(
+            e.mask_logits.clone().unwrap(),
+            l.mask_logits.clone().unwrap()
+        ) < 1e-4
+    );
+    assert!(close(e.cls_logits.clone().unwrap(), l.cls_logits.clone().unwrap()) < 1e-4);
+    assert!(close(every.query_feat.clone(), last.query_feat.clone()) < 1e-4);
 }

@@ -363,9 +363,9 @@ fn from_stage_selects_the_image() {
         0,
     );
     let stage = StagePrediction::<B> {
-        cls_logits: cls,
-        iou: Tensor::zeros([2, q, 1], &device),
-        mask_logits: masks,
+        cls_logits: Some(cls),
+        iou: Some(Tensor::zeros([2, q, 1], &device)),
+        mask_logits: Some(masks),
         attn_mask: Tensor::<B, 3, Bool>::empty([2, q, 1], &device),
     };
     let direct = panoptic_segmentation(c.cls.clone(), c.masks.clone(), c.frame, &c.config).unwrap();

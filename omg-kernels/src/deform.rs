@@ -1,52 +1,76 @@
-//! The sampling core of mmcv's multi-scale deformable attention
-//! (`multi_scale_deformable_attn_pytorch`): for every query and head, bilinear samples of
-//! the value maps of every level at `num_points` locations, weighted by the attention
-//! weights and summed.
+//! The core of mmcv's multi-scale deformable attention after its linear layers
+//! (`multi_scale_deformable_attn_pytorch` and the lines before it): sampling locations
+//! from reference points and offsets, softmax of the attention weights, bilinear samples
+//! of every level, weighted and summed.
 
-use burn::tensor::{Tensor, backend::Backend, ops::GridSampleOptions};
+use burn::tensor::{
+    Tensor, TensorData, activation::softmax, backend::Backend, ops::GridSampleOptions,
+};
 
 /// * `value` `[B, N, heads, dh]`: the value tokens of all levels, concatenated in the
 ///   order of `shapes` (`N = Σ h·w`, each level row-major);
 /// * `shapes`: `(h, w)` of every level;
-/// * `locations` `[B, Nq, heads, levels, points, 2]`: normalised `(x, y)` sampling
-///   locations (0 and 1 are the outer edges of the map; outside it samples zeros);
-/// * `weights` `[B, Nq, heads, levels, points]`: attention weights.
+/// * `reference_points` `[B or 1, Nq, 2]`: normalised `(x, y)`, shared by all levels;
+/// * `offsets` `[B, Nq, heads, levels, points, 2]`: `sampling_offsets` output, `(x, y)`
+///   in pixels of each level (location = reference + offset / (w, h));
+/// * `attention_logits` `[B, Nq, heads, levels·points]`: `attention_weights` output
+///   (softmax over levels·points).
 ///
-/// Returns `[B, Nq, heads·dh]`: `Σ_{l,p} weights · bilinear(value_l, location)` per head,
+/// Returns `[B, Nq, heads·dh]`: per head `Σ_{l,p} weight · bilinear(value_l, location)`,
 /// heads concatenated — `F.grid_sample(.., mode="bilinear", padding_mode="zeros",
-/// align_corners=False)` semantics.
-pub fn ms_deform_attn_sample<B: Backend>(
+/// align_corners=False)` semantics (0 and 1 are the outer edges of a map; outside it
+/// samples zeros).
+pub fn ms_deform_attn<B: Backend>(
     value: Tensor<B, 4>,
     shapes: &[(usize, usize)],
-    locations: Tensor<B, 6>,
-    weights: Tensor<B, 5>,
+    reference_points: Tensor<B, 3>,
+    offsets: Tensor<B, 6>,
+    attention_logits: Tensor<B, 4>,
 ) -> Tensor<B, 3> {
     #[cfg(feature = "flex")]
-    if crate::flex::takes(&value) && crate::flex::takes(&locations) && crate::flex::takes(&weights)
+    if crate::flex::takes(&value)
+        && crate::flex::takes(&reference_points)
+        && crate::flex::takes(&offsets)
+        && crate::flex::takes(&attention_logits)
+        && crate::flex::deform::fits(&value.dims(), &reference_points.dims(), &offsets.dims())
     {
         use crate::flex::{from_flex, into_flex};
-        let out = crate::flex::deform::ms_deform_sample(
+        let out = crate::flex::deform::ms_deform_attn(
             into_flex(value),
             shapes,
-            into_flex(locations),
-            into_flex(weights),
+            into_flex(reference_points),
+            into_flex(offsets),
+            into_flex(attention_logits),
         );
         return from_flex(out);
     }
-    ms_deform_attn_sample_fallback(value, shapes, locations, weights)
+    ms_deform_attn_fallback(value, shapes, reference_points, offsets, attention_logits)
 }
 
-/// [`ms_deform_attn_sample`] with burn's `grid_sample_2d`, level by level, as mmcv's
-/// pure-PyTorch path does (the reference of the kernel).
-pub fn ms_deform_attn_sample_fallback<B: Backend>(
+/// [`ms_deform_attn`] in plain burn ops, with `grid_sample_2d` level by level as mmcv's
+/// pure-PyTorch path (the reference of the kernel).
+pub fn ms_deform_attn_fallback<B: Backend>(
     value: Tensor<B, 4>,
     shapes: &[(usize, usize)],
-    locations: Tensor<B, 6>,
-    weights: Tensor<B, 5>,
+    reference_points: Tensor<B, 3>,
+    offsets: Tensor<B, 6>,
+    attention_logits: Tensor<B, 4>,
 ) -> Tensor<B, 3> {
     let [b, _, heads, dh] = value.dims();
-    let [_, nq, _, levels, points, _] = locations.dims();
-    let grids = locations * 2.0 - 1.0;
+    let [_, nq, _, levels, points, _] = offsets.dims();
+    let weights = softmax(attention_logits, 3);
+    // offset / (w, h) of its level
+    let normalizer: Vec<f32> = shapes
+        .iter()
+        .flat_map(|&(h, w)| [w as f32, h as f32])
+        .collect();
+    let normalizer = Tensor::<B, 6>::from_data(
+        TensorData::new(normalizer, [1, 1, 1, levels, 1, 2]),
+        &value.device(),
+    );
+    let rb = reference_points.dims()[0];
+    let reference = reference_points.reshape([rb, nq, 1, 1, 1, 2]);
+    let grids = (reference + offsets / normalizer) * 2.0 - 1.0;
     let mut sampled = Vec::with_capacity(levels);
     let mut start = 0;
     for (l, &(h, w)) in shapes.iter().enumerate() {
@@ -67,7 +91,6 @@ pub fn ms_deform_attn_sample_fallback<B: Backend>(
     // [b·heads, dh, nq, levels·points], level-major like the official stack/flatten
     let sampled = Tensor::cat(sampled, 3);
     let weights = weights
-        .reshape([b, nq, heads, levels * points])
         .swap_dims(1, 2)
         .reshape([b * heads, 1, nq, levels * points]);
     (sampled * weights)

@@ -18,10 +18,14 @@
 //! * [`gelu`]: exact (erf) GELU;
 //! * [`depthwise_conv2d_nhwc`]: depthwise k×k convolution of a channels-last map
 //!   (ConvNeXt's `conv_dw`);
-//! * [`ms_deform_attn_sample`]: the sampling core of mmcv's multi-scale deformable
-//!   attention (`multi_scale_deformable_attn_pytorch`): bilinear samples of every level,
-//!   weighted by the attention weights and summed.
+//! * [`masked_attention`]: multi-head attention with a boolean key mask per query (the
+//!   masked cross-attention of Mask2Former's decoder), without a materialised score
+//!   tensor;
+//! * [`ms_deform_attn`]: the core of mmcv's multi-scale deformable attention
+//!   (`multi_scale_deformable_attn_pytorch`): sampling locations, softmax of the
+//!   attention weights, bilinear samples of every level, weighted and summed.
 
+mod attention;
 mod deform;
 mod depthwise;
 mod gelu;
@@ -29,7 +33,8 @@ mod gelu;
 #[cfg(feature = "flex")]
 mod flex;
 
-pub use deform::{ms_deform_attn_sample, ms_deform_attn_sample_fallback};
+pub use attention::{masked_attention, masked_attention_fallback};
+pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};
 

@@ -80,18 +80,70 @@ fn depthwise_conv_matches_conv2d() {
 }
 
 #[test]
-fn deformable_sampling_matches_grid_sample() {
-    let (b, heads, dh, points) = (2, 3, 4, 2);
+fn deformable_attention_matches_grid_sample() {
+    let (heads, dh, points) = (3, 4, 2);
     let shapes = [(5, 7), (3, 4), (2, 2)];
     let n: usize = shapes.iter().map(|(h, w)| h * w).sum();
     let nq = 11;
-    let value = random([b, n, heads, dh], -1.0, 1.0);
-    // locations beyond the edges sample (partly) zeros
-    let locations = random([b, nq, heads, shapes.len(), points, 2], -0.2, 1.2);
-    let weights = random([b, nq, heads, shapes.len(), points], 0.0, 1.0);
-    let ours = ms_deform_attn_sample(value.clone(), &shapes, locations.clone(), weights.clone());
-    let reference = ms_deform_attn_sample_fallback(value, &shapes, locations, weights);
-    let d = max_abs_diff(ours.clone(), reference);
-    assert!(d < 1e-5, "{d}");
-    assert_eq!(ours.dims(), [b, nq, heads * dh]);
+    for (b, rb) in [(2, 1), (2, 2), (1, 1)] {
+        let value = random([b, n, heads, dh], -1.0, 1.0);
+        let reference = random([rb, nq, 2], 0.0, 1.0);
+        // offsets of a few pixels: some samples fall (partly) outside the maps
+        let offsets = random([b, nq, heads, shapes.len(), points, 2], -4.0, 4.0);
+        let logits = random([b, nq, heads, shapes.len() * points], -3.0, 3.0);
+        let ours = ms_deform_attn(
+            value.clone(),
+            &shapes,
+            reference.clone(),
+            offsets.clone(),
+            logits.clone(),
+        );
+        let expected = ms_deform_attn_fallback(value, &shapes, reference, offsets, logits);
+        assert_eq!(ours.dims(), [b, nq, heads * dh]);
+        let d = max_abs_diff(ours, expected);
+        assert!(d < 1e-5, "b {b} rb {rb}: {d}");
+    }
+}
+
+#[test]
+fn masked_attention_matches_the_score_tensor_path() {
+    let device = Default::default();
+    for (b, nq, nk, heads, dh) in [(1, 70, 300, 4, 8), (2, 5, 33, 2, 16)] {
+        let c = heads * dh;
+        let q = random([b, nq, c], -1.0, 1.0);
+        let k = random([b, nk, c], -1.0, 1.0);
+        let v = random([b, nk, c], -1.0, 1.0);
+        // about half the keys blocked, never all of a row
+        let mut blocked: Vec<bool> = (0..b * nq * nk).map(|i| (i * 7919) % 11 < 5).collect();
+        for row in blocked.chunks_mut(nk) {
+            row[0] = false;
+        }
+        let mask = Tensor::<B, 3, burn::tensor::Bool>::from_data(
+            TensorData::new(blocked, [b, nq, nk]),
+            &device,
+        );
+        for m in [None, Some(mask)] {
+            let ours = masked_attention(q.clone(), k.clone(), v.clone(), heads, m.clone());
+            let reference = masked_attention_fallback(q.clone(), k.clone(), v.clone(), heads, m);
+            let d = max_abs_diff(ours, reference);
+            assert!(d < 1e-5, "{b}x{nq}x{nk} h{heads}: {d}");
+        }
+    }
+}
+
+#[test]
+fn a_fully_blocked_query_gets_nan_like_pytorch() {
+    let device = Default::default();
+    let q = random([1, 2, 4], -1.0, 1.0);
+    let k = random([1, 3, 4], -1.0, 1.0);
+    let mask = Tensor::<B, 3, burn::tensor::Bool>::from_data(
+        TensorData::new(vec![true, true, true, false, true, false], [1, 2, 3]),
+        &device,
+    );
+    let out = masked_attention(q, k.clone(), k, 2, Some(mask))
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(out[..4].iter().all(|x| x.is_nan()));
+    assert!(out[4..].iter().all(|x| x.is_finite()));
 }

@@ -11,7 +11,7 @@ use burn::tensor::{
 use omg_encoder::loader::{BackboneNaming, load_backbone, load_mask_decoder, load_pixel_decoder};
 use omg_encoder::{
     BackboneConfig, ClassEmbedding, ConvNext, MaskDecoder, MaskDecoderConfig, PixelDecoder,
-    PixelDecoderConfig,
+    PixelDecoderConfig, StageHeads,
 };
 
 use crate::ParityError;
@@ -149,7 +149,7 @@ pub fn run_encoder<B: Backend>(
         "visual_encoder.panoptic_head.",
     )?;
     let levels_mem = decoder.level_memory(&pd.multi_scale_memory);
-    let out = decoder.forward(&pd.mask_features, &levels_mem, &classes);
+    let out = decoder.forward_with(&pd.mask_features, &levels_mem, &classes, StageHeads::Every);
     let mut check3 = |key: String, t: Tensor<B, 3>, tol| -> Result<(), ParityError> {
         let (s, v) = host(t);
         let (es, ev) = fx.f32(&key)?;
@@ -158,10 +158,24 @@ pub fn run_encoder<B: Backend>(
         Ok(())
     };
     let feat_tol = tols.float("features");
+    let masks = |t: &Option<Tensor<B, 4>>| {
+        t.clone().ok_or_else(|| {
+            ParityError::Encoder(omg_encoder::EncoderError::Input(
+                "a decoder stage ran without its mask output".into(),
+            ))
+        })
+    };
+    let heads = |t: &Option<Tensor<B, 3>>| {
+        t.clone().ok_or_else(|| {
+            ParityError::Encoder(omg_encoder::EncoderError::Input(
+                "a decoder stage ran without its class heads".into(),
+            ))
+        })
+    };
     for (i, stage) in out.stages.iter().enumerate() {
         check3(
             format!("out.decoder.cls_pred.{i}"),
-            Tensor::cat(vec![stage.cls_logits.clone(), stage.iou.clone()], 2),
+            Tensor::cat(vec![heads(&stage.cls_logits)?, heads(&stage.iou)?], 2),
             feat_tol,
         )?;
     }
@@ -178,13 +192,17 @@ pub fn run_encoder<B: Backend>(
     let last = &out.stages[out.stages.len() - 1];
     check3(
         "out.predict.mask_cls_results".into(),
-        last.cls_logits.clone(),
+        heads(&last.cls_logits)?,
         feat_tol,
     )?;
-    check3("out.predict.iou_results".into(), last.iou.clone(), feat_tol)?;
+    check3(
+        "out.predict.iou_results".into(),
+        heads(&last.iou)?,
+        feat_tol,
+    )?;
     for (i, stage) in out.stages.iter().enumerate() {
         let key = format!("out.decoder.mask_pred.{i}");
-        let (s, v) = host(stage.mask_logits.clone());
+        let (s, v) = host(masks(&stage.mask_logits)?);
         let (es, ev) = fx.f32(&key)?;
         results.push(compare_f32(&key, (&s, &v), (&es, &ev), feat_tol));
         compared.insert(key);
@@ -233,11 +251,10 @@ pub fn run_encoder<B: Backend>(
     // first queries only).
     let key = "out.predict.mask_pred_results_q0_2".to_string();
     let es = fx.shape(&key)?;
-    let [b, _, hm, wm] = last.mask_logits.dims();
+    let last_masks = masks(&last.mask_logits)?;
+    let [b, _, hm, wm] = last_masks.dims();
     let up = interpolate(
-        last.mask_logits
-            .clone()
-            .slice([0..b, 0..es[1], 0..hm, 0..wm]),
+        last_masks.clone().slice([0..b, 0..es[1], 0..hm, 0..wm]),
         [shape[2], shape[3]],
         InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false),
     );

@@ -37,6 +37,12 @@ pub fn visual_encoder_outputs<B: Backend>(
         .stages
         .last()
         .ok_or_else(|| ProjectorError::Shape("the encoder decoding has no stage".into()))?;
+    let (Some(cls_logits), Some(mask_logits)) = (last.cls_logits.clone(), last.mask_logits.clone())
+    else {
+        return Err(ProjectorError::Shape(
+            "the last decoder stage has no class or mask logits".into(),
+        ));
+    };
     let coarsest = encoded
         .backbone_levels
         .last()
@@ -53,8 +59,8 @@ pub fn visual_encoder_outputs<B: Backend>(
     let query_feat = encoded.queries.query_feat.clone();
     let query_pos = encoded.queries.query_pos.clone();
     let prior = perception_prior(
-        last.cls_logits.clone(),
-        last.mask_logits.clone(),
+        cls_logits,
+        mask_logits,
         query_feat.clone(),
         query_pos.clone(),
         (h, w),

@@ -1,22 +1,34 @@
-//! The sampling core of multi-scale deformable attention on channels-last values: per
-//! query and head, `levels · points` bilinear samples of `dh`-vectors, weighted and
-//! summed — no sampled tensor is ever materialised.
+//! The core of multi-scale deformable attention on channels-last values: per query and
+//! head, the softmax of its `levels · points` weights and as many bilinear samples of
+//! `dh`-vectors, weighted and summed — no location, grid or sample tensor is ever
+//! materialised.
 
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::{f32s, madd, multiversion, new_f32};
 
-/// `value` `[B, N, heads, dh]`, `locations` `[B, Nq, heads, levels, points, 2]`,
-/// `weights` `[B, Nq, heads, levels, points]` → `[B, Nq, heads·dh]`.
-pub(crate) fn ms_deform_sample(
+/// Most `levels · points` samples per head the kernel takes (OMG-Seg: 3 · 4).
+const MAX_SAMPLES: usize = 64;
+
+/// Whether the kernel takes these shapes (else the fallback runs).
+pub(crate) fn fits(value: &[usize; 4], reference: &[usize; 3], offsets: &[usize; 6]) -> bool {
+    (reference[0] == 1 || reference[0] == value[0]) && offsets[3] * offsets[4] <= MAX_SAMPLES
+}
+
+/// `value` `[B, N, heads, dh]`, `reference` `[B or 1, Nq, 2]`, `offsets`
+/// `[B, Nq, heads, levels, points, 2]`, `logits` `[B, Nq, heads, levels·points]` →
+/// `[B, Nq, heads·dh]`.
+pub(crate) fn ms_deform_attn(
     value: FlexTensor,
     shapes: &[(usize, usize)],
-    locations: FlexTensor,
-    weights: FlexTensor,
+    reference: FlexTensor,
+    offsets: FlexTensor,
+    logits: FlexTensor,
 ) -> FlexTensor {
     let [b, n, heads, dh] = value.layout().shape().dims::<4>();
-    let [_, nq, _, levels, points, _] = locations.layout().shape().dims::<6>();
+    let [_, nq, _, levels, points, _] = offsets.layout().shape().dims::<6>();
+    let shared_reference = reference.layout().shape().dims::<3>()[0] == 1;
     let mut starts = Vec::with_capacity(shapes.len());
     let mut start = 0;
     for &(h, w) in shapes {
@@ -31,13 +43,20 @@ pub(crate) fn ms_deform_sample(
         dh,
         levels,
         points,
+        shared_reference,
     };
-    let (value, locations, weights) = (f32s(&value), f32s(&locations), f32s(&weights));
+    let inputs = Inputs {
+        value: f32s(&value),
+        reference: f32s(&reference),
+        offsets: f32s(&offsets),
+        logits: f32s(&logits),
+        starts: &starts,
+    };
     let mut out = vec![0.0f32; b * nq * heads * dh];
     out.par_chunks_mut(heads * dh)
         .enumerate()
         .with_min_len(64)
-        .for_each(|(bq, dst)| run(value, locations, weights, &starts, dst, bq, geometry));
+        .for_each(|(bq, dst)| run(&inputs, dst, bq, geometry));
     new_f32(out, &[b, nq, heads * dh])
 }
 
@@ -49,19 +68,23 @@ struct Geometry {
     dh: usize,
     levels: usize,
     points: usize,
+    /// One set of reference points for the whole batch.
+    shared_reference: bool,
+}
+
+/// The kernel's read-only operands.
+struct Inputs<'a> {
+    value: &'a [f32],
+    reference: &'a [f32],
+    offsets: &'a [f32],
+    logits: &'a [f32],
+    /// `(first token, h, w)` of every level.
+    starts: &'a [(usize, usize, usize)],
 }
 
 /// The output row of query `bq` (= b·Nq + q): `dst` `[heads·dh]`.
 #[inline(always)]
-fn body<const FMA: bool>(
-    value: &[f32],
-    locations: &[f32],
-    weights: &[f32],
-    starts: &[(usize, usize, usize)],
-    dst: &mut [f32],
-    bq: usize,
-    g: Geometry,
-) {
+fn body<const FMA: bool>(inputs: &Inputs, dst: &mut [f32], bq: usize, g: Geometry) {
     let Geometry {
         nq,
         n,
@@ -69,18 +92,40 @@ fn body<const FMA: bool>(
         dh,
         levels,
         points,
+        shared_reference,
     } = g;
+    let Inputs {
+        value,
+        reference,
+        offsets,
+        logits,
+        starts,
+    } = *inputs;
     let batch = bq / nq;
+    let r = if shared_reference { bq % nq } else { bq };
+    let (ref_x, ref_y) = (reference[2 * r], reference[2 * r + 1]);
     let samples = levels * points;
+    let mut weights = [0.0f32; MAX_SAMPLES];
     for (head, acc) in dst.chunks_exact_mut(dh).enumerate() {
         let sample0 = (bq * heads + head) * samples;
+        // softmax over the head's levels·points logits
+        let logits = &logits[sample0..sample0 + samples];
+        let weights = &mut weights[..samples];
+        let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0.0;
+        for (w, &l) in weights.iter_mut().zip(logits) {
+            *w = (l - max).exp();
+            sum += *w;
+        }
         for (l, &(start, h, w)) in starts.iter().enumerate().take(levels) {
             for p in 0..points {
                 let s = sample0 + l * points + p;
-                let a = weights[s];
+                let a = weights[l * points + p] / sum;
+                let loc_x = ref_x + offsets[2 * s] / w as f32;
+                let loc_y = ref_y + offsets[2 * s + 1] / h as f32;
                 // grid_sample, align_corners = False: pixel = loc · size − 0.5
-                let x = locations[2 * s] * w as f32 - 0.5;
-                let y = locations[2 * s + 1] * h as f32 - 0.5;
+                let x = loc_x * w as f32 - 0.5;
+                let y = loc_y * h as f32 - 0.5;
                 let (x0, y0) = (x.floor(), y.floor());
                 let (fx, fy) = (x - x0, y - y0);
                 let (x0, y0) = (x0 as isize, y0 as isize);
@@ -109,13 +154,5 @@ fn body<const FMA: bool>(
 multiversion!(
     body_avx2,
     body,
-    (
-        value: &[f32],
-        locations: &[f32],
-        weights: &[f32],
-        starts: &[(usize, usize, usize)],
-        dst: &mut [f32],
-        bq: usize,
-        g: Geometry,
-    )
+    (inputs: &Inputs, dst: &mut [f32], bq: usize, g: Geometry)
 );

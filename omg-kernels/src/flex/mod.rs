@@ -1,5 +1,6 @@
 //! The Flex kernels and the bridge between generic burn tensors and Flex's primitive.
 
+pub(crate) mod attention;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod gelu;
@@ -30,6 +31,23 @@ pub(crate) fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTens
     } else {
         tensor.to_contiguous()
     }
+}
+
+/// A bool tensor of `B` (Flex) as a contiguous byte tensor (one byte per element).
+pub(crate) fn into_flex_bool<B: Backend, const D: usize>(
+    x: Tensor<B, D, burn::tensor::Bool>,
+) -> FlexTensor {
+    let boxed: Box<dyn Any> = Box::new(x.into_primitive());
+    let tensor = *boxed
+        .downcast::<FlexTensor>()
+        .expect("into_flex_bool is only called when B is Flex");
+    tensor.to_contiguous()
+}
+
+/// The bytes of a bool tensor made by [`into_flex_bool`].
+pub(crate) fn bytes(x: &FlexTensor) -> &[u8] {
+    let n = x.layout().num_elements();
+    &x.bytes()[..n]
 }
 
 /// The f32 elements of a tensor made by [`into_flex`], row-major.

@@ -1,0 +1,182 @@
+//! Masked multi-head attention, a block of queries of one head at a time: scores by
+//! `gemm` into a per-task buffer, masked softmax in place (vectorised exp), then the
+//! weighted sum of values by `gemm`. Nothing of size `[heads, Nq, Nk]` is allocated.
+
+use burn_flex::FlexTensor;
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::{f32s, madd, multiversion, new_f32};
+
+/// Queries per task.
+const BLOCK: usize = 32;
+
+/// `q` `[B, Nq, C]`, `k`, `v` `[B, Nk, C]`, `mask` `[B, Nq, Nk]` as bytes (non-zero =
+/// blocked) → `[B, Nq, C]`.
+pub(crate) fn masked_attention(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    heads: usize,
+    mask: Option<FlexTensor>,
+) -> FlexTensor {
+    let [b, nq, c] = q.layout().shape().dims::<3>();
+    let nk = k.layout().shape().dims::<3>()[1];
+    let dh = c / heads;
+    let (qs, ks, vs) = (f32s(&q), f32s(&k), f32s(&v));
+    let mask = mask.as_ref().map(super::bytes);
+    let blocks = nq.div_ceil(BLOCK);
+    // one task per (batch, head, query block); each writes its [rows, dh] tile
+    let tiles: Vec<(usize, usize, usize, Vec<f32>)> = (0..b * heads * blocks)
+        .into_par_iter()
+        .map(|task| {
+            let (bh, blk) = (task / blocks, task % blocks);
+            let (batch, head) = (bh / heads, bh % heads);
+            let q0 = blk * BLOCK;
+            let rows = BLOCK.min(nq - q0);
+            let mut scores = vec![0.0f32; rows * nk];
+            let mut tile = vec![0.0f32; rows * dh];
+            let q_ptr = &qs[(batch * nq + q0) * c + head * dh..];
+            let k_ptr = &ks[batch * nk * c + head * dh..];
+            let v_ptr = &vs[batch * nk * c + head * dh..];
+            // SAFETY: every operand view lies inside its slice: rows ≤ Nq − q0 rows of
+            // stride C from q_ptr, Nk rows of stride C from k_ptr/v_ptr, dh columns each.
+            unsafe {
+                // scores[rows, nk] = Q[rows, dh] · Kᵀ[dh, nk]
+                gemm(
+                    rows,
+                    nk,
+                    dh,
+                    scores.as_mut_ptr(),
+                    1,
+                    nk as isize,
+                    false,
+                    q_ptr.as_ptr(),
+                    1,
+                    c as isize,
+                    k_ptr.as_ptr(),
+                    c as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for (r, row) in scores.chunks_exact_mut(nk).enumerate() {
+                let m =
+                    mask.map(|m| &m[(batch * nq + q0 + r) * nk..(batch * nq + q0 + r + 1) * nk]);
+                run(row, m);
+            }
+            // SAFETY: as above; tile is [rows, dh] contiguous.
+            unsafe {
+                gemm(
+                    rows,
+                    dh,
+                    nk,
+                    tile.as_mut_ptr(),
+                    1,
+                    dh as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    nk as isize,
+                    v_ptr.as_ptr(),
+                    1,
+                    c as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            (batch, head, q0, tile)
+        })
+        .collect();
+    let mut out = vec![0.0f32; b * nq * c];
+    for (batch, head, q0, tile) in tiles {
+        for (r, src) in tile.chunks_exact(dh).enumerate() {
+            let at = (batch * nq + q0 + r) * c + head * dh;
+            out[at..at + dh].copy_from_slice(src);
+        }
+    }
+    new_f32(out, &[b, nq, c])
+}
+
+/// `e^x` in f32 (Cephes' expf: `x = n·ln2 + r`, a degree-6 polynomial for `e^r`, then
+/// `2^n` by the exponent bits; within 2 ulp); `−∞ → 0`.
+#[inline(always)]
+pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
+    let x = x.clamp(-87.5, 88.5);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = madd::<FMA>(n, -0.693_359_4, x);
+    let r = madd::<FMA>(n, 2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4f32;
+    p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    p = madd::<FMA>(p, r, 8.333_452e-3);
+    p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    p = madd::<FMA>(p, r, 0.5);
+    let p = madd::<FMA>(p, r * r, r) + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// Lanes of the independent accumulators (lets the reductions vectorise).
+const LANES: usize = 8;
+
+/// Masked softmax of one score row in place.
+#[inline(always)]
+fn body<const FMA: bool>(row: &mut [f32], mask: Option<&[u8]>) {
+    if let Some(mask) = mask {
+        for (s, &m) in row.iter_mut().zip(mask) {
+            *s = if m != 0 { f32::NEG_INFINITY } else { *s };
+        }
+    }
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &s) in lane_max.iter_mut().zip(chunk) {
+            *m = m.max(s);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lane_max)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if max == f32::NEG_INFINITY {
+        row.fill(f32::NAN);
+        return;
+    }
+    let e = |s: f32| {
+        if s == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp::<FMA>(s - max)
+        }
+    };
+    let mut lane_sum = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (acc, s) in lane_sum.iter_mut().zip(chunk.iter_mut()) {
+            *s = e(*s);
+            *acc += *s;
+        }
+    }
+    let mut sum = lane_sum.iter().sum::<f32>();
+    for s in chunks.into_remainder() {
+        *s = e(*s);
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    for s in row.iter_mut() {
+        *s *= inv;
+    }
+}
+
+multiversion!(body_avx2, body, (row: &mut [f32], mask: Option<&[u8]>));
