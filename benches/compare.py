@@ -58,7 +58,12 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: its default)")
+    ap.add_argument("--table", nargs=2, metavar=("OURS_JSON", "PYTORCH_JSON"),
+                    help="only print the table of two JSON files written earlier (e.g. on a GPU)")
     args = ap.parse_args()
+    if args.table:
+        print_table(*args.table, note="")
+        return
 
     out_dir = os.path.join(ROOT, "target", "bench")
     os.makedirs(out_dir, exist_ok=True)
@@ -78,14 +83,21 @@ def main():
         ref_cmd += ["--threads", str(args.threads)]
     subprocess.run(ref_cmd, cwd=ROOT, check=True)
 
+    print_table(ours_json, ref_json,
+                note=f"{cpu_name()}, {os.cpu_count()} CPUs; size {args.size}; {started}; "
+                     f"median of {args.runs} runs after {args.warmup} warm-up")
+
+
+def print_table(ours_json, ref_json, note):
+    """The markdown table: stage, ours, PyTorch, ours/PyTorch."""
     with open(ours_json) as f:
         ours = json.load(f)
     with open(ref_json) as f:
         ref = json.load(f)
     print()
-    print(f"{cpu_name()}, {os.cpu_count()} CPUs; size {args.size}; f32; ours on {ours['backend']}, "
-          f"PyTorch {ref['torch']} eager on {ref['threads']} threads; {started}; "
-          f"median of {args.runs} runs after {args.warmup} warm-up")
+    print(f"{note}{'; ' if note else ''}ours on {ours['backend']}, PyTorch {ref['torch']} "
+          f"{ref.get('dtype', 'f32')} eager on {ref.get('device', 'cpu')} "
+          f"({ref['threads']} CPU threads)")
     print()
     print("| stage | ours (ms) | PyTorch (ms) | ours/PyTorch |")
     print("|---|---|---|---|")
@@ -102,6 +114,11 @@ def main():
     if total_ref:
         print(f"| encoder (sum of the three) | {total_ours:.1f} | {total_ref:.1f} | "
               f"{total_ours / total_ref:.2f} |")
+    extra = ours.get("extra", {})
+    if "copy_gbps" in extra:
+        print()
+        print(f"Ours: memory copy {extra['copy_gbps']:.1f} GB/s (read + written); decode at "
+              f"{100 * extra['decode_roofline_fraction']:.0f} % of the memory-bandwidth roofline.")
 
 
 if __name__ == "__main__":

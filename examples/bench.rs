@@ -362,6 +362,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report
             .extra
             .insert("llm_params".into(), llm_config.num_params() as f64);
+
+        // Memory bandwidth of this backend: one in-place elementwise op over 256 MiB
+        // (bytes read + written / time; the buffer is touched before, so no page faults
+        // are timed), and decode as a fraction of the roofline it sets (every weight but
+        // the embedding table is read once per token).
+        let n = 64 << 20;
+        let mut x = Some(Tensor::<B, 1>::ones([n], &device) * 2.0);
+        sync(&device);
+        let (ms, _) = time(&args, || {
+            let y = x.take().ok_or("the copy buffer is gone")? + 1.0;
+            sync(&device);
+            x = Some(y);
+            Ok(())
+        })?;
+        let (_, copy_ms, _) = summary(&ms);
+        let gbps = (2 * 4 * n) as f64 / (copy_ms * 1e-3) / 1e9;
+        report.add("memory_copy", ms, format!("{gbps:.1} GB/s read + written"));
+        let weight_bytes =
+            4.0 * (llm_config.num_params() - llm_config.vocab_size * llm_config.hidden_size) as f64;
+        let roofline_ms = weight_bytes / (gbps * 1e9) * 1e3;
+        println!(
+            "decode roofline: {:.0} MB of f32 weights per token at {gbps:.1} GB/s = {roofline_ms:.1} ms; \
+             decode reaches {:.0} % of it",
+            weight_bytes / 1e6,
+            100.0 * roofline_ms / d
+        );
+        report.extra.insert("copy_gbps".into(), gbps);
+        report
+            .extra
+            .insert("decode_roofline_fraction".into(), roofline_ms / d);
     }
 
     if parts.contains(&Part::Pipeline) {

@@ -287,7 +287,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         v = x.float().pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(v + self.eps))
+        return self.weight * (x.float() * torch.rsqrt(v + self.eps)).to(x.dtype)
 
 
 def rotate_half(x):
@@ -320,7 +320,7 @@ class Attention(nn.Module):
         if t > 1:
             causal = torch.ones(t, pos + t, dtype=torch.bool).tril(pos)
             scores = scores.masked_fill(~causal, float("-inf"))
-        out = scores.float().softmax(-1) @ v
+        out = scores.float().softmax(-1).to(v.dtype) @ v
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -345,7 +345,9 @@ class InternLM2(nn.Module):
         self.kv, self.d = kv, d
 
     def new_cache(self, capacity):
-        return [(torch.zeros(1, self.kv, capacity, self.d), torch.zeros(1, self.kv, capacity, self.d))
+        dt = self.output.weight.dtype
+        return [(torch.zeros(1, self.kv, capacity, self.d, dtype=dt),
+                 torch.zeros(1, self.kv, capacity, self.d, dtype=dt))
                 for _ in self.layers]
 
     def forward(self, ids, cache, pos):
@@ -353,7 +355,7 @@ class InternLM2(nn.Module):
         t = ids.shape[1]
         freqs = torch.outer(torch.arange(pos, pos + t, dtype=torch.float32), self.inv_freq)
         emb = torch.cat((freqs, freqs), -1)
-        cos, sin = emb.cos(), emb.sin()
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
         for layer, c in zip(self.layers, cache):
             x = x + layer.attention(layer.attention_norm(x), cos, sin, c, pos)
             h = layer.ffn_norm(x)
@@ -363,12 +365,20 @@ class InternLM2(nn.Module):
 # ----------------------------------------------------------------------------- timing
 
 
+def sync(args):
+    """Waits for the device (GPU timings are of finished work)."""
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(args, fn):
     """Runs fn warmup + runs times; returns (milliseconds of the timed runs, last result)."""
     ms, out = [], None
     for i in range(args.warmup + max(args.runs, 1)):
+        sync(args)
         t = time.perf_counter()
         out = fn()
+        sync(args)
         if i >= args.warmup:
             ms.append((time.perf_counter() - t) * 1e3)
     return ms, out
@@ -383,8 +393,13 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
+                    help="bf16: the LLM's weights in bf16, the encoder under bf16 autocast")
     ap.add_argument("--json")
     args = ap.parse_args()
+    torch.set_default_device(args.device)
+    bf16 = args.dtype == "bf16"
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -399,37 +414,44 @@ def main():
         stages[name] = dict(median_ms=v[len(v) // 2], min_ms=v[0], max_ms=v[-1], runs=ms, note=note)
 
     print(f"PyTorch {torch.__version__} reference: size {args.size}, {torch.get_num_threads()} threads, "
-          f"f32 eager, {args.warmup} warm-up + {args.runs} timed runs per stage", flush=True)
+          f"{args.dtype} eager on {args.device}, {args.warmup} warm-up + {args.runs} timed runs per stage", flush=True)
     with torch.inference_mode():
         if "encoder" in parts:
-            side = s["image"]
-            backbone = ConvNeXt(s["depths"], s["dims"]).eval()
-            pixel_decoder = PixelDecoder(s["dims"], s["feat"], s["pd_layers"], s["pd_ffn"]).eval()
-            decoder = MaskDecoder(s["feat"], s["queries"], s["dec_layers"], 8, s["dec_ffn"],
-                                  s["classes"], s["protos"], s["clip"]).eval()
-            image = torch.full((1, 3, side, side), 0.1)
-            ms, feats = timed(args, lambda: backbone(image))
-            report("backbone", ms, "ConvNeXt")
-            ms, (mask_feat, memory) = timed(args, lambda: pixel_decoder(feats))
-            report("pixel_decoder", ms, "MSDeformAttn")
-            ms, _ = timed(args, lambda: decoder(mask_feat, memory))
-            report("mask_decoder", ms, f"{s['queries']} queries, {s['dec_layers']} layers, class head")
+            with torch.autocast(args.device, dtype=torch.bfloat16, enabled=bf16):
+                side = s["image"]
+                backbone = ConvNeXt(s["depths"], s["dims"]).eval()
+                pixel_decoder = PixelDecoder(s["dims"], s["feat"], s["pd_layers"], s["pd_ffn"]).eval()
+                decoder = MaskDecoder(s["feat"], s["queries"], s["dec_layers"], 8, s["dec_ffn"],
+                                      s["classes"], s["protos"], s["clip"]).eval()
+                image = torch.full((1, 3, side, side), 0.1)
+                ms, feats = timed(args, lambda: backbone(image))
+                report("backbone", ms, "ConvNeXt")
+                ms, (mask_feat, memory) = timed(args, lambda: pixel_decoder(feats))
+                report("pixel_decoder", ms, "MSDeformAttn")
+                ms, _ = timed(args, lambda: decoder(mask_feat, memory))
+                report("mask_decoder", ms, f"{s['queries']} queries, {s['dec_layers']} layers, class head")
         if "llm" in parts:
             hidden, layers, heads, kv, ffn, vocab = s["llm"]
             model = InternLM2(hidden, layers, heads, kv, ffn, vocab).eval()
+            if bf16:
+                model = model.to(torch.bfloat16)
             params = sum(p.numel() for p in model.parameters())
             prompt = torch.tensor([[i * 7919 % vocab for i in range(args.prompt_len)]])
             prefill, decode = [], []
             for i in range(args.warmup + max(args.runs, 1)):
                 cache = model.new_cache(args.prompt_len + args.new_tokens + 1)
+                sync(args)
                 t = time.perf_counter()
                 logits = model(prompt, cache, 0)
+                sync(args)
                 t_prefill = time.perf_counter() - t
                 token = logits.argmax(-1)
+                sync(args)
                 t = time.perf_counter()
                 for k in range(args.new_tokens):
                     logits = model(token, cache, args.prompt_len + k)
                     token = logits.argmax(-1)
+                sync(args)
                 t_decode = (time.perf_counter() - t) / args.new_tokens
                 if i >= args.warmup:
                     prefill.append(t_prefill * 1e3)
@@ -444,7 +466,8 @@ def main():
     print(f"peak resident memory of the process: {rss:.0f} MiB")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(implementation="pytorch", torch=torch.__version__,
+            json.dump(dict(implementation="pytorch", torch=torch.__version__, device=args.device,
+                           dtype=args.dtype,
                            threads=torch.get_num_threads(), size=args.size,
                            prompt_len=args.prompt_len, new_tokens=args.new_tokens, stages=stages,
                            extra=dict(peak_rss_mib=rss)), f)

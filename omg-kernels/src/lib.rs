@@ -15,6 +15,8 @@
 //! primitive) without a backend-extension trait on every model.
 //!
 //! Kernels:
+//! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
+//!   (token-by-token decoding reads every weight once per step);
 //! * [`gelu`]: exact (erf) GELU;
 //! * [`depthwise_conv2d_nhwc`]: depthwise k×k convolution of a channels-last map
 //!   (ConvNeXt's `conv_dw`);
@@ -29,6 +31,7 @@ mod attention;
 mod deform;
 mod depthwise;
 mod gelu;
+mod linear;
 
 #[cfg(feature = "flex")]
 mod flex;
@@ -37,6 +40,7 @@ pub use attention::{masked_attention, masked_attention_fallback};
 pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};
+pub use linear::{FEW_ROWS, linear, linear_fallback, linear_with};
 
 /// Whether the kernels of this build run on the backend `B` (rather than the fallback).
 pub fn has_fast_kernels<B: burn::tensor::backend::Backend>() -> bool {

@@ -147,3 +147,22 @@ fn a_fully_blocked_query_gets_nan_like_pytorch() {
     assert!(out[..4].iter().all(|x| x.is_nan()));
     assert!(out[4..].iter().all(|x| x.is_finite()));
 }
+
+#[test]
+fn few_row_linear_matches_burns_linear() {
+    for (lead, k, n, with_bias) in [
+        (vec![1usize, 1], 64, 300, true),
+        (vec![2, 3], 33, 517, false),
+        (vec![1, 8], 7, 256, true),
+        (vec![1, 9], 16, 40, true), // more rows than the kernel takes: the fallback
+    ] {
+        let x = random([lead[0], lead[1], k], -1.0, 1.0);
+        let w = random([k, n], -1.0, 1.0);
+        let b = with_bias.then(|| random([n], -1.0, 1.0));
+        let ours = linear_with(x.clone(), w.clone(), b.clone());
+        let expected = linear_fallback(x, w, b);
+        assert_eq!(ours.dims(), [lead[0], lead[1], n]);
+        let d = max_abs_diff(ours, expected);
+        assert!(d < 1e-4, "{lead:?} {k}x{n}: {d}");
+    }
+}

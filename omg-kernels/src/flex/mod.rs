@@ -4,6 +4,9 @@ pub(crate) mod attention;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod gelu;
+pub(crate) mod gemv;
+
+pub(crate) use crate::linear;
 
 use std::any::{Any, TypeId};
 

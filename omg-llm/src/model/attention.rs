@@ -4,6 +4,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
+use omg_kernels::linear;
+
 use super::cache::KvCache;
 use super::rope::RopeTables;
 use crate::config::InternLM2Config;
@@ -54,7 +56,7 @@ impl<B: Backend> Attention<B> {
         let g = self.num_heads / kv;
 
         // [b, t, kv, g+2, d]: per KV group the g query heads, then k, then v.
-        let qkv = self.wqkv.forward(x).reshape([b, t, kv, g + 2, d]);
+        let qkv = linear(&self.wqkv, x).reshape([b, t, kv, g + 2, d]);
         let q = qkv
             .clone()
             .slice([0..b, 0..t, 0..kv, 0..g, 0..d])
@@ -94,7 +96,7 @@ impl<B: Backend> Attention<B> {
             .reshape([b, kv * g, t, d])
             .swap_dims(1, 2)
             .reshape([b, t, kv * g * d]);
-        self.wo.forward(out)
+        linear(&self.wo, out)
     }
 }
 

@@ -4,6 +4,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, activation::silu, backend::Backend};
 
+use omg_kernels::linear;
+
 use crate::config::InternLM2Config;
 
 /// `InternLM2MLP`.
@@ -31,7 +33,7 @@ impl<B: Backend> FeedForward<B> {
 
     /// Applies the FFN to `x` `[batch, T, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.w1.forward(x.clone()));
-        self.w2.forward(gate * self.w3.forward(x))
+        let gate = silu(linear(&self.w1, x.clone()));
+        linear(&self.w2, gate * linear(&self.w3, x))
     }
 }

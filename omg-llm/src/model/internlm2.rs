@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Int, Tensor, backend::Backend};
+use omg_kernels::linear;
 
 use super::cache::KvCache;
 use super::decoder_layer::DecoderLayer;
@@ -198,13 +199,11 @@ impl<B: Backend> InternLM2<B> {
         }
         let last_hidden_state = self.norm.forward(x);
         let logits = match options.logits {
-            LogitsFor::All => Some(self.output.forward(last_hidden_state.clone())),
-            LogitsFor::Last => {
-                Some(
-                    self.output
-                        .forward(last_hidden_state.clone().slice([0..b, t - 1..t, 0..h])),
-                )
-            }
+            LogitsFor::All => Some(linear(&self.output, last_hidden_state.clone())),
+            LogitsFor::Last => Some(linear(
+                &self.output,
+                last_hidden_state.clone().slice([0..b, t - 1..t, 0..h]),
+            )),
             LogitsFor::None => None,
         };
         Ok(ForwardOutput {
