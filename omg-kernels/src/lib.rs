@@ -18,6 +18,9 @@
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
 //!   (token-by-token decoding reads every weight once per step);
 //! * [`gelu`]: exact (erf) GELU;
+//! * [`silu_mul`]: SwiGLU's `silu(gate) ⊙ up` in one pass;
+//! * [`rotate_half_rope`]: rotary position embedding (rotate-half form) of a strided
+//!   query or key view, in one pass;
 //! * [`depthwise_conv2d_nhwc`]: depthwise k×k convolution of a channels-last map
 //!   (ConvNeXt's `conv_dw`);
 //! * [`masked_attention`]: multi-head attention with a boolean key mask per query (the
@@ -32,6 +35,8 @@ mod deform;
 mod depthwise;
 mod gelu;
 mod linear;
+mod rope;
+mod silu;
 
 #[cfg(feature = "flex")]
 mod flex;
@@ -41,6 +46,8 @@ pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};
 pub use linear::{FEW_ROWS, linear, linear_fallback, linear_with};
+pub use rope::{rotate_half_rope, rotate_half_rope_fallback};
+pub use silu::{silu_mul, silu_mul_fallback};
 
 /// Whether the kernels of this build run on the backend `B` (rather than the fallback).
 pub fn has_fast_kernels<B: burn::tensor::backend::Backend>() -> bool {

@@ -166,3 +166,29 @@ fn few_row_linear_matches_burns_linear() {
         assert!(d < 1e-4, "{lead:?} {k}x{n}: {d}");
     }
 }
+
+#[test]
+fn silu_mul_matches_burns_silu() {
+    let g = random([3, 700], -30.0, 30.0);
+    let u = random([3, 700], -2.0, 2.0);
+    let shared = max_abs_diff(
+        silu_mul(g.clone(), u.clone()),
+        silu_mul_fallback(g.clone(), u.clone()),
+    );
+    let expected = silu_mul_fallback(g.clone(), u.clone());
+    let unique = max_abs_diff(silu_mul(g, u), expected);
+    assert!(shared < 1e-5 && unique < 1e-5, "{shared} {unique}");
+}
+
+#[test]
+fn rope_of_a_strided_view_is_bit_identical_to_the_plain_ops() {
+    let (b, t, h, d) = (2, 5, 3, 8);
+    // a head view of a [b, t, h, d] projection, as attention takes it
+    let x = random([b, t, h, d], -3.0, 3.0).swap_dims(1, 2);
+    let cos = random([1, 1, t, d], -1.0, 1.0);
+    let sin = random([1, 1, t, d], -1.0, 1.0);
+    let ours = rotate_half_rope(x.clone(), cos.clone(), sin.clone());
+    let expected = rotate_half_rope_fallback(x, cos, sin);
+    assert_eq!(ours.dims(), [b, h, t, d]);
+    assert_eq!(max_abs_diff(ours, expected), 0.0);
+}

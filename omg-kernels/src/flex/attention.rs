@@ -6,7 +6,7 @@ use burn_flex::FlexTensor;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::{f32s, madd, multiversion, new_f32};
+use super::{exp, f32s, multiversion, new_f32};
 
 /// Queries per task.
 const BLOCK: usize = 32;
@@ -105,25 +105,6 @@ pub(crate) fn masked_attention(
         }
     }
     new_f32(out, &[b, nq, c])
-}
-
-/// `e^x` in f32 (Cephes' expf: `x = n·ln2 + r`, a degree-6 polynomial for `e^r`, then
-/// `2^n` by the exponent bits; within 2 ulp); `−∞ → 0`.
-#[inline(always)]
-pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
-    let x = x.clamp(-87.5, 88.5);
-    let n = (x * std::f32::consts::LOG2_E).round();
-    let r = madd::<FMA>(n, -0.693_359_4, x);
-    let r = madd::<FMA>(n, 2.121_944_4e-4, r);
-    let mut p = 1.987_569_1e-4f32;
-    p = madd::<FMA>(p, r, 1.398_199_9e-3);
-    p = madd::<FMA>(p, r, 8.333_452e-3);
-    p = madd::<FMA>(p, r, 4.166_579_6e-2);
-    p = madd::<FMA>(p, r, 1.666_666_5e-1);
-    p = madd::<FMA>(p, r, 0.5);
-    let p = madd::<FMA>(p, r * r, r) + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
 }
 
 /// Lanes of the independent accumulators (lets the reductions vectorise).

@@ -5,6 +5,8 @@ pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod gelu;
 pub(crate) mod gemv;
+pub(crate) mod rope;
+pub(crate) mod silu;
 
 pub(crate) use crate::linear;
 
@@ -77,6 +79,25 @@ pub(crate) fn from_flex<B: Backend, const D: usize>(out: FlexTensor) -> Tensor<B
 #[inline(always)]
 pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// `e^x` in f32 (Cephes' expf: `x = n·ln2 + r`, a degree-6 polynomial for `e^r`, then
+/// `2^n` by the exponent bits; within 2 ulp); `−∞ → 0`.
+#[inline(always)]
+pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
+    let x = x.clamp(-87.5, 88.5);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = madd::<FMA>(n, -0.693_359_4, x);
+    let r = madd::<FMA>(n, 2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4f32;
+    p = madd::<FMA>(p, r, 1.398_199_9e-3);
+    p = madd::<FMA>(p, r, 8.333_452e-3);
+    p = madd::<FMA>(p, r, 4.166_579_6e-2);
+    p = madd::<FMA>(p, r, 1.666_666_5e-1);
+    p = madd::<FMA>(p, r, 0.5);
+    let p = madd::<FMA>(p, r * r, r) + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
 }
 
 /// Runs `$body::<true>` in an AVX2+FMA-compiled copy when the CPU has them, else the

@@ -2,9 +2,9 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Tensor, activation::silu, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
-use omg_kernels::linear;
+use omg_kernels::{linear, silu_mul};
 
 use crate::config::InternLM2Config;
 
@@ -33,7 +33,7 @@ impl<B: Backend> FeedForward<B> {
 
     /// Applies the FFN to `x` `[batch, T, hidden]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(linear(&self.w1, x.clone()));
-        linear(&self.w2, gate * linear(&self.w3, x))
+        let gate = linear(&self.w1, x.clone());
+        linear(&self.w2, silu_mul(gate, linear(&self.w3, x)))
     }
 }

@@ -4,6 +4,8 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
+use omg_kernels::rotate_half_rope;
+
 use crate::config::{InternLM2Config, RopeScaling, RopeScalingKind};
 
 /// The rotary embedding of one model (no learned parameters).
@@ -105,12 +107,7 @@ impl<B: Backend> RopeTables<B> {
     /// Applies the rotation to `x` `[batch, heads, T, head_dim]`:
     /// `x·cos + rotate_half(x)·sin` with `rotate_half([a, b]) = [−b, a]`.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
-        let half = d / 2;
-        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
-        let x2 = x.clone().slice([0..b, 0..h, 0..t, half..d]);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        rotate_half_rope(x, self.cos.clone(), self.sin.clone())
     }
 }
 
