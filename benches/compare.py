@@ -58,6 +58,9 @@ def main():
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: its default)")
+    ap.add_argument("--pytorch-allocator", choices=["default", "same"], default="default",
+                    help="same: run PyTorch with the glibc setting our binaries make "
+                         "(omg_llava::reuse_freed_memory) through GLIBC_TUNABLES")
     ap.add_argument("--table", nargs=2, metavar=("OURS_JSON", "PYTORCH_JSON"),
                     help="only print the table of two JSON files written earlier (e.g. on a GPU)")
     args = ap.parse_args()
@@ -81,11 +84,15 @@ def main():
     ref_cmd = [py, os.path.join(REF, "reference.py"), *common, "--json", ref_json]
     if args.threads:
         ref_cmd += ["--threads", str(args.threads)]
-    subprocess.run(ref_cmd, cwd=ROOT, check=True)
+    env = dict(os.environ)
+    if args.pytorch_allocator == "same":
+        env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+    subprocess.run(ref_cmd, cwd=ROOT, check=True, env=env)
 
     print_table(ours_json, ref_json,
                 note=f"{cpu_name()}, {os.cpu_count()} CPUs; size {args.size}; {started}; "
-                     f"median of {args.runs} runs after {args.warmup} warm-up")
+                     f"median of {args.runs} runs after {args.warmup} warm-up; PyTorch allocator "
+                     f"{args.pytorch_allocator}")
 
 
 def print_table(ours_json, ref_json, note):

@@ -216,6 +216,8 @@ fn random_model(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // reuse freed large blocks instead of page-faulting fresh ones on every layer
+    omg_llava::reuse_freed_memory();
     let args = Args::parse();
     let parts = if args.only.is_empty() {
         vec![Part::Encoder, Part::Llm, Part::Pipeline]

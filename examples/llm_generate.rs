@@ -40,6 +40,8 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // reuse freed large blocks instead of page-faulting fresh ones on every layer
+    omg_llava::reuse_freed_memory();
     let args = Args::parse();
     let llm_dir = args
         .llm_dir

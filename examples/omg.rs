@@ -703,6 +703,8 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
 }
 
 fn main() -> ExitCode {
+    // reuse freed large blocks instead of page-faulting fresh ones on every layer
+    omg_llava::reuse_freed_memory();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(&cli, &matches) {

@@ -12,6 +12,8 @@ use omg_examples::{bundle_from_args, load_pipeline_and_photo};
 use omg_llava::{BinaryMask, GenerateOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // reuse freed large blocks instead of page-faulting fresh ones on every layer
+    omg_llava::reuse_freed_memory();
     let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
     let image = pipeline.encode(&photo)?;
     let mut options = GenerateOptions {

@@ -13,6 +13,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, TensorData, activation::relu, backend::Backend};
 
+use omg_kernels::conv2d_same;
+
 use crate::config::PixelDecoderConfig;
 use crate::ffn::Ffn;
 use crate::msdeform_attn::MultiScaleDeformableAttention;
@@ -49,7 +51,18 @@ impl<B: Backend> ConvGn<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.gn.forward(self.conv.forward(x))
+        let [_, _, k, _] = self.conv.weight.dims();
+        let conv = if k > 1 {
+            // the k×k convolution as k² matrix products where the backend has that kernel
+            conv2d_same(
+                x,
+                self.conv.weight.val(),
+                self.conv.bias.as_ref().map(|b| b.val()),
+            )
+        } else {
+            self.conv.forward(x)
+        };
+        self.gn.forward(conv)
     }
 }
 

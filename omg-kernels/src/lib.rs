@@ -17,6 +17,8 @@
 //! Kernels:
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
 //!   (token-by-token decoding reads every weight once per step);
+//! * [`conv2d_same`]: a stride-1, zero-padded k×k convolution as k² large matrix
+//!   products (the pixel decoder's 3×3 FPN convolution);
 //! * [`gelu`]: exact (erf) GELU;
 //! * [`silu_mul`]: SwiGLU's `silu(gate) ⊙ up` in one pass;
 //! * [`rotate_half_rope`]: rotary position embedding (rotate-half form) of a strided
@@ -30,7 +32,9 @@
 //!   (`multi_scale_deformable_attn_pytorch`): sampling locations, softmax of the
 //!   attention weights, bilinear samples of every level, weighted and summed.
 
+mod allocator;
 mod attention;
+mod conv;
 mod deform;
 mod depthwise;
 mod gelu;
@@ -41,7 +45,9 @@ mod silu;
 #[cfg(feature = "flex")]
 mod flex;
 
+pub use allocator::reuse_freed_memory;
 pub use attention::{masked_attention, masked_attention_fallback};
+pub use conv::{conv2d_same, conv2d_same_fallback};
 pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};

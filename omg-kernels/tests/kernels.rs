@@ -192,3 +192,33 @@ fn rope_of_a_strided_view_is_bit_identical_to_the_plain_ops() {
     assert_eq!(ours.dims(), [b, h, t, d]);
     assert_eq!(max_abs_diff(ours, expected), 0.0);
 }
+
+#[test]
+fn same_convolution_matches_conv2d() {
+    for (b, cin, cout, h, w, k, with_bias) in [
+        (1, 5, 7, 6, 9, 3, true),
+        (2, 3, 4, 5, 4, 3, false),
+        (1, 4, 2, 7, 7, 5, true),
+        (1, 2, 3, 3, 3, 1, true),
+    ] {
+        let x = random([b, cin, h, w], -1.0, 1.0);
+        let weight = random([cout, cin, k, k], -1.0, 1.0);
+        let bias = with_bias.then(|| random([cout], -1.0, 1.0));
+        let ours = conv2d_same(x.clone(), weight.clone(), bias.clone());
+        let expected = conv2d_same_fallback(x, weight, bias);
+        assert_eq!(ours.dims(), [b, cout, h, w]);
+        let d = max_abs_diff(ours, expected);
+        assert!(d < 1e-5, "{b}x{cin}->{cout} {h}x{w} k{k}: {d}");
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_allocator_setting_is_accepted_by_glibc() {
+    assert!(reuse_freed_memory());
+    // large blocks still allocate, free and allocate again
+    let a = vec![1u8; 64 << 20];
+    drop(a);
+    let b = vec![2u8; 64 << 20];
+    assert_eq!(b[b.len() - 1], 2);
+}

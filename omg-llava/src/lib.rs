@@ -49,6 +49,8 @@ pub use error::OmgLlavaError;
 pub use image_handle::ImageHandle;
 pub use model::{LoadStep, OmgLlava};
 pub use omg_decoder::{BBox, BinaryMask, CocoRle};
+/// Allocator tuning for large tensors; call it early in `main` (see its docs).
+pub use omg_kernels::reuse_freed_memory;
 pub use options::GenerateOptions;
 pub use output::{
     Answer, GroundedAnswer, GroundedPhrase, MaskOutput, PanopticOutput, PanopticSegmentOutput,

@@ -1,6 +1,7 @@
 //! The Flex kernels and the bridge between generic burn tensors and Flex's primitive.
 
 pub(crate) mod attention;
+pub(crate) mod conv;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod gelu;
