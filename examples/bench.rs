@@ -9,11 +9,11 @@
 //! - `7b`: the full OMG-LLaVA shapes (InternLM2-7B), random weights (needs ~31 GB in f32).
 //!
 //! ```text
-//! cargo run --release --features flex --example bench -- --size small
-//! cargo run --release --features flex --example bench -- --size small --only llm --json out.json
+//! cargo run --release --example bench -- --size small
+//! cargo run --release --example bench -- --size small --only llm --json out.json
 //! ```
 //!
-//! `benches/compare.sh` runs this and the PyTorch reference (`benches/reference/`) in
+//! `benches/compare.py` runs this and the PyTorch reference (`benches/reference/`) in
 //! one call and prints the ratios; `docs/performance.md` holds the figures.
 
 use std::collections::BTreeMap;
@@ -76,6 +76,9 @@ struct Args {
     /// Timed runs of each stage.
     #[arg(long, default_value_t = 2)]
     runs: usize,
+    /// Leave glibc's allocator defaults (no `omg_llava::reuse_freed_memory`).
+    #[arg(long)]
+    default_allocator: bool,
     /// LLM prompt length (token ids) for the prefill figure.
     #[arg(long, default_value_t = 128)]
     prompt_len: usize,
@@ -216,9 +219,11 @@ fn random_model(
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // reuse freed large blocks instead of page-faulting fresh ones on every layer
-    omg_llava::reuse_freed_memory();
     let args = Args::parse();
+    if !args.default_allocator {
+        // reuse freed large blocks instead of page-faulting fresh ones on every layer
+        omg_llava::reuse_freed_memory();
+    }
     let parts = if args.only.is_empty() {
         vec![Part::Encoder, Part::Llm, Part::Pipeline]
     } else {
