@@ -20,10 +20,11 @@ mod pickle;
 
 pub use pickle::SINGLE_TENSOR_NAME;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use burn::tensor::{DType, TensorData};
 use memmap2::Mmap;
@@ -47,6 +48,8 @@ pub struct PthFile {
     tensors: BTreeMap<String, Entry>,
     /// Tensors present in the file that cannot be read, with the reason.
     skipped: BTreeMap<String, Skipped>,
+    /// Storage records (by start offset) whose CRC-32 has been checked.
+    verified: Mutex<HashSet<usize>>,
 }
 
 /// Where one tensor's elements live in the memory map.
@@ -55,6 +58,8 @@ struct Entry {
     info: TensorInfo,
     /// Byte range of the storage record in the file.
     storage: std::ops::Range<usize>,
+    /// The record's zip name and the CRC-32 its directory entry records.
+    record: (String, u32),
     /// Offset of the first element in the storage, in elements.
     offset: usize,
     /// Strides in elements.
@@ -75,6 +80,8 @@ enum Skipped {
 struct ZipEntry {
     range: std::ops::Range<usize>,
     stored: bool,
+    /// CRC-32 of the data, from the central directory.
+    crc32: u32,
 }
 
 impl PthFile {
@@ -113,7 +120,11 @@ impl PthFile {
                         "zip entry `{full}` is compressed; torch.save stores entries uncompressed"
                     ),
                 )),
-                Some(e) => Ok(Some(&mmap[e.range.clone()])),
+                Some(e) => {
+                    let data = &mmap[e.range.clone()];
+                    check_crc(&path, &full, data, e.crc32)?;
+                    Ok(Some(data))
+                }
             }
         };
 
@@ -171,6 +182,7 @@ impl PthFile {
             mmap,
             tensors,
             skipped,
+            verified: Mutex::new(HashSet::new()),
         })
     }
 }
@@ -202,6 +214,7 @@ impl TensorSource for PthFile {
             });
         };
         let storage = &self.mmap[e.storage.clone()];
+        self.verify(e, storage)?;
         let mut bytes = strided_copy(storage, e)
             .map_err(|m| format_err(&self.path, format!("tensor `{name}`: {m}")))?;
         if e.info.dtype.is_bool() {
@@ -225,6 +238,39 @@ impl TensorSource for PthFile {
                 self.skipped.len()
             )
         }
+    }
+}
+
+impl PthFile {
+    /// Checks the CRC-32 of `e`'s storage record once (views share records): bit rot in
+    /// a large download is an error naming the record, not silently wrong weights.
+    fn verify(&self, e: &Entry, storage: &[u8]) -> Result<(), CheckpointError> {
+        let start = e.storage.start;
+        let done = |set: &HashSet<usize>| set.contains(&start);
+        if self.verified.lock().map(|s| done(&s)).unwrap_or(false) {
+            return Ok(());
+        }
+        check_crc(&self.path, &e.record.0, storage, e.record.1)?;
+        if let Ok(mut set) = self.verified.lock() {
+            set.insert(start);
+        }
+        Ok(())
+    }
+}
+
+/// `data`'s CRC-32 against the one the zip directory records for `record`.
+fn check_crc(path: &Path, record: &str, data: &[u8], expected: u32) -> Result<(), CheckpointError> {
+    let actual = crc32fast::hash(data);
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(format_err(
+            path,
+            format!(
+                "zip record `{record}` is corrupt: its CRC-32 is {actual:08x}, the archive \
+                 records {expected:08x} (a damaged or incomplete download?)"
+            ),
+        ))
     }
 }
 
@@ -266,7 +312,14 @@ fn zip_entries(path: &Path, mmap: &[u8]) -> Result<HashMap<String, ZipEntry>, Ch
         let stored = file.compression() == zip::CompressionMethod::Stored
             && file.compressed_size() == file.size()
             && !file.encrypted();
-        out.insert(name, ZipEntry { range, stored });
+        out.insert(
+            name,
+            ZipEntry {
+                range,
+                stored,
+                crc32: file.crc32(),
+            },
+        );
     }
     Ok(out)
 }
@@ -352,6 +405,7 @@ fn make_entry(
             dtype,
         },
         storage: z.range.clone(),
+        record: (record, z.crc32),
         offset: t.offset,
         stride: t.stride.clone(),
     })

@@ -402,3 +402,50 @@ fn byte_flips_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_corrupt_storage_record_is_named_by_its_crc() {
+    let bytes = std::fs::read(fixture("plain.pth")).unwrap();
+    // flip one byte inside the first tensor storage record (`<archive>/data/<key>`)
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes.as_slice())).unwrap();
+    let (name, at) = (0..archive.len())
+        .find_map(|i| {
+            let f = archive.by_index_raw(i).unwrap();
+            let name = f.name().to_string();
+            (name.contains("/data/") && f.size() > 0).then(|| (name, f.data_start() as usize))
+        })
+        .expect("a storage record");
+    let mut corrupt = bytes.clone();
+    corrupt[at] ^= 0x5a;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "corrupt.pth", &corrupt);
+    // the pickle is intact: the file opens, the damaged record fails when read
+    assert!(PthFile::open(&path).is_ok());
+    let message = format_message(open_and_read_all(&path));
+    assert!(message.contains("CRC-32"), "{message}");
+    assert!(message.contains(&name), "{message}");
+    // the intact original still reads
+    assert!(open_and_read_all(&fixture("plain.pth")).is_ok());
+}
+
+#[test]
+fn a_corrupt_pickle_record_fails_at_open() {
+    let bytes = std::fs::read(fixture("plain.pth")).unwrap();
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes.as_slice())).unwrap();
+    let (at, size) = (0..archive.len())
+        .find_map(|i| {
+            let f = archive.by_index_raw(i).unwrap();
+            f.name()
+                .ends_with("data.pkl")
+                .then(|| (f.data_start() as usize, f.size()))
+        })
+        .expect("a data.pkl record");
+    let mut corrupt = bytes.clone();
+    // the pickle's last byte (STOP): a changed opcode the CRC catches first
+    corrupt[at + size as usize - 1] ^= 0x01;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(&dir, "corrupt.pth", &corrupt);
+    let message = format_message(PthFile::open(&path).map(|_| 0));
+    assert!(message.contains("CRC-32"), "{message}");
+    assert!(message.contains("data.pkl"), "{message}");
+}
