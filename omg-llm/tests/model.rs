@@ -229,3 +229,11 @@ fn bad_inputs_are_errors() {
     };
     assert!(generate(&model, &[1, 2], 1, c).is_err());
 }
+
+#[test]
+fn the_comparison_helper_sees_nan() {
+    assert_eq!(max_diff(&[f32::NAN, f32::NAN], &[1.0, 2.0]), f32::INFINITY);
+    assert_eq!(max_diff(&[1.0, f32::NAN], &[1.0, 2.0]), f32::INFINITY);
+    assert_eq!(max_diff(&[f32::NAN, 1.0], &[f32::NAN, 1.5]), 0.5);
+    assert_eq!(max_diff(&[f32::INFINITY], &[f32::INFINITY]), 0.0);
+}
