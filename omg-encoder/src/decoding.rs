@@ -159,10 +159,20 @@ impl<B: Backend> DecoderStack<B> {
     ) -> (Tensor<B, 4>, Tensor<B, 3>) {
         let [b, nq, c] = q.dims();
         let [_, _, hm, wm] = mask_features.dims();
-        let d = self.post_norm.forward(q);
         let feats = mask_features.clone().reshape([b, c, hm * wm]);
-        let mask = self.mask_embed.forward(d.clone()).matmul(feats);
+        let (mask, d) = self.mask_logits_flat(q, feats);
         (mask.reshape([b, nq, hm, wm]), d)
+    }
+
+    /// Mask logits `[N, Q, P]` of queries `q` against flattened features `[N, C, P]`
+    /// (any resolution), and the post-normed queries.
+    pub fn mask_logits_flat(
+        &self,
+        q: Tensor<B, 3>,
+        features: Tensor<B, 3>,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let d = self.post_norm.forward(q);
+        (self.mask_embed.forward(d.clone()).matmul(features), d)
     }
 
     /// Runs every layer from `query` / `query_pos` `[N, Q, C]` over `levels` (visited

@@ -178,8 +178,7 @@ impl<B: Backend> MaskDecoder<B> {
     /// at the next level's size from `features` `[B, C, h·w]` (the mask features resized
     /// there), thresholded as the official `sigmoid(·) < 0.5`.
     fn attention_only(&self, q: Tensor<B, 3>, features: &Tensor<B, 3>) -> StagePrediction<B> {
-        let d = self.decoder.post_norm.forward(q);
-        let logits = self.decoder.mask_embed.forward(d).matmul(features.clone());
+        let (logits, _) = self.decoder.mask_logits_flat(q, features.clone());
         StagePrediction {
             cls_logits: None,
             iou: None,

@@ -276,20 +276,15 @@ fn full_outputs_of_the_last_stage_only_change_nothing_downstream() {
         assert_eq!(l.mask_logits.is_some(), full, "stage {i}");
         // the attention masks (from full-resolution logits, or computed at the level's
         // size) agree but for logits within rounding of the threshold
-        let a = e
-            .attn_mask
-            .clone()
-            .int()
-            .into_data()
-            .iter::<i64>()
-            .collect::<Vec<_>>();
-        let b = l
-            .attn_mask
-            .clone()
-            .int()
-            .into_data()
-            .iter::<i64>()
-            .collect::<Vec<_>>();
+        let bits = |s: &omg_encoder::StagePrediction<B>| {
+            s.attn_mask
+                .clone()
+                .int()
+                .into_data()
+                .iter::<i64>()
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (bits(e), bits(l));
         let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
         assert!(
             differ * 10_000 <= a.len(),

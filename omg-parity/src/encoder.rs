@@ -158,24 +158,13 @@ pub fn run_encoder<B: Backend>(
         Ok(())
     };
     let feat_tol = tols.float("features");
-    let masks = |t: &Option<Tensor<B, 4>>| {
-        t.clone().ok_or_else(|| {
-            ParityError::Encoder(omg_encoder::EncoderError::Input(
-                "a decoder stage ran without its mask output".into(),
-            ))
-        })
-    };
-    let heads = |t: &Option<Tensor<B, 3>>| {
-        t.clone().ok_or_else(|| {
-            ParityError::Encoder(omg_encoder::EncoderError::Input(
-                "a decoder stage ran without its class heads".into(),
-            ))
-        })
-    };
     for (i, stage) in out.stages.iter().enumerate() {
         check3(
             format!("out.decoder.cls_pred.{i}"),
-            Tensor::cat(vec![heads(&stage.cls_logits)?, heads(&stage.iou)?], 2),
+            Tensor::cat(
+                vec![full_output(&stage.cls_logits)?, full_output(&stage.iou)?],
+                2,
+            ),
             feat_tol,
         )?;
     }
@@ -192,17 +181,17 @@ pub fn run_encoder<B: Backend>(
     let last = &out.stages[out.stages.len() - 1];
     check3(
         "out.predict.mask_cls_results".into(),
-        heads(&last.cls_logits)?,
+        full_output(&last.cls_logits)?,
         feat_tol,
     )?;
     check3(
         "out.predict.iou_results".into(),
-        heads(&last.iou)?,
+        full_output(&last.iou)?,
         feat_tol,
     )?;
     for (i, stage) in out.stages.iter().enumerate() {
         let key = format!("out.decoder.mask_pred.{i}");
-        let (s, v) = host(masks(&stage.mask_logits)?);
+        let (s, v) = host(full_output(&stage.mask_logits)?);
         let (es, ev) = fx.f32(&key)?;
         results.push(compare_f32(&key, (&s, &v), (&es, &ev), feat_tol));
         compared.insert(key);
@@ -251,7 +240,7 @@ pub fn run_encoder<B: Backend>(
     // first queries only).
     let key = "out.predict.mask_pred_results_q0_2".to_string();
     let es = fx.shape(&key)?;
-    let last_masks = masks(&last.mask_logits)?;
+    let last_masks = full_output(&last.mask_logits)?;
     let [b, _, hm, wm] = last_masks.dims();
     let up = interpolate(
         last_masks.clone().slice([0..b, 0..es[1], 0..hm, 0..wm]),
@@ -275,4 +264,13 @@ pub fn run_encoder<B: Backend>(
         }
     }
     Ok(results)
+}
+
+/// A stage output the `StageHeads::Every` decoding always computes.
+fn full_output<T: Clone>(t: &Option<T>) -> Result<T, ParityError> {
+    t.clone().ok_or_else(|| {
+        ParityError::Encoder(omg_encoder::EncoderError::Input(
+            "a decoder stage ran without its full outputs".into(),
+        ))
+    })
 }
