@@ -27,7 +27,7 @@ use omg_encoder::preprocess::preprocess;
 use omg_encoder::{
     ClassEmbedding, ConvNext, MaskDecoder, OmgSeg, OmgSegConfig, PixelDecoder, PromptEmbedding,
 };
-use omg_examples::{sample_image, tiny_bundle};
+use omg_examples::{copy_bandwidth, peak_rss_mib, random_llm, sample_image, tiny_bundle};
 use omg_llava::backend::{DefaultBackend as B, NAME, default_device};
 use omg_llava::model::BundleReport;
 use omg_llava::questions::segment_question;
@@ -85,6 +85,10 @@ struct Args {
     /// LLM decoded tokens for the decode figure.
     #[arg(long, default_value_t = 32)]
     new_tokens: usize,
+    /// Precision of the LLM's linear weights (f32, int8, int4); reduced precisions are
+    /// made by the real loader from synthetic weights, one tensor at a time.
+    #[arg(long, default_value = "f32")]
+    llm_weights: omg_llm::LlmWeights,
     /// Also write the figures to this JSON file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -158,18 +162,11 @@ fn sync(device: &burn::tensor::Device<B>) {
     let _ = B::sync(device);
 }
 
-/// Peak resident set size of this process in MiB (Linux), if known.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 /// A whole OMG-LLaVA with random weights at `llm`'s size and the official vision
 /// side, with the demo bundle's tokenizer (its ids exist in any larger vocabulary).
 fn random_model(
     llm: &InternLM2Config,
+    weights: omg_llm::LlmWeights,
     device: &burn::tensor::Device<B>,
 ) -> Result<OmgLlava<B>, Box<dyn std::error::Error>> {
     let mut config = OmgLlavaConfig::default();
@@ -199,7 +196,10 @@ fn random_model(
     Ok(OmgLlava {
         encoder,
         projector: VisualProjector::init(&config.projector, device),
-        llm: InternLM2::init(llm, device)?,
+        llm: match weights {
+            omg_llm::LlmWeights::F32 => InternLM2::init(llm, device)?,
+            _ => random_llm(llm, weights, device)?,
+        },
         seg_head: omg_decoder::SegHead {
             text2vision: ProjectorMlp::init(
                 t2v.llm_hidden_size,
@@ -233,8 +233,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let model = match args.size {
         Size::Tiny => OmgLlava::load(&CheckpointBundle::from_dir(tiny_bundle())?, &device, |_| {})?,
-        Size::Small => random_model(&InternLM2Config::scaled(1024, 24, 92544), &device)?,
-        Size::SevenB => random_model(&InternLM2Config::internlm2_chat_7b(), &device)?,
+        Size::Small => random_model(
+            &InternLM2Config::scaled(1024, 24, 92544),
+            args.llm_weights,
+            &device,
+        )?,
+        Size::SevenB => random_model(
+            &InternLM2Config::internlm2_chat_7b(),
+            args.llm_weights,
+            &device,
+        )?,
     };
     let pipeline = Pipeline::new(model, default_device());
     let m = pipeline.model();
@@ -370,27 +378,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .extra
             .insert("llm_params".into(), llm_config.num_params() as f64);
 
-        // Memory bandwidth of this backend: one in-place elementwise op over 256 MiB
-        // (bytes read + written / time; the buffer is touched before, so no page faults
-        // are timed), and decode as a fraction of the roofline it sets (every weight but
-        // the embedding table is read once per token).
-        let n = 64 << 20;
-        let mut x = Some(Tensor::<B, 1>::ones([n], &device) * 2.0);
-        sync(&device);
-        let (ms, _) = time(&args, || {
-            let y = x.take().ok_or("the copy buffer is gone")? + 1.0;
-            sync(&device);
-            x = Some(y);
-            Ok(())
-        })?;
-        let (_, copy_ms, _) = summary(&ms);
-        let gbps = (2 * 4 * n) as f64 / (copy_ms * 1e-3) / 1e9;
+        // Memory bandwidth of this backend (`copy_bandwidth`), and decode as a fraction
+        // of the roofline it sets (every weight but the embedding table is read once per
+        // token).
+        let (ms, gbps) = copy_bandwidth::<B>(&device, args.runs);
         report.add("memory_copy", ms, format!("{gbps:.1} GB/s read + written"));
         let weight_bytes =
-            4.0 * (llm_config.num_params() - llm_config.vocab_size * llm_config.hidden_size) as f64;
+            (m.llm.parameter_bytes() - 4 * llm_config.vocab_size * llm_config.hidden_size) as f64;
         let roofline_ms = weight_bytes / (gbps * 1e9) * 1e3;
         println!(
-            "decode roofline: {:.0} MB of f32 weights per token at {gbps:.1} GB/s = {roofline_ms:.1} ms; \
+            "decode roofline: {:.0} MB of weights per token at {gbps:.1} GB/s = {roofline_ms:.1} ms; \
              decode reaches {:.0} % of it",
             weight_bytes / 1e6,
             100.0 * roofline_ms / d

@@ -129,3 +129,48 @@ pub fn load_llm<B: Backend>(
 pub fn chat_prompt(question: &str) -> String {
     format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
 }
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Memory bandwidth of backend `B` on `device`: an in-place elementwise op over
+/// 256 MiB, `runs` times after one warm-up (the buffer is touched first, so no page
+/// faults are timed). Returns the times in ms and the GB/s (bytes read + written) of
+/// the median run.
+pub fn copy_bandwidth<B: Backend>(device: &B::Device, runs: usize) -> (Vec<f64>, f64) {
+    use burn::tensor::Tensor;
+    let n = 64 << 20;
+    let mut x = Tensor::<B, 1>::ones([n], device) * 2.0;
+    let _ = B::sync(device);
+    let mut ms = Vec::new();
+    for run in 0..runs.max(1) + 1 {
+        let t = std::time::Instant::now();
+        x = x + 1.0;
+        let _ = B::sync(device);
+        if run > 0 {
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    (ms, (2 * 4 * n) as f64 / (median * 1e-3) / 1e9)
+}
+
+/// An InternLM2 of `config`'s shapes with deterministic random weights, loaded through
+/// the real loader from an [`omg_checkpoint::SyntheticSource`], so the linears are
+/// converted to `weights` one tensor at a time (the f32 model never exists).
+pub fn random_llm<B: Backend>(
+    config: &InternLM2Config,
+    weights: omg_llm::LlmWeights,
+    device: &B::Device,
+) -> Result<InternLM2<B>, LlmError> {
+    let source =
+        omg_checkpoint::SyntheticSource::new(omg_llm::loader::official_tensors(config), 2406);
+    omg_llm::loader::load_hf_with(config, &source, weights, device)
+}

@@ -112,6 +112,17 @@ struct Cli {
         default_value_t = 100
     )]
     max_new_tokens: usize,
+    /// Precision of the LLM's linear weights: f32, int8 (≈ 1.06 bytes per weight) or
+    /// int4 (≈ 0.56), converted while loading; the vision side stays f32. int8 runs the
+    /// 7B model in ≈ 11 GB (docs/precision.md).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        default_value = "f32",
+        value_name = "f32|int8|int4"
+    )]
+    llm_weights: omg_llava::LlmWeights,
     /// Sample like the official demo (temperature 0.1, top-p 0.75, top-k 40) instead of
     /// greedy decoding.
     #[arg(long, global = true, help_heading = "Global options")]
@@ -560,7 +571,9 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
     eprintln!("loading {} on {NAME}", bundle.llm_dir.display());
     let progress = LoadProgress::new();
     let device = default_device();
-    let model = omg_llava::OmgLlava::<B>::load(&bundle, &device, |s| progress.step(s))?;
+    let options = omg_llava::LoadOptions::default().with_llm_weights(cli.llm_weights);
+    let model =
+        omg_llava::OmgLlava::<B>::load_with(&bundle, &options, &device, |s| progress.step(s))?;
     progress.finish();
     let p = Pipeline::new(model, device);
     eprintln!("loaded in {:.2?}", t0.elapsed());

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::{ModuleMapper, Param};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::CheckpointError;
 
@@ -12,11 +12,24 @@ use crate::CheckpointError;
 pub type Producer<'a, B> =
     Box<dyn Fn(&burn::tensor::Device<B>) -> Result<Tensor<B, 2>, CheckpointError> + 'a>;
 
+/// Produces a quantized weight on a device: its packed values (an int parameter at
+/// `<prefix>.values`) and its scales (a float parameter at `<prefix>.scales`), made
+/// together from one checkpoint tensor.
+pub type QuantProducer<'a, B> =
+    Box<dyn Fn(&burn::tensor::Device<B>) -> Result<QuantPair<B>, CheckpointError> + 'a>;
+
+/// The packed values and the scales of a quantized weight.
+pub type QuantPair<B> = (Tensor<B, 2, Int>, Tensor<B, 2>);
+
 /// A [`ModuleMapper`] that replaces every float parameter of a module with the
 /// tensor its producer makes, keyed by the parameter's dotted burn path
 /// (e.g. `layers.3.attention.wqkv.weight`).
 pub struct WeightApplier<'a, B: Backend> {
     producers: BTreeMap<String, Producer<'a, B>>,
+    quantized: BTreeMap<String, QuantProducer<'a, B>>,
+    /// The half of a quantized pair made before its parameter was visited.
+    pending_values: BTreeMap<String, Tensor<B, 2, Int>>,
+    pending_scales: BTreeMap<String, Tensor<B, 2>>,
     path: Vec<String>,
     visited: BTreeSet<String>,
     missing: Vec<String>,
@@ -28,11 +41,33 @@ impl<'a, B: Backend> WeightApplier<'a, B> {
     pub fn new(producers: BTreeMap<String, Producer<'a, B>>) -> Self {
         Self {
             producers,
+            quantized: BTreeMap::new(),
+            pending_values: BTreeMap::new(),
+            pending_scales: BTreeMap::new(),
             path: Vec::new(),
             visited: BTreeSet::new(),
             missing: Vec::new(),
             errors: Vec::new(),
         }
+    }
+
+    /// Adds producers of quantized weights, keyed by the module path that holds the
+    /// `values` (int) and `scales` (float) parameters, e.g.
+    /// `layers.3.attention.wqkv.quantized`. Each producer runs once, for both.
+    pub fn with_quantized(mut self, quantized: BTreeMap<String, QuantProducer<'a, B>>) -> Self {
+        self.quantized = quantized;
+        self
+    }
+
+    /// Runs the quantized producer of `prefix` (once): stores the half not asked for.
+    fn produce_quantized(
+        &mut self,
+        prefix: &str,
+        device: &burn::tensor::Device<B>,
+    ) -> Option<Result<QuantPair<B>, CheckpointError>> {
+        let producer = self.quantized.get(prefix)?;
+        self.visited.insert(prefix.to_owned());
+        Some(producer(device))
     }
 
     /// After `module.map(&mut applier)`: an error if any parameter had no producer,
@@ -46,7 +81,22 @@ impl<'a, B: Backend> WeightApplier<'a, B> {
                 "model parameter `{path}` received no tensor"
             )));
         }
-        if let Some(unused) = self.producers.keys().find(|k| !self.visited.contains(*k)) {
+        if let Some(prefix) = self
+            .pending_values
+            .keys()
+            .chain(self.pending_scales.keys())
+            .next()
+        {
+            return Err(CheckpointError::Apply(format!(
+                "quantized weight `{prefix}` has values or scales but no parameter for the other"
+            )));
+        }
+        if let Some(unused) = self
+            .producers
+            .keys()
+            .chain(self.quantized.keys())
+            .find(|k| !self.visited.contains(*k))
+        {
             return Err(CheckpointError::Apply(format!(
                 "loaded tensor for `{unused}` matches no model parameter"
             )));
@@ -67,13 +117,85 @@ impl<B: Backend> ModuleMapper<B> for WeightApplier<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let path = self.path.join(".");
         self.visited.insert(path.clone());
+        let device = param.lazy_device();
+        let dims: [usize; D] = param.lazy_shape().dims();
+        if let Some(prefix) = path.strip_suffix(".scales") {
+            let made = match self.pending_scales.remove(prefix) {
+                Some(scales) => Some(Ok(scales)),
+                None => self.produce_quantized(prefix, &device).map(|r| {
+                    r.map(|(values, scales)| {
+                        self.pending_values.insert(prefix.to_owned(), values);
+                        scales
+                    })
+                }),
+            };
+            if let Some(made) = made {
+                return self.place(param, made, &path, dims);
+            }
+        }
         let Some(producer) = self.producers.get(&path) else {
             self.missing.push(path);
             return param;
         };
+        let made = producer(&device);
+        self.place(param, made, &path, dims)
+    }
+
+    fn map_int<const D: usize>(
+        &mut self,
+        param: Param<Tensor<B, D, Int>>,
+    ) -> Param<Tensor<B, D, Int>> {
+        let path = self.path.join(".");
+        self.visited.insert(path.clone());
         let device = param.lazy_device();
         let dims: [usize; D] = param.lazy_shape().dims();
-        match producer(&device) {
+        let Some(prefix) = path.strip_suffix(".values") else {
+            self.missing.push(path);
+            return param;
+        };
+        let made = match self.pending_values.remove(prefix) {
+            Some(values) => Some(Ok(values)),
+            None => self.produce_quantized(prefix, &device).map(|r| {
+                r.map(|(values, scales)| {
+                    self.pending_scales.insert(prefix.to_owned(), scales);
+                    values
+                })
+            }),
+        };
+        let Some(made) = made else {
+            self.missing.push(path);
+            return param;
+        };
+        match made {
+            Ok(tensor) if tensor.dims()[0] * tensor.dims()[1] == dims.iter().product::<usize>() => {
+                let id = param.id;
+                param.transform_for_load(tensor.reshape(dims), id)
+            }
+            Ok(tensor) => {
+                self.errors.push(CheckpointError::Apply(format!(
+                    "tensor for `{path}` has shape {:?}, the parameter is {dims:?}",
+                    tensor.dims()
+                )));
+                param
+            }
+            Err(e) => {
+                self.errors.push(e);
+                param
+            }
+        }
+    }
+}
+
+impl<B: Backend> WeightApplier<'_, B> {
+    /// Puts a produced float tensor into `param`, or records why not.
+    fn place<const D: usize>(
+        &mut self,
+        param: Param<Tensor<B, D>>,
+        made: Result<Tensor<B, 2>, CheckpointError>,
+        path: &str,
+        dims: [usize; D],
+    ) -> Param<Tensor<B, D>> {
+        match made {
             Ok(tensor) => {
                 let found = tensor.dims();
                 if found[0] * found[1] != dims.iter().product::<usize>() {

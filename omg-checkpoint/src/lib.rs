@@ -15,6 +15,8 @@ pub mod module_loader;
 pub mod pth;
 pub mod safetensors;
 mod source;
+pub mod synthetic;
 
 pub use error::CheckpointError;
 pub use source::{PrefixView, TensorInfo, TensorSource};
+pub use synthetic::SyntheticSource;

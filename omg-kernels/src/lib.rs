@@ -17,6 +17,9 @@
 //! Kernels:
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
 //!   (token-by-token decoding reads every weight once per step);
+//! * [`quant_linear`]: a linear layer whose weight is int8 or int4 with group scales
+//!   ([`QuantizedMatrix`]), unpacked on the fly (fused dequantize-GEMV for decoding,
+//!   dequantize-by-blocks + gemm for prefill);
 //! * [`conv2d_same`]: a stride-1, zero-padded k×k convolution as k² large matrix
 //!   products (the pixel decoder's 3×3 FPN convolution);
 //! * [`gelu`]: exact (erf) GELU;
@@ -39,6 +42,7 @@ mod deform;
 mod depthwise;
 mod gelu;
 mod linear;
+mod quant;
 mod rope;
 mod silu;
 
@@ -52,6 +56,10 @@ pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};
 pub use linear::{FEW_ROWS, linear, linear_fallback, linear_with};
+pub use quant::{
+    QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix, dequantize, quant_linear,
+    quant_linear_fallback,
+};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};
 pub use silu::{silu_mul, silu_mul_fallback};
 

@@ -222,3 +222,125 @@ fn the_allocator_setting_is_accepted_by_glibc() {
     let b = vec![2u8; 64 << 20];
     assert_eq!(b[b.len() - 1], 2);
 }
+
+fn random_matrix(out: usize, inp: usize, seed: u64) -> Vec<f32> {
+    // splitmix64 → uniform [−1, 1), with a few large outliers
+    let mut s = seed;
+    (0..out * inp)
+        .map(|i| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            let u = ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            if i % 97 == 0 { u * 8.0 } else { u }
+        })
+        .collect()
+}
+
+#[test]
+fn quantization_round_trips_within_half_a_step() {
+    for bits in [QuantBits::Int8, QuantBits::Int4] {
+        for (out, inp) in [(3, 64), (5, 176), (2, 1), (4, 63), (1, 130)] {
+            let w = random_matrix(out, inp, 7);
+            let q = QuantizedMatrix::quantize(&w, bits, out, inp);
+            assert_eq!(q.values.len(), out * q.layout.row_bytes());
+            assert_eq!(q.scales.len(), out * q.layout.groups());
+            let back = q.dequantize();
+            for n in 0..out {
+                for kk in 0..inp {
+                    let scale = q.scales[n * q.layout.groups() + kk / QUANT_GROUP];
+                    let err = (back[n * inp + kk] - w[n * inp + kk]).abs();
+                    assert!(
+                        err <= 0.5 * scale * (1.0 + 1e-5),
+                        "{bits:?} [{out},{inp}] ({n},{kk}): error {err} > half step {}",
+                        scale / 2.0
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int4_packs_two_weights_per_byte() {
+    let l = QuantLayout {
+        bits: QuantBits::Int4,
+        out_features: 1,
+        in_features: 4096,
+    };
+    assert_eq!(l.row_bytes(), 2048);
+    assert_eq!(
+        QuantLayout {
+            in_features: 176,
+            ..l
+        }
+        .row_bytes(),
+        64 + 24
+    );
+    assert_eq!(
+        QuantLayout {
+            bits: QuantBits::Int8,
+            ..l
+        }
+        .row_bytes(),
+        4096
+    );
+}
+
+#[test]
+fn the_burn_dequantize_matches_the_host_one() {
+    let device = Default::default();
+    for bits in [QuantBits::Int8, QuantBits::Int4] {
+        for (out, inp) in [(3, 64), (5, 176), (4, 63), (2, 1)] {
+            let w = random_matrix(out, inp, 11);
+            let q = QuantizedMatrix::quantize(&w, bits, out, inp);
+            let (values, scales) = q.to_tensors::<B>(&device);
+            let ours = dequantize(values, scales, q.layout)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            assert_eq!(ours, q.dequantize(), "{bits:?} [{out},{inp}]");
+        }
+    }
+}
+
+#[test]
+fn quantized_linear_matches_dequantize_then_linear() {
+    let device = Default::default();
+    for bits in [QuantBits::Int8, QuantBits::Int4] {
+        // few rows (decode) and many rows (prefill, several gemm blocks)
+        for (rows, out, inp, with_bias) in [
+            (1, 70, 176, false),
+            (3, 33, 64, true),
+            (8, 5, 63, false),
+            (9, 600, 130, true),
+            (40, 1100, 64, false),
+        ] {
+            let q = QuantizedMatrix::quantize(&random_matrix(out, inp, 3), bits, out, inp);
+            let (values, scales) = q.to_tensors::<B>(&device);
+            // the packed dtype the Flex kernel takes (else the fallback would run twice)
+            let packed = match bits {
+                QuantBits::Int8 => burn::tensor::DType::I8,
+                QuantBits::Int4 => burn::tensor::DType::U8,
+            };
+            assert_eq!(values.dtype(), packed);
+            let x = random([rows, 1, inp], -1.0, 1.0);
+            let bias = with_bias.then(|| random([out], -1.0, 1.0));
+            let ours = quant_linear(
+                x.clone(),
+                values.clone(),
+                scales.clone(),
+                q.layout,
+                bias.clone(),
+            );
+            let expected = quant_linear_fallback(x, values, scales, q.layout, bias);
+            let scale = expected.clone().abs().max().into_scalar().max(1.0);
+            let d = max_abs_diff(ours, expected);
+            assert!(
+                d < 2e-6 * scale * (inp as f32).sqrt(),
+                "{bits:?} rows {rows} [{out},{inp}]: {d}"
+            );
+        }
+    }
+}

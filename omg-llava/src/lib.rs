@@ -51,7 +51,8 @@ pub use model::{LoadStep, OmgLlava};
 pub use omg_decoder::{BBox, BinaryMask, CocoRle};
 /// Allocator tuning for large tensors; call it early in `main` (see its docs).
 pub use omg_kernels::reuse_freed_memory;
-pub use options::GenerateOptions;
+pub use omg_llm::LlmWeights;
+pub use options::{GenerateOptions, LoadOptions};
 pub use output::{
     Answer, GroundedAnswer, GroundedPhrase, MaskOutput, PanopticOutput, PanopticSegmentOutput,
     Segmentation,

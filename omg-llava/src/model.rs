@@ -3,6 +3,7 @@
 //! key checked before the model is returned; any missing, mis-shaped or unknown
 //! tensor is an error naming it, and nothing is half-loaded.
 
+use crate::options::LoadOptions;
 use burn::tensor::{TensorData, backend::Backend};
 use omg_checkpoint::pth::{PthFile, SINGLE_TENSOR_NAME};
 use omg_checkpoint::safetensors::{SafetensorsFile, open_hf_dir};
@@ -11,7 +12,7 @@ use omg_decoder::SegHead;
 use omg_decoder::loader::load_seg_head;
 use omg_encoder::coco_classes::COCO_PANOPTIC_CLASSES;
 use omg_encoder::{OmgSeg, OmgSegReport, OmgSegWeights, load_omg_seg};
-use omg_llm::loader::{LoadReport, LoraOptions, load_omg_llava};
+use omg_llm::loader::{LoadReport, LoraOptions, load_omg_llava_with};
 use omg_llm::tokenizer::{InternLm2Tokenizer, SpecialTokens, add_omg_llava_tokens};
 use omg_llm::{InternLM2, InternLM2Config};
 use omg_projector::VisualProjector;
@@ -108,6 +109,17 @@ impl<B: Backend> OmgLlava<B> {
     pub fn load(
         bundle: &CheckpointBundle,
         device: &B::Device,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, OmgLlavaError> {
+        Self::load_with(bundle, &LoadOptions::default(), device, progress)
+    }
+
+    /// [`Self::load`] with `options` (e.g. int8 LLM weights: each linear is converted
+    /// as it is read, so the f32 LLM never exists in memory).
+    pub fn load_with(
+        bundle: &CheckpointBundle,
+        options: &LoadOptions,
+        device: &B::Device,
         mut progress: impl FnMut(LoadStep),
     ) -> Result<Self, OmgLlavaError> {
         const TOTAL: usize = 5;
@@ -156,8 +168,14 @@ impl<B: Backend> OmgLlava<B> {
             Some(p) => LoraOptions::from_adapter_config(p)?,
             None => LoraOptions::default(),
         };
-        let (llm, llm_report) =
-            load_omg_llava::<B>(&llm_config, base.as_ref(), &release, lora, device)?;
+        let (llm, llm_report) = load_omg_llava_with::<B>(
+            &llm_config,
+            base.as_ref(),
+            &release,
+            lora,
+            options.llm_weights,
+            device,
+        )?;
         if llm.config().hidden_size != config.projector.llm_hidden_size {
             return Err(OmgLlavaError::Bundle(format!(
                 "the LLM hidden size {} does not match the projector's {}",

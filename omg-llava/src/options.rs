@@ -43,3 +43,22 @@ impl GenerateOptions {
         }
     }
 }
+
+/// Options of [`crate::OmgLlava::load_with`] / [`crate::Pipeline::from_dir_with`]: how the
+/// weights are held once loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Precision of the LLM's linear weights (f32, int8 or int4; see
+    /// [`omg_llm::LlmWeights`]). The vision encoder, projectors and `[SEG]` decoder stay
+    /// f32, so masks keep their quality.
+    pub llm_weights: omg_llm::LlmWeights,
+}
+
+impl LoadOptions {
+    /// These options with the LLM's linears held as `weights`.
+    pub fn with_llm_weights(mut self, weights: omg_llm::LlmWeights) -> Self {
+        self.llm_weights = weights;
+        self
+    }
+}

@@ -35,8 +35,18 @@ impl<B: Backend> Pipeline<B> {
         device: B::Device,
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, OmgLlavaError> {
+        Self::from_dir_with(dir, &crate::LoadOptions::default(), device, progress)
+    }
+
+    /// [`Self::from_dir`] with load `options` (e.g. int8 LLM weights).
+    pub fn from_dir_with(
+        dir: impl AsRef<std::path::Path>,
+        options: &crate::LoadOptions,
+        device: B::Device,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, OmgLlavaError> {
         let bundle = CheckpointBundle::from_dir(dir)?;
-        let model = OmgLlava::load(&bundle, &device, progress)?;
+        let model = OmgLlava::load_with(&bundle, options, &device, progress)?;
         Ok(Self::new(model, device))
     }
 

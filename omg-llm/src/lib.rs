@@ -12,7 +12,8 @@
 //!   tokens, streaming and final-norm hidden states at chosen tokens (for `[SEG]`);
 //! - [`loader`]: HF safetensors (single/sharded, f32/f16/bf16, memory-mapped, read
 //!   through `omg-checkpoint`) and the released OMG-LLaVA `.pth` layout with PEFT LoRA
-//!   merged;
+//!   merged, the linears optionally converted to int8/int4 as they are read
+//!   ([`LlmWeights`]);
 //! - [`tokenizer`]: the InternLM2 tokenizer from `tokenizer.json` or directly from the
 //!   sentencepiece `tokenizer.model`, with OMG-LLaVA's added tokens.
 
@@ -21,9 +22,11 @@ mod error;
 pub mod generation;
 pub mod loader;
 pub mod model;
+mod precision;
 pub mod sampling;
 pub mod tokenizer;
 
 pub use config::{InternLM2Config, RopeScaling, RopeScalingKind};
 pub use error::LlmError;
-pub use model::{ForwardOptions, ForwardOutput, InternLM2, KvCache, LogitsFor};
+pub use model::{ForwardOptions, ForwardOutput, InternLM2, KvCache, LlmLinear, LogitsFor};
+pub use precision::{LlmWeights, UnknownPrecision};

@@ -22,6 +22,10 @@
 //! other components and are returned in [`LoadReport::foreign_keys`].
 //! Shapes are checked against the configuration before anything is built, so a
 //! failed load never yields a half-loaded model.
+//!
+//! The `_with` variants take an [`LlmWeights`]: under int8/int4 each linear weight is
+//! read, LoRA-merged in f32, quantized and its f32 copy dropped before the next tensor
+//! is read, so the peak memory of a load is the final model plus about one f32 tensor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -29,12 +33,13 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 
-use crate::LlmError;
 use crate::config::InternLM2Config;
 use crate::model::InternLM2;
-use omg_checkpoint::apply::{Producer, WeightApplier};
+use crate::{LlmError, LlmWeights};
+use omg_checkpoint::apply::{Producer, QuantProducer, WeightApplier};
 use omg_checkpoint::module_loader::{to_backend_float, transpose_2d};
 use omg_checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
+use omg_kernels::{QuantBits, QuantizedMatrix};
 
 /// Checkpoint keys that are deliberately skipped: RoPE frequency buffers that old
 /// InternLM2 checkpoints carry (the model recomputes them from `rope_theta`).
@@ -103,9 +108,19 @@ struct Slot {
     shape: Vec<usize>,
     /// A `torch.nn.Linear` weight: stored `[out, in]`, burn wants `[in, out]`.
     linear: bool,
+    /// Quantized as it is read (a linear weight under [`LlmWeights::Int8`]/`Int4`).
+    quant: Option<QuantBits>,
 }
 
-fn slots(c: &InternLM2Config) -> Vec<Slot> {
+impl Slot {
+    /// The module path holding a quantized weight's `values` and `scales`.
+    fn quantized_prefix(&self) -> String {
+        let module = self.path.strip_suffix(".weight").unwrap_or(&self.path);
+        format!("{module}.quantized")
+    }
+}
+
+fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
     let (h, v, i) = (c.hidden_size, c.vocab_size, c.intermediate_size);
     let attn_out = c.num_attention_heads * c.head_dim();
     let mut out = vec![Slot {
@@ -113,6 +128,7 @@ fn slots(c: &InternLM2Config) -> Vec<Slot> {
         official: "model.tok_embeddings.weight".into(),
         shape: vec![v, h],
         linear: false,
+        quant: None,
     }];
     for l in 0..c.num_hidden_layers {
         let linears: [(&str, &str, usize, usize); 5] = [
@@ -128,6 +144,7 @@ fn slots(c: &InternLM2Config) -> Vec<Slot> {
                 official: format!("model.layers.{l}.{official}.weight"),
                 shape: vec![rows, cols],
                 linear: true,
+                quant: weights.layer_bits(),
             });
             if c.bias {
                 out.push(Slot {
@@ -135,6 +152,7 @@ fn slots(c: &InternLM2Config) -> Vec<Slot> {
                     official: format!("model.layers.{l}.{official}.bias"),
                     shape: vec![rows],
                     linear: false,
+                    quant: None,
                 });
             }
         }
@@ -144,6 +162,7 @@ fn slots(c: &InternLM2Config) -> Vec<Slot> {
                 official: format!("model.layers.{l}.{norm}.weight"),
                 shape: vec![h],
                 linear: false,
+                quant: None,
             });
         }
     }
@@ -152,14 +171,25 @@ fn slots(c: &InternLM2Config) -> Vec<Slot> {
         official: "model.norm.weight".into(),
         shape: vec![h],
         linear: false,
+        quant: None,
     });
     out.push(Slot {
         path: "output.weight".into(),
         official: "output.weight".into(),
         shape: vec![v, h],
         linear: true,
+        quant: weights.head_bits(),
     });
     out
+}
+
+/// Every tensor of the HF InternLM2 layout for `config`: official name and shape (as a
+/// checkpoint stores it, e.g. to build an [`omg_checkpoint::SyntheticSource`]).
+pub fn official_tensors(config: &InternLM2Config) -> Vec<(String, Vec<usize>)> {
+    slots(config, LlmWeights::F32)
+        .into_iter()
+        .map(|s| (s.official, s.shape))
+        .collect()
 }
 
 fn is_ignored(key: &str) -> bool {
@@ -321,13 +351,82 @@ fn producer<'a, B: Backend>(
     })
 }
 
+/// Reads `key` as host f32 values.
+fn read_f32(source: &dyn TensorSource, key: &str) -> Result<Vec<f32>, CheckpointError> {
+    let data = source.read(key)?;
+    check_float(key, data.dtype)?;
+    data.convert_dtype(DType::F32)
+        .into_vec::<f32>()
+        .map_err(|e| CheckpointError::Format {
+            path: source.describe().into(),
+            message: format!("`{key}`: {e:?}"),
+        })
+}
+
+/// The official `[out, in]` weight of a linear slot (LoRA merged), quantized.
+fn quant_producer<'a, B: Backend>(
+    plan: Plan,
+    bits: QuantBits,
+    base: &'a dyn TensorSource,
+    release: Option<&'a dyn TensorSource>,
+) -> QuantProducer<'a, B> {
+    Box::new(move |device: &B::Device| {
+        let src = match (plan.base_from_release, release) {
+            (true, Some(r)) => r,
+            _ => base,
+        };
+        let (out_dim, in_dim) = (plan.slot.shape[0], plan.slot.shape[1]);
+        let mut weight = read_f32(src, &plan.base_key)?;
+        if let (Some((a_key, b_key, scale)), Some(r)) = (&plan.lora, release) {
+            // W + s·B·A in [out, in], one tensor at a time
+            let rank = r.info(a_key).map_or(0, |i| i.shape[0]);
+            let f32_tensor = |values: Vec<f32>, shape: [usize; 2]| {
+                Tensor::<B, 2>::from_data(
+                    TensorData::new(values, shape)
+                        .convert_dtype(<B::FloatElem as burn::tensor::Element>::dtype()),
+                    device,
+                )
+            };
+            let a = f32_tensor(read_f32(r, a_key)?, [rank, in_dim]);
+            let b = f32_tensor(read_f32(r, b_key)?, [out_dim, rank]);
+            let w = f32_tensor(weight, [out_dim, in_dim]);
+            weight = (w + b.matmul(a) * *scale)
+                .into_data()
+                .convert_dtype(DType::F32)
+                .into_vec::<f32>()
+                .map_err(|e| CheckpointError::Apply(format!("{e:?}")))?;
+        }
+        let q = QuantizedMatrix::quantize(&weight, bits, out_dim, in_dim);
+        drop(weight);
+        Ok(q.to_tensors::<B>(device))
+    })
+}
+
 /// Builds an [`InternLM2`] from a checkpoint in the HF layout.
 pub fn load_hf<B: Backend>(
     config: &InternLM2Config,
     source: &dyn TensorSource,
     device: &B::Device,
 ) -> Result<InternLM2<B>, LlmError> {
-    load(config, source, None, LoraOptions::default(), device).map(|(m, _)| m)
+    load_hf_with(config, source, LlmWeights::F32, device)
+}
+
+/// [`load_hf`] with the linears converted to `weights` as they are read.
+pub fn load_hf_with<B: Backend>(
+    config: &InternLM2Config,
+    source: &dyn TensorSource,
+    weights: LlmWeights,
+    device: &B::Device,
+) -> Result<InternLM2<B>, LlmError> {
+    load(
+        config,
+        source,
+        None,
+        LoraOptions::default(),
+        weights,
+        device,
+    )
+    .map(|(m, _)| m)
 }
 
 /// Builds an [`InternLM2`] from a HF model directory (`config.json` and
@@ -354,7 +453,27 @@ pub fn load_omg_llava<B: Backend>(
     lora: LoraOptions,
     device: &B::Device,
 ) -> Result<(InternLM2<B>, LoadReport), LlmError> {
-    load(base_config, base, Some(release), lora, device)
+    load(
+        base_config,
+        base,
+        Some(release),
+        lora,
+        LlmWeights::F32,
+        device,
+    )
+}
+
+/// [`load_omg_llava`] with the linears converted to `weights` as they are read (LoRA
+/// merged first, then quantized).
+pub fn load_omg_llava_with<B: Backend>(
+    base_config: &InternLM2Config,
+    base: &dyn TensorSource,
+    release: &dyn TensorSource,
+    lora: LoraOptions,
+    weights: LlmWeights,
+    device: &B::Device,
+) -> Result<(InternLM2<B>, LoadReport), LlmError> {
+    load(base_config, base, Some(release), lora, weights, device)
 }
 
 fn load<B: Backend>(
@@ -362,6 +481,7 @@ fn load<B: Backend>(
     base: &dyn TensorSource,
     release: Option<&dyn TensorSource>,
     lora: LoraOptions,
+    weights: LlmWeights,
     device: &B::Device,
 ) -> Result<(InternLM2<B>, LoadReport), LlmError> {
     let mut report = LoadReport::default();
@@ -397,7 +517,7 @@ fn load<B: Backend>(
 
     let mut plans = Vec::new();
     let mut used_base = BTreeSet::new();
-    for slot in slots(&config) {
+    for slot in slots(&config, weights) {
         let entry = entries.remove(&slot.official).unwrap_or_default();
         let (base_key, base_from_release) = match (entry.base, release) {
             (Some(k), Some(r)) => {
@@ -483,12 +603,23 @@ fn load<B: Backend>(
         }
     }
 
-    let producers = plans
-        .into_iter()
-        .map(|plan| (plan.slot.path.clone(), producer::<B>(plan, base, release)))
-        .collect();
-    let mut applier = WeightApplier::new(producers);
-    let model = InternLM2::<B>::init(&config, device)?.map(&mut applier);
+    let mut producers = BTreeMap::new();
+    let mut quantized = BTreeMap::new();
+    for plan in plans {
+        match plan.slot.quant {
+            Some(bits) => {
+                quantized.insert(
+                    plan.slot.quantized_prefix(),
+                    quant_producer::<B>(plan, bits, base, release),
+                );
+            }
+            None => {
+                producers.insert(plan.slot.path.clone(), producer::<B>(plan, base, release));
+            }
+        }
+    }
+    let mut applier = WeightApplier::new(producers).with_quantized(quantized);
+    let model = InternLM2::<B>::init_with(&config, weights, device)?.map(&mut applier);
     applier.finish()?;
     Ok((model, report))
 }

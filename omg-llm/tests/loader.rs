@@ -421,3 +421,38 @@ fn hf_checkpoint_errors_are_specific() {
         "{err}"
     );
 }
+
+#[test]
+fn released_pth_loads_int8_with_lora_merged_before_quantizing() {
+    let b = bundle();
+    let config = InternLM2Config::from_json_file(b.join("internlm2/config.json")).unwrap();
+    let base = SafetensorsFile::open(b.join("internlm2/model.safetensors")).unwrap();
+    let lora = LoraOptions::from_adapter_config(b.join("adapter_config.json")).unwrap();
+    let release = PthFile::open(b.join("omg_llava_tiny.pth")).unwrap();
+    let (model, report) = omg_llm::loader::load_omg_llava_with::<B>(
+        &config,
+        &base,
+        &release,
+        lora,
+        omg_llm::LlmWeights::Int8,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(report.lora_merged.len(), 2 * 5 + 1);
+    assert!(model.layers[1].feed_forward.w2.quantized().is_some());
+    assert!(model.output.quantized().is_some());
+    let (ids, batch, expected) = fixture_ids_and_logits();
+    let ours = logits(&model, &ids, batch);
+    let d = max_diff(&ours, &expected);
+    let dot: f64 = ours
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
+    let cos = dot / (norm(&ours) * norm(&expected));
+    // quantized: close to the official LoRA model, not equal (a LoRA delta quantized
+    // separately, or not merged, would be far off)
+    assert!(d > 0.0 && d < 0.2, "max diff {d}");
+    assert!(cos > 0.999, "cosine {cos}");
+}

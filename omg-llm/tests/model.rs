@@ -35,12 +35,20 @@ fn a_7b_shaped_config_validates_and_builds_lazily() {
     // Parameters are lazy: building the 7.7 B-parameter model allocates nothing.
     let model = InternLM2::<B>::init(&config, &Default::default()).unwrap();
     assert_eq!(model.layers.len(), 32);
-    let wqkv = model.layers[31].attention.wqkv.weight.lazy_shape();
-    assert_eq!(wqkv.dims::<2>(), [4096, 6144]);
-    let w2 = model.layers[0].feed_forward.w2.weight.lazy_shape();
-    assert_eq!(w2.dims::<2>(), [14336, 4096]);
-    assert_eq!(model.output.weight.lazy_shape().dims::<2>(), [4096, 92544]);
-    assert!(!model.output.weight.is_initialized());
+    assert_eq!(model.layers[31].attention.wqkv.dims(), [4096, 6144]);
+    assert_eq!(model.layers[0].feed_forward.w2.dims(), [14336, 4096]);
+    assert_eq!(model.output.dims(), [4096, 92544]);
+    assert!(!model.output.float_weight().unwrap().is_initialized());
+    // the same model with int8 linears: 7.7 B parameters in about 8.7 GB
+    let int8 =
+        InternLM2::<B>::init_with(&config, omg_llm::LlmWeights::Int8, &Default::default()).unwrap();
+    assert_eq!(
+        int8.layers[0].feed_forward.w1.bits(),
+        Some(omg_kernels::QuantBits::Int8)
+    );
+    assert!(int8.output.float_weight().is_none());
+    let gb = int8.parameter_bytes() as f64 / 1e9;
+    assert!((8.0..9.5).contains(&gb), "{gb} GB");
 }
 
 #[test]

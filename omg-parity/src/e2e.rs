@@ -4,10 +4,12 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use omg_checkpoint::PrefixView;
+use omg_decoder::postprocess::upsample_logits;
 use omg_encoder::loader::{BackboneNaming, load_backbone, load_pixel_decoder};
 use omg_encoder::{ClassEmbedding, ConvNext, PixelDecoder, encode_with};
+use omg_llm::LlmWeights;
 use omg_llm::generation::{GenerationConfig, Generator};
-use omg_llm::loader::load_hf;
+use omg_llm::loader::load_hf_with;
 use omg_projector::project_image;
 
 use crate::ParityError;
@@ -65,11 +67,34 @@ pub fn forced_tokens(fx: &Fixture) -> Result<Vec<(usize, u32)>, ParityError> {
         .collect()
 }
 
+/// What the chain produced, to compare LLM precisions ([`crate::precision`]).
+#[derive(Debug, Clone, Default)]
+pub struct E2eTrace {
+    /// Logits of every generation step `[vocab]`.
+    pub step_logits: Vec<Vec<f32>>,
+    /// The generated ids (the forced `[SEG]` included).
+    pub tokens: Vec<u32>,
+    /// Final-norm hidden states at the `[SEG]` tokens, flattened.
+    pub seg_hidden: Vec<f32>,
+    /// The `[SEG]` masks at image size (`sigmoid > 0.5`), flattened.
+    pub mask: Vec<bool>,
+}
+
 /// Stage `e2e`.
 pub fn run_e2e<B: Backend>(
     fx: &Fixture,
     device: &B::Device,
 ) -> Result<Vec<Comparison>, ParityError> {
+    run_e2e_with::<B>(fx, LlmWeights::F32, device).map(|(c, _)| c)
+}
+
+/// Stage `e2e` with the LLM's linears held as `weights`; also returns the trace.
+pub fn run_e2e_with<B: Backend>(
+    fx: &Fixture,
+    weights_precision: LlmWeights,
+    device: &B::Device,
+) -> Result<(Vec<Comparison>, E2eTrace), ParityError> {
+    let mut trace = E2eTrace::default();
     let tols = Tolerances::from_sidecar(fx.json("/tolerance"));
     let tol = tols.float("features");
     let weights = Weights(&fx.tensors);
@@ -114,7 +139,7 @@ pub fn run_e2e<B: Backend>(
     c.float("out.visual_tokens", proj.visual_tokens[0].clone(), tol)?;
     let llm_weights = PrefixView::new(&weights, "llm.");
     let config = config_from_shapes(fx, &llm_weights)?;
-    let llm = load_hf::<B>(&config, &llm_weights, device)?;
+    let llm = load_hf_with::<B>(&config, &llm_weights, weights_precision, device)?;
     let (is, ids) = fx.i64("in.input_ids")?;
     let rows: Vec<Vec<i64>> = ids.chunks(is[1]).map(|r| r.to_vec()).collect();
     let vocab = config.vocab_size;
@@ -150,6 +175,8 @@ pub fn run_e2e<B: Backend>(
     gen_config.forced_tokens = forced_tokens(fx)?.into_iter().collect();
     let generated =
         Generator::from_embeds(&llm, spliced.inputs_embeds, Vec::new(), gen_config)?.run()?;
+    trace.tokens = generated.tokens[0].clone();
+    trace.step_logits = generated.step_logits.iter().map(|s| s[0].clone()).collect();
     let tokens: Vec<i64> = generated.tokens[0].iter().map(|&t| t as i64).collect();
     c.ints("out.gen_ids", &[tokens.len()], &tokens)?;
     let mut sequence = vec![bos];
@@ -169,7 +196,7 @@ pub fn run_e2e<B: Backend>(
     c.ints("out.seg_positions", &[positions.len()], &positions)?;
     if generated.captured.is_empty() {
         // No [SEG] with a state: any recorded mask output is reported as not compared.
-        return Ok(c.finish());
+        return Ok((c.finish(), trace));
     }
     let hidden = Tensor::stack::<2>(
         generated
@@ -179,6 +206,12 @@ pub fn run_e2e<B: Backend>(
             .collect(),
         0,
     );
+    trace.seg_hidden = hidden
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| fx.malformed(format!("hidden read-back: {e:?}")))?;
     c.float(
         "out.seg_hidden_states",
         hidden.clone(),
@@ -203,5 +236,13 @@ pub fn run_e2e<B: Backend>(
         tol,
         tols.float("upsampled"),
     )?;
-    Ok(c.finish())
+    trace.mask = upsample_logits(seg_out.decoding.final_mask_logits(), (h, w))
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| fx.malformed(format!("mask read-back: {e:?}")))?
+        .into_iter()
+        .map(|v| v > 0.0)
+        .collect();
+    Ok((c.finish(), trace))
 }

@@ -9,6 +9,7 @@ pub mod e2e;
 pub mod encoder;
 pub mod fixture;
 pub mod llm;
+pub mod precision;
 pub mod projector;
 pub mod seg_head;
 pub mod tokenizer;

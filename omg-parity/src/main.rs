@@ -4,18 +4,41 @@
 //! Prints `key  max_abs_diff  tolerance  PASS|FAIL` per compared output and a final
 //! `N passed, M failed`; exits non-zero on any failure, malformed fixture or unknown
 //! stage.
+//!
+//! `omg-parity --llm-weights int8|int4 PATH...` instead measures the error budget of that
+//! LLM precision against f32 on `llm` and `e2e` fixtures (`omg_parity::precision`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use omg_llava::backend::{DefaultBackend, NAME, default_device};
-use omg_parity::run_path;
+use omg_llm::LlmWeights;
+use omg_parity::{Fixture, run_path};
 
 fn main() -> ExitCode {
-    let paths: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--llm-weights") {
+        let Some(name) = args.get(at + 1).and_then(|s| s.to_str()) else {
+            eprintln!(
+                "--llm-weights needs a value: {}",
+                LlmWeights::NAMES.join(", ")
+            );
+            return ExitCode::from(2);
+        };
+        let weights = match name.parse::<LlmWeights>() {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        args.drain(at..at + 2);
+        return budgets(args.into_iter().map(PathBuf::from).collect(), weights);
+    }
+    let paths: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
     if paths.is_empty() || paths.iter().any(|p| p == "-h" || p == "--help") {
         eprintln!(
-            "usage: omg-parity PATH...\n  PATH: a fixture .safetensors (with its .json sidecar) or a tokenizer fixture folder\n  stages: {}",
+            "usage: omg-parity [--llm-weights f32|int8|int4] PATH...\n  PATH: a fixture .safetensors (with its .json sidecar) or a tokenizer fixture folder\n  stages: {}",
             omg_parity::STAGES.join(", ")
         );
         return ExitCode::from(2);
@@ -46,6 +69,28 @@ fn main() -> ExitCode {
         eprintln!("{errors} fixture(s) could not be checked");
     }
     if failed > 0 || errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints the error budget of `weights` on each `llm`/`e2e` fixture.
+fn budgets(paths: Vec<PathBuf>, weights: LlmWeights) -> ExitCode {
+    let device = default_device();
+    let mut errors = 0;
+    for path in &paths {
+        let result = Fixture::open(path)
+            .and_then(|fx| omg_parity::precision::budget::<DefaultBackend>(&fx, weights, &device));
+        match result {
+            Ok(b) => println!("{} (backend {NAME}): {b}", path.display()),
+            Err(e) => {
+                println!("ERROR {}: {e}", path.display());
+                errors += 1;
+            }
+        }
+    }
+    if errors > 0 || paths.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -6,6 +6,7 @@ pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod gelu;
 pub(crate) mod gemv;
+pub(crate) mod quant;
 pub(crate) mod rope;
 pub(crate) mod silu;
 
@@ -47,6 +48,17 @@ pub(crate) fn into_flex_bool<B: Backend, const D: usize>(
     let tensor = *boxed
         .downcast::<FlexTensor>()
         .expect("into_flex_bool is only called when B is Flex");
+    tensor.to_contiguous()
+}
+
+/// An int tensor of `B` (Flex) as a contiguous tensor at offset 0, in its own dtype.
+pub(crate) fn into_flex_int<B: Backend, const D: usize>(
+    x: Tensor<B, D, burn::tensor::Int>,
+) -> FlexTensor {
+    let boxed: Box<dyn Any> = Box::new(x.into_primitive());
+    let tensor = *boxed
+        .downcast::<FlexTensor>()
+        .expect("into_flex_int is only called when B is Flex");
     tensor.to_contiguous()
 }
 

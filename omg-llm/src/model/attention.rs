@@ -1,13 +1,12 @@
 //! Grouped-query self-attention with the fused, per-KV-group packed `wqkv`.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
-use omg_kernels::linear;
-
 use super::cache::KvCache;
+use super::linear::LlmLinear;
 use super::rope::RopeTables;
+use crate::LlmWeights;
 use crate::config::InternLM2Config;
 
 /// `InternLM2Attention`: `wqkv` (rows packed per KV head `h` as
@@ -16,9 +15,9 @@ use crate::config::InternLM2Config;
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
     /// Fused query/key/value projection, `hidden → (heads + 2·kv_heads)·head_dim`.
-    pub wqkv: Linear<B>,
+    pub wqkv: LlmLinear<B>,
     /// Output projection, `heads·head_dim → hidden`.
-    pub wo: Linear<B>,
+    pub wo: LlmLinear<B>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -26,15 +25,18 @@ pub struct Attention<B: Backend> {
 
 impl<B: Backend> Attention<B> {
     /// A layer with the sizes of `config` (weights lazily initialised, to be loaded).
-    pub fn init(config: &InternLM2Config, device: &B::Device) -> Self {
+    pub fn init(config: &InternLM2Config, weights: LlmWeights, device: &B::Device) -> Self {
         let h = config.hidden_size;
+        let bits = weights.layer_bits();
         Self {
-            wqkv: LinearConfig::new(h, config.qkv_dim())
-                .with_bias(config.bias)
-                .init(device),
-            wo: LinearConfig::new(config.num_attention_heads * config.head_dim(), h)
-                .with_bias(config.bias)
-                .init(device),
+            wqkv: LlmLinear::init(h, config.qkv_dim(), config.bias, bits, device),
+            wo: LlmLinear::init(
+                config.num_attention_heads * config.head_dim(),
+                h,
+                config.bias,
+                bits,
+                device,
+            ),
             num_heads: config.num_attention_heads,
             num_kv_heads: config.kv_heads(),
             head_dim: config.head_dim(),
@@ -56,7 +58,7 @@ impl<B: Backend> Attention<B> {
         let g = self.num_heads / kv;
 
         // [b, t, kv, g+2, d]: per KV group the g query heads, then k, then v.
-        let qkv = linear(&self.wqkv, x).reshape([b, t, kv, g + 2, d]);
+        let qkv = self.wqkv.forward(x).reshape([b, t, kv, g + 2, d]);
         let q = qkv
             .clone()
             .slice([0..b, 0..t, 0..kv, 0..g, 0..d])
@@ -96,7 +98,7 @@ impl<B: Backend> Attention<B> {
             .reshape([b, kv * g, t, d])
             .swap_dims(1, 2)
             .reshape([b, t, kv * g * d]);
-        linear(&self.wo, out)
+        self.wo.forward(out)
     }
 }
 

@@ -8,6 +8,7 @@ use super::attention::Attention;
 use super::cache::KvCache;
 use super::feed_forward::FeedForward;
 use super::rope::RopeTables;
+use crate::LlmWeights;
 use crate::config::InternLM2Config;
 
 /// `InternLM2DecoderLayer`:
@@ -26,15 +27,15 @@ pub struct DecoderLayer<B: Backend> {
 
 impl<B: Backend> DecoderLayer<B> {
     /// A layer with the sizes of `config` (weights lazily initialised, to be loaded).
-    pub fn init(config: &InternLM2Config, device: &B::Device) -> Self {
+    pub fn init(config: &InternLM2Config, weights: LlmWeights, device: &B::Device) -> Self {
         let norm = || {
             RmsNormConfig::new(config.hidden_size)
                 .with_epsilon(config.rms_norm_eps)
                 .init(device)
         };
         Self {
-            attention: Attention::init(config, device),
-            feed_forward: FeedForward::init(config, device),
+            attention: Attention::init(config, weights, device),
+            feed_forward: FeedForward::init(config, weights, device),
             attention_norm: norm(),
             ffn_norm: norm(),
         }

@@ -1,15 +1,15 @@
 //! The InternLM2 causal language model.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Int, Tensor, backend::Backend};
-use omg_kernels::linear;
 
 use super::cache::KvCache;
 use super::decoder_layer::DecoderLayer;
+use super::linear::LlmLinear;
 use super::rope::RotaryEmbedding;
-use crate::LlmError;
 use crate::config::InternLM2Config;
+use crate::{LlmError, LlmWeights};
 
 /// Which positions of a forward pass get LM-head logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,18 +56,30 @@ pub struct InternLM2<B: Backend> {
     /// Final RMSNorm.
     pub norm: RmsNorm<B>,
     /// LM head `hidden → vocab`.
-    pub output: Linear<B>,
+    pub output: LlmLinear<B>,
     #[module(skip)]
     rope: RotaryEmbedding,
     #[module(skip)]
     config: InternLM2Config,
+    #[module(skip)]
+    weights: LlmWeights,
 }
 
 impl<B: Backend> InternLM2<B> {
-    /// Builds the model `config` describes. Parameters are lazily initialised: load
-    /// weights with [`crate::loader`] before running it (running it unloaded uses
+    /// Builds the model `config` describes, in f32. Parameters are lazily initialised:
+    /// load weights with [`crate::loader`] before running it (running it unloaded uses
     /// random weights).
     pub fn init(config: &InternLM2Config, device: &B::Device) -> Result<Self, LlmError> {
+        Self::init_with(config, LlmWeights::F32, device)
+    }
+
+    /// [`Self::init`] with the linears held as `weights` says (quantized storage is
+    /// zero until loaded).
+    pub fn init_with(
+        config: &InternLM2Config,
+        weights: LlmWeights,
+        device: &B::Device,
+    ) -> Result<Self, LlmError> {
         config.validate()?;
         if config.tie_word_embeddings {
             return Err(LlmError::Config(
@@ -79,16 +91,21 @@ impl<B: Backend> InternLM2<B> {
             tok_embeddings: EmbeddingConfig::new(config.vocab_size, config.hidden_size)
                 .init(device),
             layers: (0..config.num_hidden_layers)
-                .map(|_| DecoderLayer::init(config, device))
+                .map(|_| DecoderLayer::init(config, weights, device))
                 .collect(),
             norm: RmsNormConfig::new(config.hidden_size)
                 .with_epsilon(config.rms_norm_eps)
                 .init(device),
-            output: LinearConfig::new(config.hidden_size, config.vocab_size)
-                .with_bias(false)
-                .init(device),
+            output: LlmLinear::init(
+                config.hidden_size,
+                config.vocab_size,
+                false,
+                weights.head_bits(),
+                device,
+            ),
             rope: RotaryEmbedding::new(config),
             config: config.clone(),
+            weights,
         })
     }
 
@@ -97,9 +114,38 @@ impl<B: Backend> InternLM2<B> {
         &self.config
     }
 
+    /// The precision of the linear weights.
+    pub fn weights(&self) -> LlmWeights {
+        self.weights
+    }
+
+    /// Bytes of the parameters as held (quantized values and scales counted as stored).
+    pub fn parameter_bytes(&self) -> usize {
+        let linear = |l: &LlmLinear<B>| match l.quantized() {
+            Some(q) => q.layout().storage_bytes(),
+            None => 4 * l.dims()[0] * l.dims()[1],
+        };
+        let (v, h) = (self.config.vocab_size, self.config.hidden_size);
+        let norms = 4 * h * (2 * self.layers.len() + 1);
+        4 * v * h
+            + norms
+            + linear(&self.output)
+            + self
+                .layers
+                .iter()
+                .map(|l| {
+                    linear(&l.attention.wqkv)
+                        + linear(&l.attention.wo)
+                        + linear(&l.feed_forward.w1)
+                        + linear(&l.feed_forward.w2)
+                        + linear(&l.feed_forward.w3)
+                })
+                .sum::<usize>()
+    }
+
     /// The device the parameters live on.
     pub fn device(&self) -> B::Device {
-        self.output.weight.lazy_device()
+        self.tok_embeddings.weight.lazy_device()
     }
 
     /// A KV cache for `batch` sequences of up to `capacity` positions.
@@ -199,11 +245,13 @@ impl<B: Backend> InternLM2<B> {
         }
         let last_hidden_state = self.norm.forward(x);
         let logits = match options.logits {
-            LogitsFor::All => Some(linear(&self.output, last_hidden_state.clone())),
-            LogitsFor::Last => Some(linear(
-                &self.output,
-                last_hidden_state.clone().slice([0..b, t - 1..t, 0..h]),
-            )),
+            LogitsFor::All => Some(self.output.forward(last_hidden_state.clone())),
+            LogitsFor::Last => {
+                Some(
+                    self.output
+                        .forward(last_hidden_state.clone().slice([0..b, t - 1..t, 0..h])),
+                )
+            }
             LogitsFor::None => None,
         };
         Ok(ForwardOutput {
