@@ -27,7 +27,9 @@ use omg_encoder::preprocess::preprocess;
 use omg_encoder::{
     ClassEmbedding, ConvNext, MaskDecoder, OmgSeg, OmgSegConfig, PixelDecoder, PromptEmbedding,
 };
-use omg_examples::{copy_bandwidth, peak_rss_mib, random_llm, sample_image, tiny_bundle};
+use omg_examples::{
+    copy_bandwidth, peak_rss_mib, random_llm, sample_image, time_generation, tiny_bundle,
+};
 use omg_llava::backend::{DefaultBackend as B, NAME, default_device};
 use omg_llava::model::BundleReport;
 use omg_llava::questions::segment_question;
@@ -35,7 +37,6 @@ use omg_llava::template::instruction;
 use omg_llava::{
     CheckpointBundle, GenerateOptions, OmgLlava, OmgLlavaConfig, Pipeline, StreamEvent,
 };
-use omg_llm::generation::{GenerationConfig, Generator};
 use omg_llm::tokenizer::{InternLm2Tokenizer, add_omg_llava_tokens};
 use omg_llm::{InternLM2, InternLM2Config};
 use omg_projector::{ProjectorMlp, VisualProjector, project_image};
@@ -333,29 +334,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     if parts.contains(&Part::Llm) {
-        let vocab = llm_config.vocab_size;
-        let prompt: Vec<u32> = (0..args.prompt_len)
-            .map(|i| (i * 7919 % vocab) as u32)
-            .collect();
-        let mut config = GenerationConfig::greedy(args.new_tokens + 1);
-        config.eos_token_id = None;
         let mut prefill = Vec::new();
         let mut decode = Vec::new();
         for run in 0..args.warmup + args.runs.max(1) {
-            let t = Instant::now();
-            let mut generator = Generator::from_ids(&m.llm, &prompt, 1, config.clone())?;
-            let t_prefill = t.elapsed();
-            // The first step reads the prefill's logits; each later one is one forward.
-            generator.next_step()?;
-            let t = Instant::now();
-            let mut n = 0;
-            while generator.next_step()?.is_some() {
-                n += 1;
-            }
-            let per_token = t.elapsed().as_secs_f64() * 1e3 / n.max(1) as f64;
+            let (p, d, _) = time_generation(&m.llm, args.prompt_len, args.new_tokens)?;
             if run >= args.warmup {
-                prefill.push(t_prefill.as_secs_f64() * 1e3);
-                decode.push(per_token);
+                prefill.push(p * 1e3);
+                decode.push(d * 1e3);
             }
         }
         let (_, p, _) = summary(&prefill);

@@ -174,3 +174,32 @@ pub fn random_llm<B: Backend>(
         omg_checkpoint::SyntheticSource::new(omg_llm::loader::official_tensors(config), 2406);
     omg_llm::loader::load_hf_with(config, &source, weights, device)
 }
+
+/// Times greedy generation from a synthetic `prompt_len`-token prompt: the prefill, then
+/// `new_tokens` decode steps after the first (which only reads the prefill's logits).
+/// Returns (prefill seconds, decode seconds per token, decode steps timed).
+pub fn time_generation<B: Backend>(
+    llm: &InternLM2<B>,
+    prompt_len: usize,
+    new_tokens: usize,
+) -> Result<(f64, f64, usize), LlmError> {
+    use omg_llm::generation::{GenerationConfig, Generator};
+    let vocab = llm.config().vocab_size;
+    let prompt: Vec<u32> = (0..prompt_len).map(|i| (i * 7919 % vocab) as u32).collect();
+    let mut config = GenerationConfig::greedy(new_tokens + 1);
+    config.eos_token_id = None;
+    let t = std::time::Instant::now();
+    let mut generator = Generator::from_ids(llm, &prompt, 1, config)?;
+    let prefill = t.elapsed().as_secs_f64();
+    generator.next_step()?;
+    let t = std::time::Instant::now();
+    let mut steps = 0;
+    while generator.next_step()?.is_some() {
+        steps += 1;
+    }
+    Ok((
+        prefill,
+        t.elapsed().as_secs_f64() / steps.max(1) as f64,
+        steps,
+    ))
+}

@@ -13,9 +13,8 @@
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use omg_examples::{copy_bandwidth, peak_rss_mib, random_llm};
+use omg_examples::{copy_bandwidth, peak_rss_mib, random_llm, time_generation};
 use omg_llava::backend::{DefaultBackend as B, NAME, default_device};
-use omg_llm::generation::{GenerationConfig, Generator};
 use omg_llm::{InternLM2Config, LlmWeights};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -69,22 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib().unwrap_or(f64::NAN)
     );
 
-    let vocab = config.vocab_size;
-    let prompt: Vec<u32> = (0..args.prompt_len)
-        .map(|i| (i * 7919 % vocab) as u32)
-        .collect();
-    let mut gen_config = GenerationConfig::greedy(args.new_tokens + 1);
-    gen_config.eos_token_id = None;
-    let t = Instant::now();
-    let mut generator = Generator::from_ids(&model, &prompt, 1, gen_config)?;
-    let prefill_s = t.elapsed().as_secs_f64();
-    generator.next_step()?;
-    let t = Instant::now();
-    let mut n = 0;
-    while generator.next_step()?.is_some() {
-        n += 1;
-    }
-    let decode_s = t.elapsed().as_secs_f64() / n.max(1) as f64;
+    let (prefill_s, decode_s, n) = time_generation(&model, args.prompt_len, args.new_tokens)?;
     println!(
         "prefill: {} tokens in {:.2} s = {:.1} tokens/s",
         args.prompt_len,

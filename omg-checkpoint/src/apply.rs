@@ -59,15 +59,38 @@ impl<'a, B: Backend> WeightApplier<'a, B> {
         self
     }
 
-    /// Runs the quantized producer of `prefix` (once): stores the half not asked for.
-    fn produce_quantized(
-        &mut self,
-        prefix: &str,
-        device: &burn::tensor::Device<B>,
-    ) -> Option<Result<QuantPair<B>, CheckpointError>> {
-        let producer = self.quantized.get(prefix)?;
+    /// Whether `prefix` names a quantized weight. Its producer runs once, for both
+    /// halves, which wait in the pending maps until their parameters are visited; a
+    /// failure is recorded (and nothing is pending).
+    fn stage_quantized(&mut self, prefix: &str, device: &burn::tensor::Device<B>) -> bool {
+        if self.pending_values.contains_key(prefix) || self.pending_scales.contains_key(prefix) {
+            return true;
+        }
+        let Some(producer) = self.quantized.get(prefix) else {
+            return false;
+        };
+        let made = producer(device);
         self.visited.insert(prefix.to_owned());
-        Some(producer(device))
+        match made {
+            Ok((values, scales)) => {
+                self.pending_values.insert(prefix.to_owned(), values);
+                self.pending_scales.insert(prefix.to_owned(), scales);
+            }
+            Err(e) => self.errors.push(e),
+        }
+        true
+    }
+
+    /// Whether a `found` tensor has as many elements as a parameter of `dims`; records
+    /// the mismatch if not.
+    fn fits(&mut self, path: &str, found: [usize; 2], dims: &[usize]) -> bool {
+        let fits = found[0] * found[1] == dims.iter().product::<usize>();
+        if !fits {
+            self.errors.push(CheckpointError::Apply(format!(
+                "tensor for `{path}` has {found:?} elements' shape, the parameter is {dims:?}"
+            )));
+        }
+        fits
     }
 
     /// After `module.map(&mut applier)`: an error if any parameter had no producer,
@@ -119,19 +142,13 @@ impl<B: Backend> ModuleMapper<B> for WeightApplier<'_, B> {
         self.visited.insert(path.clone());
         let device = param.lazy_device();
         let dims: [usize; D] = param.lazy_shape().dims();
-        if let Some(prefix) = path.strip_suffix(".scales") {
-            let made = match self.pending_scales.remove(prefix) {
-                Some(scales) => Some(Ok(scales)),
-                None => self.produce_quantized(prefix, &device).map(|r| {
-                    r.map(|(values, scales)| {
-                        self.pending_values.insert(prefix.to_owned(), values);
-                        scales
-                    })
-                }),
+        if let Some(prefix) = path.strip_suffix(".scales")
+            && self.stage_quantized(prefix, &device)
+        {
+            return match self.pending_scales.remove(prefix) {
+                Some(scales) => self.place(param, Ok(scales), &path, dims),
+                None => param, // its producer failed (recorded)
             };
-            if let Some(made) = made {
-                return self.place(param, made, &path, dims);
-            }
         }
         let Some(producer) = self.producers.get(&path) else {
             self.missing.push(path);
@@ -149,40 +166,21 @@ impl<B: Backend> ModuleMapper<B> for WeightApplier<'_, B> {
         self.visited.insert(path.clone());
         let device = param.lazy_device();
         let dims: [usize; D] = param.lazy_shape().dims();
-        let Some(prefix) = path.strip_suffix(".values") else {
+        let Some(prefix) = path
+            .strip_suffix(".values")
+            .filter(|prefix| self.stage_quantized(prefix, &device))
+        else {
             self.missing.push(path);
             return param;
         };
-        let made = match self.pending_values.remove(prefix) {
-            Some(values) => Some(Ok(values)),
-            None => self.produce_quantized(prefix, &device).map(|r| {
-                r.map(|(values, scales)| {
-                    self.pending_scales.insert(prefix.to_owned(), scales);
-                    values
-                })
-            }),
+        let Some(values) = self.pending_values.remove(prefix) else {
+            return param; // its producer failed (recorded)
         };
-        let Some(made) = made else {
-            self.missing.push(path);
+        if !self.fits(&path, values.dims(), &dims) {
             return param;
-        };
-        match made {
-            Ok(tensor) if tensor.dims()[0] * tensor.dims()[1] == dims.iter().product::<usize>() => {
-                let id = param.id;
-                param.transform_for_load(tensor.reshape(dims), id)
-            }
-            Ok(tensor) => {
-                self.errors.push(CheckpointError::Apply(format!(
-                    "tensor for `{path}` has shape {:?}, the parameter is {dims:?}",
-                    tensor.dims()
-                )));
-                param
-            }
-            Err(e) => {
-                self.errors.push(e);
-                param
-            }
         }
+        let id = param.id;
+        param.transform_for_load(values.reshape(dims), id)
     }
 }
 
@@ -197,11 +195,7 @@ impl<B: Backend> WeightApplier<'_, B> {
     ) -> Param<Tensor<B, D>> {
         match made {
             Ok(tensor) => {
-                let found = tensor.dims();
-                if found[0] * found[1] != dims.iter().product::<usize>() {
-                    self.errors.push(CheckpointError::Apply(format!(
-                        "tensor for `{path}` has {found:?} elements' shape, the parameter is {dims:?}"
-                    )));
+                if !self.fits(path, tensor.dims(), &dims) {
                     return param;
                 }
                 let id = param.id;

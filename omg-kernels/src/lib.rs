@@ -43,6 +43,7 @@ mod depthwise;
 mod gelu;
 mod linear;
 mod quant;
+mod quant_format;
 mod rope;
 mod silu;
 
@@ -56,10 +57,8 @@ pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};
 pub use linear::{FEW_ROWS, linear, linear_fallback, linear_with};
-pub use quant::{
-    QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix, dequantize, quant_linear,
-    quant_linear_fallback,
-};
+pub use quant::{dequantize, quant_linear, quant_linear_fallback};
+pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};
 pub use silu::{silu_mul, silu_mul_fallback};
 

@@ -295,7 +295,7 @@ fn the_burn_dequantize_matches_the_host_one() {
         for (out, inp) in [(3, 64), (5, 176), (4, 63), (2, 1)] {
             let w = random_matrix(out, inp, 11);
             let q = QuantizedMatrix::quantize(&w, bits, out, inp);
-            let (values, scales) = q.to_tensors::<B>(&device);
+            let (values, scales) = q.clone().into_tensors::<B>(&device);
             let ours = dequantize(values, scales, q.layout)
                 .into_data()
                 .to_vec::<f32>()
@@ -318,7 +318,7 @@ fn quantized_linear_matches_dequantize_then_linear() {
             (40, 1100, 64, false),
         ] {
             let q = QuantizedMatrix::quantize(&random_matrix(out, inp, 3), bits, out, inp);
-            let (values, scales) = q.to_tensors::<B>(&device);
+            let (values, scales) = q.clone().into_tensors::<B>(&device);
             // the packed dtype the Flex kernel takes (else the fallback would run twice)
             let packed = match bits {
                 QuantBits::Int8 => burn::tensor::DType::I8,

@@ -398,7 +398,7 @@ fn quant_producer<'a, B: Backend>(
         }
         let q = QuantizedMatrix::quantize(&weight, bits, out_dim, in_dim);
         drop(weight);
-        Ok(q.to_tensors::<B>(device))
+        Ok(q.into_tensors::<B>(device))
     })
 }
 

@@ -44,22 +44,22 @@ pub(crate) fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTens
 pub(crate) fn into_flex_bool<B: Backend, const D: usize>(
     x: Tensor<B, D, burn::tensor::Bool>,
 ) -> FlexTensor {
-    let boxed: Box<dyn Any> = Box::new(x.into_primitive());
-    let tensor = *boxed
-        .downcast::<FlexTensor>()
-        .expect("into_flex_bool is only called when B is Flex");
-    tensor.to_contiguous()
+    contiguous(Box::new(x.into_primitive()))
 }
 
 /// An int tensor of `B` (Flex) as a contiguous tensor at offset 0, in its own dtype.
 pub(crate) fn into_flex_int<B: Backend, const D: usize>(
     x: Tensor<B, D, burn::tensor::Int>,
 ) -> FlexTensor {
-    let boxed: Box<dyn Any> = Box::new(x.into_primitive());
-    let tensor = *boxed
+    contiguous(Box::new(x.into_primitive()))
+}
+
+/// A bool or int primitive of Flex as a contiguous tensor at offset 0.
+fn contiguous(primitive: Box<dyn Any>) -> FlexTensor {
+    primitive
         .downcast::<FlexTensor>()
-        .expect("into_flex_int is only called when B is Flex");
-    tensor.to_contiguous()
+        .expect("only called when B is Flex")
+        .to_contiguous()
 }
 
 /// The bytes of a bool tensor made by [`into_flex_bool`].

@@ -1,4 +1,4 @@
-//! `y = x · Wᵀ + b` from a quantized `W` (see [`crate::quant`]).
+//! `y = x · Wᵀ + b` from a quantized `W` (format: [`crate::quant_format`]).
 //!
 //! * A few input rows (decoding): every output channel's packed row is read once; each
 //!   group is unpacked into 64 floats, dotted with each input row in eight f32 lanes,
@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::linear::FEW_ROWS;
 use super::{f32s, madd, multiversion, new_f32};
-use crate::quant::{QUANT_GROUP, QuantLayout, dequantize_group};
+use crate::quant_format::{QUANT_GROUP, QuantLayout, dequantize_group};
 
 /// Output channels per parallel task of the few-row path.
 const CHANNELS: usize = 32;
@@ -170,7 +170,7 @@ multiversion!(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::quant::{QUANT_GROUP, QuantBits};
+    use crate::quant_format::{QUANT_GROUP, QuantBits};
 
     /// The 64 values of an int8 group at `p`, as f32 (unscaled).
     #[target_feature(enable = "avx2,fma")]

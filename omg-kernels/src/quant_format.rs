@@ -1,0 +1,242 @@
+//! The weight-only quantization format: int8 or int4 values with one f32 scale per
+//! group of [`QUANT_GROUP`] consecutive input channels of an output row (symmetric,
+//! absmax), made and read on the host (the products are in `quant`).
+//!
+//! Storage of a `[out, in]` matrix (the official `torch.nn.Linear` layout, so a
+//! checkpoint row is quantized as it is read, with no transpose):
+//!
+//! * **int8**: one byte per weight (`i8`, `q ∈ [−127, 127]`, `w ≈ q · scale`);
+//! * **int4**: two weights per byte (`q ∈ [−7, 7]`, stored as `q + 8`). In a group of
+//!   `L` weights with `h = ⌈L/2⌉`, byte `j` holds weight `j` in its low nibble and weight
+//!   `j + h` in its high nibble, so both halves unpack into contiguous runs;
+//! * **scales**: `[out, ⌈in / QUANT_GROUP⌉]` f32, `scale = absmax / 127` (int8) or
+//!   `absmax / 7` (int4); the last group of a row may be shorter.
+//!
+//! As burn tensors the values are a `[out, row_bytes]` int tensor (`I8` for int8, `U8`
+//! for int4 on Flex; the backend's default int type elsewhere, one byte value per
+//! element) and the scales a `[out, groups]` float tensor.
+
+use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
+
+/// Input channels that share one scale.
+pub const QUANT_GROUP: usize = 64;
+
+/// Bits per quantized weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantBits {
+    /// 8-bit values, one byte each.
+    Int8,
+    /// 4-bit values, two per byte.
+    Int4,
+}
+
+impl QuantBits {
+    /// The largest magnitude of a quantized value (127 or 7).
+    pub fn max_level(self) -> f32 {
+        match self {
+            Self::Int8 => 127.0,
+            Self::Int4 => 7.0,
+        }
+    }
+}
+
+/// Shape and format of a quantized `[out, in]` matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QuantLayout {
+    /// Bits per weight.
+    pub bits: QuantBits,
+    /// Rows (output features).
+    pub out_features: usize,
+    /// Columns (input features).
+    pub in_features: usize,
+}
+
+impl QuantLayout {
+    /// Scale groups per row.
+    pub fn groups(&self) -> usize {
+        self.in_features.div_ceil(QUANT_GROUP)
+    }
+
+    /// Bytes of one packed row.
+    pub fn row_bytes(&self) -> usize {
+        match self.bits {
+            QuantBits::Int8 => self.in_features,
+            QuantBits::Int4 => {
+                (self.in_features / QUANT_GROUP) * (QUANT_GROUP / 2)
+                    + (self.in_features % QUANT_GROUP).div_ceil(2)
+            }
+        }
+    }
+
+    /// Bytes of the values and the scales together.
+    pub fn storage_bytes(&self) -> usize {
+        self.out_features * (self.row_bytes() + 4 * self.groups())
+    }
+}
+
+/// A quantized matrix in host memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedMatrix {
+    /// Its shape and format.
+    pub layout: QuantLayout,
+    /// `[out, row_bytes]` packed values (int8 as the bytes of `i8`).
+    pub values: Vec<u8>,
+    /// `[out, groups]` scales.
+    pub scales: Vec<f32>,
+}
+
+impl QuantizedMatrix {
+    /// Quantizes a row-major `[out, in]` f32 matrix.
+    ///
+    /// # Panics
+    /// If `weight.len() != out · in`.
+    pub fn quantize(
+        weight: &[f32],
+        bits: QuantBits,
+        out_features: usize,
+        in_features: usize,
+    ) -> Self {
+        assert_eq!(
+            weight.len(),
+            out_features * in_features,
+            "a [{out_features}, {in_features}] weight needs {} values",
+            out_features * in_features
+        );
+        let layout = QuantLayout {
+            bits,
+            out_features,
+            in_features,
+        };
+        let (row_bytes, groups) = (layout.row_bytes(), layout.groups());
+        let mut values = vec![0u8; out_features * row_bytes];
+        let mut scales = vec![0.0f32; out_features * groups];
+        let quantize_row = |(n, (vals, scs)): (usize, (&mut [u8], &mut [f32]))| {
+            quantize_row(
+                &weight[n * in_features..(n + 1) * in_features],
+                bits,
+                vals,
+                scs,
+            )
+        };
+        if row_bytes > 0 && groups > 0 {
+            #[cfg(feature = "flex")]
+            {
+                use rayon::prelude::*;
+                values
+                    .par_chunks_mut(row_bytes)
+                    .zip(scales.par_chunks_mut(groups))
+                    .enumerate()
+                    .for_each(quantize_row);
+            }
+            #[cfg(not(feature = "flex"))]
+            values
+                .chunks_mut(row_bytes)
+                .zip(scales.chunks_mut(groups))
+                .enumerate()
+                .for_each(quantize_row);
+        }
+        Self {
+            layout,
+            values,
+            scales,
+        }
+    }
+
+    /// The row-major `[out, in]` f32 matrix the values and scales stand for.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let l = self.layout;
+        let (row_bytes, groups) = (l.row_bytes(), l.groups());
+        let mut out = vec![0.0f32; l.out_features * l.in_features];
+        if l.in_features == 0 {
+            return out;
+        }
+        for (n, row) in out.chunks_mut(l.in_features).enumerate() {
+            let vals = &self.values[n * row_bytes..(n + 1) * row_bytes];
+            for (g, &scale) in self.scales[n * groups..(n + 1) * groups].iter().enumerate() {
+                let k0 = g * QUANT_GROUP;
+                let len = QUANT_GROUP.min(l.in_features - k0);
+                dequantize_group(l.bits, vals, g, len, scale, &mut row[k0..k0 + len]);
+            }
+        }
+        out
+    }
+
+    /// The values and scales as burn tensors on `device` (see the module docs), without
+    /// copying them on the host.
+    pub fn into_tensors<B: Backend>(self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
+        let l = self.layout;
+        let packed = match l.bits {
+            QuantBits::Int8 => DType::I8,
+            QuantBits::Int4 => DType::U8,
+        };
+        let data = TensorData::from_bytes_vec(self.values, [l.out_features, l.row_bytes()], packed);
+        let values = if crate::has_fast_kernels::<B>() {
+            Tensor::from_data(data, (device, packed))
+        } else {
+            Tensor::from_data(data, device)
+        };
+        let scales = Tensor::from_data(
+            TensorData::new(self.scales, [l.out_features, l.groups()]),
+            device,
+        );
+        (values, scales)
+    }
+}
+
+/// Quantizes one row into its packed bytes and scales.
+fn quantize_row(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut [f32]) {
+    let level = bits.max_level();
+    for (g, chunk) in row.chunks(QUANT_GROUP).enumerate() {
+        let absmax = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = absmax / level;
+        scales[g] = scale;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let q = |v: f32| (v * inv).round().clamp(-level, level) as i32;
+        match bits {
+            QuantBits::Int8 => {
+                for (b, &v) in vals[g * QUANT_GROUP..].iter_mut().zip(chunk) {
+                    *b = q(v) as i8 as u8;
+                }
+            }
+            QuantBits::Int4 => {
+                let h = chunk.len().div_ceil(2);
+                let bytes = &mut vals[g * QUANT_GROUP / 2..g * QUANT_GROUP / 2 + h];
+                for (j, b) in bytes.iter_mut().enumerate() {
+                    let lo = (q(chunk[j]) + 8) as u8;
+                    let hi = chunk.get(j + h).map_or(8, |&v| (q(v) + 8) as u8);
+                    *b = lo | (hi << 4);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `scale · q` of group `g` (of `len` weights) of a packed row into `dst`.
+#[inline(always)]
+pub(crate) fn dequantize_group(
+    bits: QuantBits,
+    row: &[u8],
+    g: usize,
+    len: usize,
+    scale: f32,
+    dst: &mut [f32],
+) {
+    match bits {
+        QuantBits::Int8 => {
+            for (d, &b) in dst[..len].iter_mut().zip(&row[g * QUANT_GROUP..]) {
+                *d = (b as i8) as f32 * scale;
+            }
+        }
+        QuantBits::Int4 => {
+            let h = len.div_ceil(2);
+            let bytes = &row[g * QUANT_GROUP / 2..g * QUANT_GROUP / 2 + h];
+            let (lo, hi) = dst[..len].split_at_mut(h);
+            for (d, &b) in lo.iter_mut().zip(bytes) {
+                *d = ((b & 15) as i32 - 8) as f32 * scale;
+            }
+            for (d, &b) in hi.iter_mut().zip(bytes) {
+                *d = ((b >> 4) as i32 - 8) as f32 * scale;
+            }
+        }
+    }
+}
