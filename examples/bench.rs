@@ -86,7 +86,7 @@ struct Args {
     /// LLM decoded tokens for the decode figure.
     #[arg(long, default_value_t = 32)]
     new_tokens: usize,
-    /// Precision of the LLM's linear weights (f32, int8, int4); reduced precisions are
+    /// Precision of the LLM's linear weights (f32, bf16, f16, int8, int4); reduced precisions are
     /// made by the real loader from synthetic weights, one tensor at a time.
     #[arg(long, default_value = "f32")]
     llm_weights: omg_llm::LlmWeights,

@@ -34,7 +34,7 @@ struct Args {
     /// Model size.
     #[arg(long, value_enum, default_value = "small")]
     preset: Preset,
-    /// Precision of the linear weights: f32, int8 or int4.
+    /// Precision of the linear weights: f32, bf16, f16, int8 or int4.
     #[arg(long, default_value = "f32")]
     llm_weights: LlmWeights,
     /// Prompt tokens (prefill).

@@ -112,15 +112,16 @@ struct Cli {
         default_value_t = 100
     )]
     max_new_tokens: usize,
-    /// Precision of the LLM's linear weights: f32, int8 (≈ 1.06 bytes per weight) or
-    /// int4 (≈ 0.56), converted while loading; the vision side stays f32. int8 runs the
-    /// 7B model in ≈ 11 GB (docs/precision.md).
+    /// Precision of the LLM's linear weights: f32, bf16/f16 (2 bytes per weight; for
+    /// GPUs), int8 (≈ 1.06 bytes per weight) or int4 (≈ 0.56), converted while loading;
+    /// the vision side stays f32. int8 runs the 7B model in ≈ 11 GB on a CPU, bf16 in
+    /// ≈ 17 GB on a GPU (docs/precision.md).
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
         default_value = "f32",
-        value_name = "f32|int8|int4"
+        value_name = "f32|bf16|f16|int8|int4"
     )]
     llm_weights: omg_llava::LlmWeights,
     /// Sample like the official demo (temperature 0.1, top-p 0.75, top-k 40) instead of

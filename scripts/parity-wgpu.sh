@@ -9,7 +9,8 @@
 #   scripts/parity-wgpu.sh [FIXTURE_DIR]
 #
 # FIXTURE_DIR defaults to $OMG_PARITY_DIR, then ../shared/parity, then the repository's
-# copy. Exits non-zero if any comparison fails. `.ci/run` calls it after the tests.
+# copy. Then the f16 LLM weights' error budget on the end-to-end fixture. Exits non-zero
+# if any comparison fails. `.ci/run` calls it after the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,3 +44,11 @@ fixtures=("$dir"/*.safetensors)
 start=$(date +%s)
 target/release/omg-parity "${fixtures[@]}"
 echo "wgpu parity: $(( $(date +%s) - start )) s for ${#fixtures[@]} fixtures"
+
+# Half precision on the GPU code path: the LLM's linears in f16 against f32 on the
+# end-to-end fixture, within the documented budget (docs/precision.md).
+if [ -f "$dir/e2e.safetensors" ]; then
+    start=$(date +%s)
+    target/release/omg-parity --llm-weights f16 "$dir/e2e.safetensors"
+    echo "wgpu f16 budget: $(( $(date +%s) - start )) s"
+fi

@@ -56,7 +56,9 @@ pub use conv::{conv2d_same, conv2d_same_fallback};
 pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use gelu::{gelu, gelu_fallback};
-pub use linear::{FEW_ROWS, linear, linear_fallback, linear_with};
+pub use linear::{
+    FEW_ROWS, half_linear, half_linear_fallback, linear, linear_fallback, linear_with,
+};
 pub use quant::{dequantize, quant_linear, quant_linear_fallback};
 pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};

@@ -1,7 +1,7 @@
 //! `y = x · Wᵀ + b` from a weight in the quantized format of [`crate::quant_format`],
 //! without a float copy of `W` on Flex, and in plain burn ops on the other backends.
 
-use burn::tensor::{DType, Int, Tensor, backend::Backend};
+use burn::tensor::{Int, Tensor, backend::Backend};
 
 use crate::quant_format::{QUANT_GROUP, QuantBits, QuantLayout};
 
@@ -25,8 +25,8 @@ pub fn quant_linear<B: Backend, const D: usize>(
         && bias.as_ref().is_none_or(crate::flex::takes)
         && values.dtype()
             == match layout.bits {
-                QuantBits::Int8 => DType::I8,
-                QuantBits::Int4 => DType::U8,
+                QuantBits::Int8 => burn::tensor::DType::I8,
+                QuantBits::Int4 => burn::tensor::DType::U8,
             }
     {
         use crate::flex::{from_flex, into_flex, into_flex_int};

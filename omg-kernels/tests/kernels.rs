@@ -344,3 +344,92 @@ fn quantized_linear_matches_dequantize_then_linear() {
         }
     }
 }
+
+/// `x · W + b` in f64 from the half-rounded `x`, `W`, `b` (host), rounded like the
+/// layer, with `|x · W| + |b|` (a backend may round the product before adding `b`).
+fn half_reference(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    (rows, inp, out): (usize, usize, usize),
+    round: fn(f32) -> f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut y = vec![0.0f32; rows * out];
+    let mut magnitude = vec![0.0f32; rows * out];
+    for r in 0..rows {
+        for o in 0..out {
+            let bias = b.map_or(0.0, |b| round(b[o]) as f64);
+            let mut acc = 0.0f64;
+            for i in 0..inp {
+                acc += round(x[r * inp + i]) as f64 * round(w[i * out + o]) as f64;
+            }
+            y[r * out + o] = round((acc + bias) as f32);
+            magnitude[r * out + o] = (acc.abs() + bias.abs()) as f32;
+        }
+    }
+    (y, magnitude)
+}
+
+#[test]
+fn half_weight_linear_matches_the_rounded_product() {
+    use burn::tensor::{DType, FloatDType};
+    type Rounding = fn(f32) -> f32;
+    let rounders: [(FloatDType, Rounding, f32); 2] = [
+        (
+            FloatDType::BF16,
+            |v| half::bf16::from_f32(v).to_f32(),
+            1.0 / 128.0,
+        ),
+        (
+            FloatDType::F16,
+            |v| half::f16::from_f32(v).to_f32(),
+            1.0 / 1024.0,
+        ),
+    ];
+    for (dtype, round, ulp) in rounders {
+        // few rows (the Flex kernel: widths and depths that are not multiples of the
+        // vector and pass sizes) and many rows (burn's half matmul)
+        for (rows, out, inp, with_bias) in [
+            (1, 70, 176, false),
+            (3, 33, 65, true),
+            (8, 4100, 7, false),
+            (1, 16, 4, false),
+            (9, 300, 130, true),
+        ] {
+            let x = random([rows, 1, inp], -1.0, 1.0);
+            let w = random([inp, out], -1.0, 1.0);
+            let b = with_bias.then(|| random([out], -1.0, 1.0));
+            let host = |t: Tensor<B, 1>| t.into_data().into_vec::<f32>().unwrap();
+            let (expected, magnitude) = half_reference(
+                &host(x.clone().reshape([rows * inp])),
+                &host(w.clone().reshape([inp * out])),
+                b.clone().map(host).as_deref(),
+                (rows, inp, out),
+                round,
+            );
+            let w = w.cast(dtype);
+            assert_eq!(w.dtype(), DType::from(dtype));
+            let mut paths = vec![("flex", half_linear(x.clone(), w.clone(), b.clone()))];
+            // burn-flex's f16 matmul sums in f16 (measured up to 12 ulps off on these
+            // sizes): burn's plain ops are the reference for bf16 only here; the GPU
+            // backends sum half products in f32
+            if dtype == FloatDType::BF16 {
+                paths.push((
+                    "fallback",
+                    half_linear_fallback(x.clone(), w.clone(), b.clone()),
+                ));
+            }
+            for (name, y) in paths {
+                assert_eq!(y.dtype(), DType::F32, "{name} returns the input's dtype");
+                let y = host(y.reshape([rows * out]));
+                for (i, ((&a, &e), &m)) in y.iter().zip(&expected).zip(&magnitude).enumerate() {
+                    // a rounding of the result apart (f32 sums in another order)
+                    assert!(
+                        (a - e).abs() <= ulp * m + 1e-5,
+                        "{dtype:?} {name} rows {rows} [{inp},{out}] at {i}: {a} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -27,6 +27,17 @@ pub enum LlmError {
     /// An input to a forward pass or to generation is invalid.
     #[error("invalid input: {0}")]
     Input(String),
+    /// The backend (or this device of it) cannot hold the asked weight precision, e.g.
+    /// bf16 on wgpu (WGSL has no bf16) or f16 on an adapter without `SHADER_F16`.
+    #[error(
+        "LLM weights in {weights} are not supported by the {backend} backend on this device; choose another precision (f32, int8, int4, or f16/bf16 where supported)"
+    )]
+    UnsupportedPrecision {
+        /// The asked precision.
+        weights: crate::LlmWeights,
+        /// The backend's name for the device.
+        backend: String,
+    },
     /// The sequence would exceed the capacity of the KV cache.
     #[error("sequence of {needed} tokens exceeds the KV cache capacity of {capacity} tokens")]
     ContextOverflow {

@@ -29,4 +29,4 @@ pub mod tokenizer;
 pub use config::{InternLM2Config, RopeScaling, RopeScalingKind};
 pub use error::LlmError;
 pub use model::{ForwardOptions, ForwardOutput, InternLM2, KvCache, LlmLinear, LogitsFor};
-pub use precision::{LlmWeights, UnknownPrecision};
+pub use precision::{LinearStorage, LlmWeights, UnknownPrecision};

@@ -31,11 +31,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
+use burn::tensor::{
+    DType, FloatDType, Tensor, TensorCreationOptions, TensorData, backend::Backend,
+};
 
 use crate::config::InternLM2Config;
 use crate::model::InternLM2;
-use crate::{LlmError, LlmWeights};
+use crate::{LinearStorage, LlmError, LlmWeights};
 use omg_checkpoint::apply::{Producer, QuantProducer, WeightApplier};
 use omg_checkpoint::module_loader::{to_backend_float, transpose_2d};
 use omg_checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
@@ -108,8 +110,8 @@ struct Slot {
     shape: Vec<usize>,
     /// A `torch.nn.Linear` weight: stored `[out, in]`, burn wants `[in, out]`.
     linear: bool,
-    /// Quantized as it is read (a linear weight under [`LlmWeights::Int8`]/`Int4`).
-    quant: Option<QuantBits>,
+    /// How a linear weight is held: converted (half) or quantized as it is read.
+    storage: LinearStorage,
 }
 
 impl Slot {
@@ -120,6 +122,9 @@ impl Slot {
     }
 }
 
+/// The storage of every tensor that is not a linear weight.
+const F32: LinearStorage = LinearStorage::Float(FloatDType::F32);
+
 fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
     let (h, v, i) = (c.hidden_size, c.vocab_size, c.intermediate_size);
     let attn_out = c.num_attention_heads * c.head_dim();
@@ -128,7 +133,7 @@ fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
         official: "model.tok_embeddings.weight".into(),
         shape: vec![v, h],
         linear: false,
-        quant: None,
+        storage: F32,
     }];
     for l in 0..c.num_hidden_layers {
         let linears: [(&str, &str, usize, usize); 5] = [
@@ -144,7 +149,7 @@ fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
                 official: format!("model.layers.{l}.{official}.weight"),
                 shape: vec![rows, cols],
                 linear: true,
-                quant: weights.layer_bits(),
+                storage: weights.layer_storage(),
             });
             if c.bias {
                 out.push(Slot {
@@ -152,7 +157,7 @@ fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
                     official: format!("model.layers.{l}.{official}.bias"),
                     shape: vec![rows],
                     linear: false,
-                    quant: None,
+                    storage: F32,
                 });
             }
         }
@@ -162,7 +167,7 @@ fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
                 official: format!("model.layers.{l}.{norm}.weight"),
                 shape: vec![h],
                 linear: false,
-                quant: None,
+                storage: F32,
             });
         }
     }
@@ -171,14 +176,14 @@ fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
         official: "model.norm.weight".into(),
         shape: vec![h],
         linear: false,
-        quant: None,
+        storage: F32,
     });
     out.push(Slot {
         path: "output.weight".into(),
         official: "output.weight".into(),
         shape: vec![v, h],
         linear: true,
-        quant: weights.head_bits(),
+        storage: weights.head_storage(),
     });
     out
 }
@@ -318,8 +323,12 @@ fn read_float<B: Backend>(
     to_backend_float::<B>(key, source.read(key)?)
 }
 
+/// The producer of a float slot: read, transposed for a linear, LoRA merged (in the
+/// backend's float type), then cast to `dtype` (a linear weight under
+/// [`LlmWeights::Bf16`]/`F16`), one tensor at a time.
 fn producer<'a, B: Backend>(
     plan: Plan,
+    dtype: FloatDType,
     base: &'a dyn TensorSource,
     release: Option<&'a dyn TensorSource>,
 ) -> Producer<'a, B> {
@@ -328,6 +337,16 @@ fn producer<'a, B: Backend>(
             (true, Some(r)) => r,
             _ => base,
         };
+        let lora = plan.lora.as_ref().filter(|_| release.is_some());
+        if plan.slot.linear && dtype != FloatDType::F32 && lora.is_none() {
+            // a half linear without a LoRA delta: converted, then transposed, on the host,
+            // so the largest transient is the tensor as read plus its half copy
+            let data = src.read(&plan.base_key)?;
+            check_float(&plan.base_key, data.dtype)?;
+            let half = transpose_2d(data.convert_dtype(dtype.into()));
+            let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype.into());
+            return Ok(Tensor::<B, 2>::from_data(half, options));
+        }
         let data = read_float::<B>(src, &plan.base_key)?;
         if !plan.slot.linear {
             return Ok(if data.shape.len() == 1 {
@@ -339,15 +358,16 @@ fn producer<'a, B: Backend>(
         }
         // burn's Linear stores [in, out].
         let weight_t = Tensor::<B, 2>::from_data(transpose_2d(data), device);
-        match (&plan.lora, release) {
+        let merged = match (&plan.lora, release) {
             (Some((a_key, b_key, scale)), Some(r)) => {
                 let a = Tensor::<B, 2>::from_data(read_float::<B>(r, a_key)?, device);
                 let b = Tensor::<B, 2>::from_data(read_float::<B>(r, b_key)?, device);
                 // (W + s·B·A)ᵀ = Wᵀ + s·Aᵀ·Bᵀ
-                Ok(weight_t + a.transpose().matmul(b.transpose()) * *scale)
+                weight_t + a.transpose().matmul(b.transpose()) * *scale
             }
-            _ => Ok(weight_t),
-        }
+            _ => weight_t,
+        };
+        Ok(merged.cast(dtype))
     })
 }
 
@@ -606,15 +626,16 @@ fn load<B: Backend>(
     let mut producers = BTreeMap::new();
     let mut quantized = BTreeMap::new();
     for plan in plans {
-        match plan.slot.quant {
-            Some(bits) => {
+        match plan.slot.storage {
+            LinearStorage::Quantized(bits) => {
                 quantized.insert(
                     plan.slot.quantized_prefix(),
                     quant_producer::<B>(plan, bits, base, release),
                 );
             }
-            None => {
-                producers.insert(plan.slot.path.clone(), producer::<B>(plan, base, release));
+            LinearStorage::Float(dtype) => {
+                let path = plan.slot.path.clone();
+                producers.insert(path, producer::<B>(plan, dtype, base, release));
             }
         }
     }

@@ -49,6 +49,16 @@ fn a_7b_shaped_config_validates_and_builds_lazily() {
     assert!(int8.output.float_weight().is_none());
     let gb = int8.parameter_bytes() as f64 / 1e9;
     assert!((8.0..9.5).contains(&gb), "{gb} GB");
+    // bf16 linears, f32 embeddings: ≈ 16.2 GB, for a 24 GB GPU
+    let bf16 =
+        InternLM2::<B>::init_with(&config, omg_llm::LlmWeights::Bf16, &Default::default()).unwrap();
+    assert_eq!(
+        bf16.layers[0].feed_forward.w1.storage(),
+        omg_llm::LinearStorage::Float(burn::tensor::FloatDType::BF16)
+    );
+    assert!(!bf16.output.float_weight().unwrap().is_initialized());
+    let gb = bf16.parameter_bytes() as f64 / 1e9;
+    assert!((15.5..17.0).contains(&gb), "{gb} GB");
 }
 
 #[test]

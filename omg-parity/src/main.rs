@@ -5,8 +5,9 @@
 //! `N passed, M failed`; exits non-zero on any failure, malformed fixture or unknown
 //! stage.
 //!
-//! `omg-parity --llm-weights int8|int4 PATH...` instead measures the error budget of that
-//! LLM precision against f32 on `llm` and `e2e` fixtures (`omg_parity::precision`).
+//! `omg-parity --llm-weights bf16|f16|int8|int4 PATH...` instead measures the error budget of that
+//! LLM precision against f32 on `llm` and `e2e` fixtures (`omg_parity::precision`) and
+//! fails when it misses the documented goal (`omg_parity::precision::goal`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     let paths: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
     if paths.is_empty() || paths.iter().any(|p| p == "-h" || p == "--help") {
         eprintln!(
-            "usage: omg-parity [--llm-weights f32|int8|int4] PATH...\n  PATH: a fixture .safetensors (with its .json sidecar) or a tokenizer fixture folder\n  stages: {}",
+            "usage: omg-parity [--llm-weights f32|bf16|f16|int8|int4] PATH...\n  PATH: a fixture .safetensors (with its .json sidecar) or a tokenizer fixture folder\n  stages: {}",
             omg_parity::STAGES.join(", ")
         );
         return ExitCode::from(2);
@@ -83,7 +84,16 @@ fn budgets(paths: Vec<PathBuf>, weights: LlmWeights) -> ExitCode {
         let result = Fixture::open(path)
             .and_then(|fx| omg_parity::precision::budget::<DefaultBackend>(&fx, weights, &device));
         match result {
-            Ok(b) => println!("{} (backend {NAME}): {b}", path.display()),
+            Ok(b) => {
+                println!("{} (backend {NAME}): {b}", path.display());
+                let misses = b.misses(omg_parity::precision::goal(weights));
+                if misses.is_empty() {
+                    println!("PASS within the {weights} budget");
+                } else {
+                    println!("FAIL {weights} budget: {}", misses.join("; "));
+                    errors += 1;
+                }
+            }
             Err(e) => {
                 println!("ERROR {}: {e}", path.display());
                 errors += 1;

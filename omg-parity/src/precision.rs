@@ -62,6 +62,67 @@ impl Budget {
     }
 }
 
+/// The documented budget of a precision (`docs/precision.md`): the least a [`Budget`]
+/// measured on the public fixtures must reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Goal {
+    /// Least cosine similarity of the compared hidden states.
+    pub min_hidden_cosine: f64,
+    /// Least fraction of comparable greedy ids that are equal.
+    pub min_equal_fraction: f64,
+    /// Least `[SEG]` mask IoU against f32 (`e2e`).
+    pub min_mask_iou: f64,
+}
+
+/// The goal of `weights`: f32 exact; bf16, f16 and int8 keep the mask (IoU ≥ 0.99) and
+/// ≥ 99 % of the comparable greedy ids; int4 its looser, measured budget.
+pub fn goal(weights: LlmWeights) -> Goal {
+    match weights {
+        LlmWeights::F32 => Goal {
+            min_hidden_cosine: 1.0 - 1e-12,
+            min_equal_fraction: 1.0,
+            min_mask_iou: 1.0,
+        },
+        LlmWeights::Int4 => Goal {
+            min_hidden_cosine: 0.97,
+            min_equal_fraction: 0.0,
+            min_mask_iou: 0.8,
+        },
+        _ => Goal {
+            min_hidden_cosine: 0.9999,
+            min_equal_fraction: 0.99,
+            min_mask_iou: 0.99,
+        },
+    }
+}
+
+impl Budget {
+    /// What misses `goal` (empty: within it). NaN misses every bound.
+    pub fn misses(&self, goal: Goal) -> Vec<String> {
+        // false for NaN, unlike `value < least`
+        let reaches = |value: f64, least: f64| value >= least;
+        let mut out = Vec::new();
+        if !reaches(self.hidden_cosine, goal.min_hidden_cosine) {
+            out.push(format!(
+                "hidden cosine {} < {}",
+                self.hidden_cosine, goal.min_hidden_cosine
+            ));
+        }
+        if !reaches(self.equal_fraction(), goal.min_equal_fraction) {
+            out.push(format!(
+                "greedy ids {}/{} equal < {}",
+                self.equal, self.comparable, goal.min_equal_fraction
+            ));
+        }
+        if let Some(iou) = self.mask_iou
+            && !reaches(iou, goal.min_mask_iou)
+        {
+            out.push(format!("mask IoU {iou} < {}", goal.min_mask_iou));
+        }
+        out
+    }
+}
+
 impl fmt::Display for Budget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -1,12 +1,12 @@
 //! The error budget of the reduced LLM precisions on the public fixtures (see
-//! `omg_parity::precision` and `docs/precision.md`): int8 keeps the `[SEG]` mask
-//! (IoU ≥ 0.99) and ≥ 99 % of the comparable greedy ids; int4 stays within its
-//! documented, looser budget.
+//! `omg_parity::precision` and `docs/precision.md`): int8, bf16 and f16 keep the
+//! `[SEG]` mask (IoU ≥ 0.99) and ≥ 99 % of the comparable greedy ids; int4 stays within
+//! its documented, looser budget.
 
 use burn::backend::Flex;
 use omg_llm::LlmWeights;
 use omg_parity::Fixture;
-use omg_parity::precision::{Budget, budget, cosine, iou};
+use omg_parity::precision::{Budget, budget, cosine, goal, iou};
 
 type B = Flex;
 
@@ -61,6 +61,56 @@ fn int4_stays_within_its_documented_budget() {
         llm.logits_max_abs > 4.0 * int8.logits_max_abs,
         "int4 {llm} vs int8 {int8}"
     );
+}
+
+#[test]
+fn bf16_keeps_the_logits_and_the_seg_mask() {
+    let llm = measure("llm", LlmWeights::Bf16);
+    assert!(llm.logits_max_abs > 0.0, "bf16 must change something");
+    assert!(llm.logits_cosine >= 0.9999, "{llm}");
+    assert!(llm.equal_fraction() >= 0.99, "{llm}");
+    let e2e = measure("e2e", LlmWeights::Bf16);
+    assert!(e2e.mask_iou.unwrap() >= 0.99, "{e2e}");
+    assert!(e2e.equal_fraction() >= 0.99, "{e2e}");
+}
+
+#[test]
+fn f16_is_closer_than_bf16() {
+    // f16 keeps 11 bits of mantissa against bf16's 8: on activations of this size
+    // (far from f16's range limit) its error must be smaller
+    let f16 = measure("llm", LlmWeights::F16);
+    let bf16 = measure("llm", LlmWeights::Bf16);
+    assert!(f16.logits_max_abs > 0.0, "f16 must change something");
+    assert!(f16.logits_max_abs < bf16.logits_max_abs, "{f16} vs {bf16}");
+    assert!(f16.logits_cosine >= 0.9999, "{f16}");
+    assert!(f16.equal_fraction() >= 0.99, "{f16}");
+    let e2e = measure("e2e", LlmWeights::F16);
+    assert!(e2e.mask_iou.unwrap() >= 0.99, "{e2e}");
+}
+
+#[test]
+fn every_precision_meets_its_documented_goal_and_the_check_can_fail() {
+    for weights in [
+        LlmWeights::F32,
+        LlmWeights::Bf16,
+        LlmWeights::F16,
+        LlmWeights::Int8,
+        LlmWeights::Int4,
+    ] {
+        for stage in ["llm", "e2e"] {
+            let b = measure(stage, weights);
+            assert_eq!(b.misses(goal(weights)), Vec::<String>::new(), "{b}");
+        }
+    }
+    // int4 misses the int8 goal, and a NaN misses everything
+    let int4 = measure("e2e", LlmWeights::Int4);
+    assert!(!int4.misses(goal(LlmWeights::Int8)).is_empty(), "{int4}");
+    let nan = Budget {
+        hidden_cosine: f64::NAN,
+        mask_iou: Some(f64::NAN),
+        ..int4
+    };
+    assert_eq!(nan.misses(goal(LlmWeights::Int4)).len(), 2);
 }
 
 #[test]

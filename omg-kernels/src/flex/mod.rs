@@ -40,6 +40,11 @@ pub(crate) fn into_flex<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTens
     }
 }
 
+/// A float tensor of `B` (Flex) of any float dtype as a contiguous tensor at offset 0.
+pub(crate) fn into_flex_float<B: Backend, const D: usize>(x: Tensor<B, D>) -> FlexTensor {
+    contiguous(Box::new(x.into_primitive().tensor()))
+}
+
 /// A bool tensor of `B` (Flex) as a contiguous byte tensor (one byte per element).
 pub(crate) fn into_flex_bool<B: Backend, const D: usize>(
     x: Tensor<B, D, burn::tensor::Bool>,

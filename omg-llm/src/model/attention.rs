@@ -27,14 +27,14 @@ impl<B: Backend> Attention<B> {
     /// A layer with the sizes of `config` (weights lazily initialised, to be loaded).
     pub fn init(config: &InternLM2Config, weights: LlmWeights, device: &B::Device) -> Self {
         let h = config.hidden_size;
-        let bits = weights.layer_bits();
+        let storage = weights.layer_storage();
         Self {
-            wqkv: LlmLinear::init(h, config.qkv_dim(), config.bias, bits, device),
+            wqkv: LlmLinear::init(h, config.qkv_dim(), config.bias, storage, device),
             wo: LlmLinear::init(
                 config.num_attention_heads * config.head_dim(),
                 h,
                 config.bias,
-                bits,
+                storage,
                 device,
             ),
             num_heads: config.num_attention_heads,

@@ -25,7 +25,7 @@ impl<B: Backend> FeedForward<B> {
     /// A layer with the sizes of `config` (weights lazily initialised, to be loaded).
     pub fn init(config: &InternLM2Config, weights: LlmWeights, device: &B::Device) -> Self {
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        let linear = |a, b| LlmLinear::init(a, b, config.bias, weights.layer_bits(), device);
+        let linear = |a, b| LlmLinear::init(a, b, config.bias, weights.layer_storage(), device);
         Self {
             w1: linear(h, i),
             w2: linear(i, h),

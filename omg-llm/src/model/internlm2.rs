@@ -9,7 +9,7 @@ use super::decoder_layer::DecoderLayer;
 use super::linear::LlmLinear;
 use super::rope::RotaryEmbedding;
 use crate::config::InternLM2Config;
-use crate::{LlmError, LlmWeights};
+use crate::{LinearStorage, LlmError, LlmWeights};
 
 /// Which positions of a forward pass get LM-head logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +81,14 @@ impl<B: Backend> InternLM2<B> {
         device: &B::Device,
     ) -> Result<Self, LlmError> {
         config.validate()?;
+        if let LinearStorage::Float(dtype) = weights.layer_storage()
+            && !B::supports_dtype(device, dtype.into())
+        {
+            return Err(LlmError::UnsupportedPrecision {
+                weights,
+                backend: B::name(device),
+            });
+        }
         if config.tie_word_embeddings {
             return Err(LlmError::Config(
                 "tie_word_embeddings = true is not supported: InternLM2 has an untied `output` head"
@@ -100,7 +108,7 @@ impl<B: Backend> InternLM2<B> {
                 config.hidden_size,
                 config.vocab_size,
                 false,
-                weights.head_bits(),
+                weights.head_storage(),
                 device,
             ),
             rope: RotaryEmbedding::new(config),
@@ -119,11 +127,12 @@ impl<B: Backend> InternLM2<B> {
         self.weights
     }
 
-    /// Bytes of the parameters as held (quantized values and scales counted as stored).
+    /// Bytes of the parameters as held (half weights at 2 bytes, quantized values and
+    /// scales as stored).
     pub fn parameter_bytes(&self) -> usize {
-        let linear = |l: &LlmLinear<B>| match l.quantized() {
-            Some(q) => q.layout().storage_bytes(),
-            None => 4 * l.dims()[0] * l.dims()[1],
+        let linear = |l: &LlmLinear<B>| {
+            let [i, o] = l.dims();
+            l.storage().bytes(o, i)
         };
         let (v, h) = (self.config.vocab_size, self.config.hidden_size);
         let norms = 4 * h * (2 * self.layers.len() + 1);

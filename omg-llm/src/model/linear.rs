@@ -1,10 +1,12 @@
-//! [`LlmLinear`]: a linear layer of the LLM whose weight is f32 or weight-only
-//! quantized ([`QuantWeight`]), the choice made at load time ([`crate::LlmWeights`]).
+//! [`LlmLinear`]: a linear layer of the LLM whose weight is float (f32, bf16, f16) or
+//! weight-only quantized ([`QuantWeight`]), the choice made at load time
+//! ([`crate::LlmWeights`]).
 
 use burn::module::{Module, Param, ParamId};
-use burn::nn::LinearConfig;
-use burn::tensor::{Int, Shape, Tensor, backend::Backend};
-use omg_kernels::{QuantBits, QuantLayout, linear_with, quant_linear};
+use burn::tensor::{Distribution, FloatDType, Int, Shape, Tensor, backend::Backend};
+use omg_kernels::{QuantBits, QuantLayout, half_linear, linear_with, quant_linear};
+
+use crate::precision::LinearStorage;
 
 /// A weight-only quantized `[out, in]` matrix (the official layout): packed int8/int4
 /// values and one f32 scale per 64 input channels (see [`omg_kernels::QuantizedMatrix`]).
@@ -59,40 +61,80 @@ impl<B: Backend> QuantWeight<B> {
     }
 }
 
-/// `y = x · W + b` with `W` in f32 (`weight`, burn's `[in, out]` layout) or quantized
-/// (`quantized`); exactly one of the two is present.
+/// A lazily initialised float parameter of `shape` and `dtype`, uniform in `±bound`
+/// (burn's `Linear` default), to be replaced by a loader: nothing is allocated unless
+/// it is read.
+fn float_param<B: Backend, const D: usize>(
+    shape: [usize; D],
+    bound: f64,
+    dtype: FloatDType,
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    Param::uninitialized(
+        ParamId::new(),
+        move |d, _| {
+            Tensor::<B, D>::random(shape, Distribution::Uniform(-bound, bound), d).cast(dtype)
+        },
+        device.clone(),
+        false,
+        Shape::new(shape),
+    )
+}
+
+/// `y = x · W + b` with `W` float (`weight`, burn's `[in, out]` layout, of the dtype
+/// the [`LinearStorage`] names) or quantized (`quantized`); exactly one of the two is
+/// present. A bf16/f16 layer rounds its input to its dtype, multiplies in it and
+/// returns the input's dtype.
 #[derive(Module, Debug)]
 pub struct LlmLinear<B: Backend> {
     weight: Option<Param<Tensor<B, 2>>>,
     quantized: Option<QuantWeight<B>>,
-    /// The bias `[out]` (InternLM2 has none).
+    /// The bias `[out]` (InternLM2 has none), of the weight's dtype.
     pub bias: Option<Param<Tensor<B, 1>>>,
+    #[module(skip)]
+    storage: LinearStorage,
 }
 
 impl<B: Backend> LlmLinear<B> {
-    /// A lazily initialised layer `in → out`, quantized with `bits` when given.
+    /// A lazily initialised layer `in → out` held as `storage` says (random weights of
+    /// burn's `Linear` default, uniform in `±1/√in`, made only if never loaded).
     pub fn init(
         in_features: usize,
         out_features: usize,
         bias: bool,
-        bits: Option<QuantBits>,
+        storage: LinearStorage,
         device: &B::Device,
     ) -> Self {
-        let float = LinearConfig::new(in_features, out_features)
-            .with_bias(bias)
-            .init::<B>(device);
-        match bits {
-            None => Self {
-                weight: Some(float.weight),
+        let bound = 1.0 / (in_features as f64).sqrt();
+        let float_dtype = match storage {
+            LinearStorage::Float(dtype) => dtype,
+            LinearStorage::Quantized(_) => FloatDType::F32,
+        };
+        let bias = bias.then(|| float_param([out_features], bound, float_dtype, device));
+        match storage {
+            LinearStorage::Float(dtype) => Self {
+                weight: Some(float_param(
+                    [in_features, out_features],
+                    bound,
+                    dtype,
+                    device,
+                )),
                 quantized: None,
-                bias: float.bias,
+                bias,
+                storage,
             },
-            Some(bits) => Self {
+            LinearStorage::Quantized(bits) => Self {
                 weight: None,
                 quantized: Some(QuantWeight::init(bits, in_features, out_features, device)),
-                bias: float.bias,
+                bias,
+                storage,
             },
         }
+    }
+
+    /// How the weight is stored.
+    pub fn storage(&self) -> LinearStorage {
+        self.storage
     }
 
     /// `[in, out]` of the layer.
@@ -113,7 +155,8 @@ impl<B: Backend> LlmLinear<B> {
         }
     }
 
-    /// The f32 weight `[in, out]`, when the layer is not quantized.
+    /// The float weight `[in, out]` (of the dtype [`Self::storage`] names), when the
+    /// layer is not quantized.
     pub fn float_weight(&self) -> Option<&Param<Tensor<B, 2>>> {
         self.weight.as_ref()
     }
@@ -123,16 +166,23 @@ impl<B: Backend> LlmLinear<B> {
         self.quantized.as_ref()
     }
 
-    /// The format of the weight (`None`: f32).
+    /// The format of a quantized weight (`None`: a float weight).
     pub fn bits(&self) -> Option<QuantBits> {
         self.quantized.as_ref().map(|q| q.layout.bits)
     }
 
-    /// Applies the layer to `x` `[…, in]` → `[…, out]`.
+    /// Applies the layer to `x` `[…, in]` → `[…, out]` (the dtype of `x`).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let bias = self.bias.as_ref().map(|b| b.val());
         match (&self.weight, &self.quantized) {
-            (Some(w), _) => linear_with(x, w.val(), bias),
+            (Some(w), _) => {
+                let w = w.val();
+                if x.dtype() == w.dtype() {
+                    linear_with(x, w, bias)
+                } else {
+                    half_linear(x, w, bias)
+                }
+            }
             (None, Some(q)) => quant_linear(x, q.values.val(), q.scales.val(), q.layout, bias),
             (None, None) => unreachable!("LlmLinear's constructor sets one weight"),
         }
