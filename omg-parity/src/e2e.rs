@@ -99,6 +99,8 @@ pub fn run_e2e_with<B: Backend>(
     let tol = tols.float("features");
     let weights = Weights(&fx.tensors);
     let mut c = Checker::new(fx);
+    // the fixture's prompt embeddings are not run by this flow, but checked
+    crate::coverage::load_carried::<B>(fx, &[crate::coverage::Carried::PromptEmbedding], device)?;
 
     // Visual encoder.
     let bb_config = backbone_config(fx)?;

@@ -90,6 +90,8 @@ pub fn run_encoder<B: Backend>(
     let tols = Tolerances::from_sidecar(fx.json("/tolerance"));
     let config = backbone_config(fx)?;
     let weights = Weights(&fx.tensors);
+    // the fixture's prompt embeddings are not run in this stage, but checked
+    crate::coverage::load_carried::<B>(fx, &[crate::coverage::Carried::PromptEmbedding], device)?;
     let (backbone, _) = load_backbone(
         ConvNext::<B>::init(&config, device),
         &weights,

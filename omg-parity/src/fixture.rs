@@ -1,6 +1,8 @@
 //! A golden fixture: `<stem>.safetensors` with its `<stem>.json` sidecar.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use burn::tensor::{DType, TensorData};
 use omg_checkpoint::safetensors::SafetensorsFile;
@@ -14,8 +16,49 @@ pub struct Fixture {
     pub path: PathBuf,
     /// The parsed sidecar.
     pub sidecar: serde_json::Value,
-    /// The tensors (weights under official names, and `in.*`/`out.*`/`buf.*`).
-    pub tensors: SafetensorsFile,
+    /// The tensors (weights under official names, and `in.*`/`out.*`/`buf.*`); every
+    /// read is recorded, so a weight no loader consumed can be named afterwards.
+    pub tensors: TrackedFile,
+}
+
+/// A fixture's `.safetensors` file that records the name of every tensor read.
+pub struct TrackedFile {
+    file: SafetensorsFile,
+    read: Mutex<BTreeSet<String>>,
+}
+
+impl TrackedFile {
+    /// The weights (not `in.*`, `out.*`, `buf.*`) never read so far, except those
+    /// starting with one of `ignored`.
+    pub fn unread_weights(&self, ignored: &[&str]) -> Vec<String> {
+        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        self.file
+            .names()
+            .into_iter()
+            .filter(|n| is_weight(n) && !read.contains(n))
+            .filter(|n| !ignored.iter().any(|i| n.starts_with(i)))
+            .collect()
+    }
+}
+
+impl TensorSource for TrackedFile {
+    fn names(&self) -> Vec<String> {
+        self.file.names()
+    }
+    fn info(&self, name: &str) -> Option<TensorInfo> {
+        self.file.info(name)
+    }
+    fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
+        let data = self.file.read(name)?;
+        self.read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+        Ok(data)
+    }
+    fn describe(&self) -> String {
+        self.file.describe()
+    }
 }
 
 impl Fixture {
@@ -31,12 +74,29 @@ impl Fixture {
         let sidecar: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             ParityError::Malformed(format!("{} is not JSON: {e}", sidecar_path.display()))
         })?;
-        let tensors = SafetensorsFile::open(path)?;
+        let tensors = TrackedFile {
+            file: SafetensorsFile::open(path)?,
+            read: Mutex::new(BTreeSet::new()),
+        };
         Ok(Self {
             path: path.to_owned(),
             sidecar,
             tensors,
         })
+    }
+
+    /// Fails on the first weight of the fixture that the stage's loaders did not
+    /// consume (after the stage ran): an unknown tensor next to real weights is an
+    /// error, as in every loader of the library, not silently skipped. `ignored`: name
+    /// prefixes the stage leaves on purpose (documented where the stage passes them).
+    pub fn reject_unread_weights(&self, ignored: &[&str]) -> Result<(), ParityError> {
+        match self.tensors.unread_weights(ignored).into_iter().next() {
+            None => Ok(()),
+            Some(key) => Err(ParityError::Checkpoint(CheckpointError::UnexpectedKey {
+                key,
+                source_name: self.tensors.describe(),
+            })),
+        }
     }
 
     /// The sidecar's `stage`.

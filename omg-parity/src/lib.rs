@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod compare;
+pub mod coverage;
 pub mod e2e;
 pub mod encoder;
 pub mod fixture;
@@ -80,7 +81,7 @@ pub fn run_path<B: Backend>(
         )));
     }
     let fixture = Fixture::open(path)?;
-    match fixture.stage()? {
+    let results = match fixture.stage()? {
         "llm" => llm::run_llm::<B>(&fixture, device),
         "checkpoint_format" => llm::run_checkpoint_format::<B>(&fixture, device),
         "encoder" => encoder::run_encoder::<B>(&fixture, device),
@@ -90,5 +91,8 @@ pub fn run_path<B: Backend>(
         "visual_prompts" => visual_prompts::run_visual_prompts::<B>(&fixture, device),
         "tokenizer" => tokenizer::run_tokenizer(path.parent().unwrap_or(Path::new("."))),
         other => Err(ParityError::UnknownStage(other.to_owned())),
-    }
+    }?;
+    let ignored = coverage::ignored(fixture.stage()?);
+    fixture.reject_unread_weights(&ignored.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(results)
 }

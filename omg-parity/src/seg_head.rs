@@ -110,6 +110,13 @@ pub fn run_seg_head<B: Backend>(
 ) -> Result<Vec<Comparison>, ParityError> {
     let tols = Tolerances::from_sidecar(fx.json("/tolerance"));
     let (decoder, head, config) = load_heads::<B>(fx, device)?;
+    // the fixture's pixel decoder and prompt embeddings are not run here, but checked
+    use crate::coverage::{Carried, load_carried};
+    load_carried::<B>(
+        fx,
+        &[Carried::PixelDecoder, Carried::PromptEmbedding],
+        device,
+    )?;
     let mask_features = load_f32::<B, 4>(fx, "in.mask_features", device)?;
     let memory = (0..config.num_levels)
         .map(|i| load_f32::<B, 4>(fx, &format!("in.multi_scale_memory.{i}"), device))

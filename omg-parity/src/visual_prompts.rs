@@ -71,6 +71,8 @@ pub fn run_visual_prompts<B: Backend>(
     let tol = Tolerances::from_sidecar(fx.json("/tolerance")).float("features");
     let weights = Weights(&fx.tensors);
     let config = mask_decoder_config(fx)?;
+    // the fixture's pixel decoder is not run here (its outputs are inputs), but checked
+    crate::coverage::load_carried::<B>(fx, &[crate::coverage::Carried::PixelDecoder], device)?;
     let (decoder, _) = load_mask_decoder(MaskDecoder::<B>::init(&config, device), &weights, HEAD)?;
     let (prompt, _) =
         load_prompt_embedding(PromptEmbedding::<B>::init(&config, device), &weights, HEAD)?;
