@@ -35,7 +35,7 @@ impl<B: Backend> Pipeline<B> {
             r.validate(img.width(), img.height())?;
         }
         let size = self.model().config.encoder.image_size;
-        let prompts = ModelFramePrompts::new(regions, img.transform);
+        let prompts = ModelFramePrompts::new(regions, img.transform)?;
         let embed = |batch: Option<PromptBatch>| -> Result<Option<Tensor<B, 2>>, OmgLlavaError> {
             let Some(batch) = batch else { return Ok(None) };
             let idx = vec![0; batch.len()];
@@ -109,7 +109,7 @@ impl<B: Backend> Pipeline<B> {
             |t| {
                 let e = m
                     .llm
-                    .embed(id_tensor::<B>(t, vocab, &device)?.unsqueeze_dim(0));
+                    .embed(id_tensor::<B>(t, vocab, &device)?.unsqueeze_dim(0))?;
                 let [_, n, d] = e.dims();
                 Ok(e.reshape([n, d]))
             },

@@ -84,25 +84,31 @@ impl Region {
 }
 
 /// A mask in original pixels → the model frame: zero-padded to the centred square
-/// (`expand2square_mask`) and nearest-resized to `target` (as torch `nearest`).
-pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> RegionMask {
+/// (`expand2square_mask`) and nearest-resized to `target` (as torch `nearest`). The
+/// mask must have the size of the image `t` was made for.
+pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> Result<RegionMask, OmgLlavaError> {
+    if mask.width() != t.orig_width as usize || mask.height() != t.orig_height as usize {
+        return Err(OmgLlavaError::Input(format!(
+            "a region mask must have the image's size {}×{}, got {}×{}",
+            t.orig_width,
+            t.orig_height,
+            mask.width(),
+            mask.height()
+        )));
+    }
     let side = t.side as usize;
     let (px, py) = (t.pad_x as usize, t.pad_y as usize);
     let mut square = vec![false; side * side];
     for ((y, x), &inside) in mask.array().indexed_iter() {
         square[(y + py) * side + x + px] = inside;
     }
-    let padded = RegionMask {
-        height: side,
-        width: side,
-        data: square,
-    };
+    let padded = RegionMask::new(side, side, square)?;
     let target = t.target as usize;
-    RegionMask {
-        height: target,
-        width: target,
-        data: padded.resize_nearest(target, target),
-    }
+    Ok(RegionMask::new(
+        target,
+        target,
+        padded.resize_nearest(target, target),
+    )?)
 }
 
 /// Regions converted to the model frame and grouped by kind, each kind in its
@@ -119,8 +125,9 @@ pub struct ModelFramePrompts {
 }
 
 impl ModelFramePrompts {
-    /// Converts `regions` for an image with transform `t`.
-    pub fn new(regions: &[Region], t: SquareTransform) -> Self {
+    /// Converts `regions` for an image with transform `t` (a mask of another size than
+    /// the image is an error).
+    pub fn new(regions: &[Region], t: SquareTransform) -> Result<Self, OmgLlavaError> {
         let mut out = Self {
             points: Vec::new(),
             boxes: Vec::new(),
@@ -139,12 +146,12 @@ impl ModelFramePrompts {
                     region_index += 1;
                 }
                 Region::Mask(m) => {
-                    out.masks.push((region_index, mask_to_model(m, t)));
+                    out.masks.push((region_index, mask_to_model(m, t)?));
                     region_index += 1;
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// The point batch, if any.

@@ -155,7 +155,7 @@ impl<B: Backend> Pipeline<B> {
     ) -> Result<MaskOutput, OmgLlavaError> {
         region.validate(img.width(), img.height())?;
         let size = self.model().config.encoder.image_size;
-        let prompts = ModelFramePrompts::new(std::slice::from_ref(region), img.transform);
+        let prompts = ModelFramePrompts::new(std::slice::from_ref(region), img.transform)?;
         let batch = prompts
             .point_batch(size)
             .or_else(|| prompts.box_batch(size))

@@ -172,7 +172,7 @@ impl<'m, B: Backend> Generator<'m, B> {
         let ids_t =
             Tensor::<B, 2, Int>::from_data(TensorData::new(data, [batch, t]), &model.device());
         let history = ids.chunks(t).map(<[u32]>::to_vec).collect();
-        Self::start(model, model.embed(ids_t), history, config)
+        Self::start(model, model.embed_unchecked(ids_t), history, config)
     }
 
     /// Starts generation after prompt embeddings `[batch, T, hidden]` (the
@@ -216,7 +216,7 @@ impl<'m, B: Backend> Generator<'m, B> {
                 output_hidden_states: false,
             },
         )?;
-        let logits = rows_to_host(out.logits.expect("logits were requested"));
+        let logits = rows_to_host(out.logits)?;
         let rng = match config.sampling {
             Sampling::Sample { seed, .. } => Some(StdRng::seed_from_u64(seed)),
             Sampling::Greedy => None,
@@ -313,7 +313,7 @@ impl<'m, B: Backend> Generator<'m, B> {
         let ids =
             Tensor::<B, 2, Int>::from_data(TensorData::new(data, [batch, 1]), &self.model.device());
         let out = self.model.forward_embeds(
-            self.model.embed(ids),
+            self.model.embed_unchecked(ids),
             Some(&mut self.cache),
             ForwardOptions {
                 logits: LogitsFor::Last,
@@ -336,7 +336,7 @@ impl<'m, B: Backend> Generator<'m, B> {
                 });
             }
         }
-        self.logits = rows_to_host(out.logits.expect("logits were requested"));
+        self.logits = rows_to_host(out.logits)?;
         Ok(())
     }
 
@@ -381,13 +381,22 @@ pub fn generate<B: Backend>(
     Generator::from_ids(model, ids, batch, config)?.run()
 }
 
-/// `[B, 1, V]` logits → one host vector per row.
-fn rows_to_host<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
+/// `[B, 1, V]` logits (`None`: the forward pass returned none) → one host vector per
+/// row; a failed or short read-back is an error, never an empty or sliced vector.
+fn rows_to_host<B: Backend>(logits: Option<Tensor<B, 3>>) -> Result<Vec<Vec<f32>>, LlmError> {
+    let logits =
+        logits.ok_or_else(|| LlmError::Input("the forward pass returned no logits".into()))?;
     let [b, _, v] = logits.dims();
     let data = logits
         .into_data()
         .convert::<f32>()
         .into_vec::<f32>()
-        .unwrap_or_default();
-    (0..b).map(|r| data[r * v..(r + 1) * v].to_vec()).collect()
+        .map_err(|e| LlmError::Input(format!("reading the logits back: {e:?}")))?;
+    if data.len() != b * v {
+        return Err(LlmError::Input(format!(
+            "read back {} logits for {b} rows of {v}",
+            data.len()
+        )));
+    }
+    Ok(data.chunks_exact(v.max(1)).map(<[f32]>::to_vec).collect())
 }

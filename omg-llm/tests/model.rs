@@ -3,7 +3,7 @@
 use burn::backend::Flex;
 use burn::tensor::Tensor;
 use omg_llm::generation::{GenerationConfig, Generator, argmax, generate};
-use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LogitsFor};
+use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LlmError, LogitsFor};
 
 #[path = "../../fixtures/test_support.rs"]
 mod common;
@@ -246,6 +246,26 @@ fn bad_inputs_are_errors() {
         seed: 0,
     };
     assert!(generate(&model, &[1, 2], 1, c).is_err());
+    // embed checks its ids on the device: the last row is fine, one past it and a
+    // negative id are typed errors (not a panic on the CPU, not garbage on a GPU)
+    let ids = |v: Vec<i64>| {
+        let n = v.len();
+        Tensor::<B, 2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(v, [1, n]),
+            &Default::default(),
+        )
+    };
+    let vocab = tiny_config().vocab_size as i64;
+    assert_eq!(
+        model.embed(ids(vec![0, vocab - 1])).unwrap().dims(),
+        [1, 2, 64]
+    );
+    for bad in [vec![1, vocab], vec![-1, 2]] {
+        match model.embed(ids(bad)) {
+            Err(LlmError::Input(m)) => assert!(m.contains("outside the embedding table"), "{m}"),
+            other => panic!("{:?}", other.map(|t| t.dims())),
+        }
+    }
 }
 
 #[test]

@@ -148,7 +148,7 @@ pub fn run_e2e_with<B: Backend>(
     let spliced = splice(
         &rows,
         |t| {
-            let e = llm.embed(id_tensor::<B>(t, vocab, device)?.unsqueeze_dim(0));
+            let e = llm.embed(id_tensor::<B>(t, vocab, device)?.unsqueeze_dim(0))?;
             let [_, n, d] = e.dims();
             Ok(e.reshape([n, d]))
         },

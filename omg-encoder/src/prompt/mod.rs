@@ -101,10 +101,11 @@ impl PromptBatch {
                 .iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    let (x, y) = region_center(&r.data, r.height, r.width).ok_or_else(|| {
-                        EncoderError::Input(format!("region prompt {i} is empty"))
-                    })?;
-                    Ok(((x as f32, y as f32), (r.width, r.height)))
+                    let (x, y) =
+                        region_center(r.data(), r.height(), r.width()).ok_or_else(|| {
+                            EncoderError::Input(format!("region prompt {i} is empty"))
+                        })?;
+                    Ok(((x as f32, y as f32), (r.width(), r.height())))
                 })
                 .collect(),
         }

@@ -3,15 +3,14 @@
 
 use crate::error::EncoderError;
 
-/// A binary region mask (row-major, `true` inside) of `height × width` pixels.
+/// A binary region mask (row-major, `true` inside) of `height × width` pixels, both at
+/// least 1. Its fields are private: [`RegionMask::new`] is the only way to make one, so
+/// every mask holds exactly `height · width` values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionMask {
-    /// Rows.
-    pub height: usize,
-    /// Columns.
-    pub width: usize,
-    /// `height · width` values, row-major.
-    pub data: Vec<bool>,
+    height: usize,
+    width: usize,
+    data: Vec<bool>,
 }
 
 impl RegionMask {
@@ -31,13 +30,28 @@ impl RegionMask {
         })
     }
 
+    /// Rows.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Columns.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The `height · width` values, row-major.
+    pub fn data(&self) -> &[bool] {
+        &self.data
+    }
+
     /// Number of pixels inside the region.
     pub fn area(&self) -> usize {
         self.data.iter().filter(|&&v| v).count()
     }
 
     /// torch `F.interpolate(mode='nearest')` to `h × w`: source index
-    /// `min(⌊dst · (in/out)⌋, in − 1)` with the scale in f32.
+    /// `min(⌊dst · (in/out)⌋, in − 1)` with the scale in f32 (empty when `h` or `w` is 0).
     pub fn resize_nearest(&self, h: usize, w: usize) -> Vec<bool> {
         let sy = self.height as f32 / h as f32;
         let sx = self.width as f32 / w as f32;

@@ -169,9 +169,27 @@ impl<B: Backend> InternLM2<B> {
         )
     }
 
-    /// Token embeddings of `ids` `[B, T]` → `[B, T, hidden]`. Ids must be below
-    /// `vocab_size` (checked by [`Self::check_ids`] on the public paths).
-    pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    /// Token embeddings of `ids` `[B, T]` → `[B, T, hidden]`; an id outside the
+    /// embedding table is an error (checked on the device: one read-back of a flag).
+    pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, LlmError> {
+        let vocab = self.config.vocab_size as i64;
+        let outside = ids
+            .clone()
+            .greater_equal_elem(vocab)
+            .bool_or(ids.clone().lower_elem(0))
+            .any()
+            .into_scalar();
+        if burn::tensor::ElementConversion::elem::<bool>(outside) {
+            return Err(LlmError::Input(format!(
+                "a token id is outside the embedding table of {vocab} rows"
+            )));
+        }
+        Ok(self.embed_unchecked(ids))
+    }
+
+    /// [`Self::embed`] of ids already known to be below `vocab_size` (checked on the
+    /// host by [`Self::check_ids`], or sampled from the logits).
+    pub(crate) fn embed_unchecked(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.tok_embeddings.forward(ids)
     }
 
@@ -207,7 +225,7 @@ impl<B: Backend> InternLM2<B> {
             burn::tensor::TensorData::new(data, [batch, t]),
             &self.device(),
         );
-        self.forward_embeds(self.embed(ids), cache, options)
+        self.forward_embeds(self.embed_unchecked(ids), cache, options)
     }
 
     /// Forward pass from input embeddings `[B, T, hidden]` (the multimodal path:
