@@ -12,6 +12,23 @@ pub enum OmgLlavaError {
     /// A checkpoint bundle is incomplete or inconsistent.
     #[error("checkpoint: {0}")]
     Bundle(String),
+    /// A photo is larger than the pipeline's [`crate::ImageLimits`].
+    #[error(
+        "the image is {width}×{height}; the limit is {} px a side and {} pixels (raise it with Pipeline::with_image_limits if the memory is there)",
+        limits.max_side,
+        limits.max_pixels
+    )]
+    ImageTooLarge {
+        /// Width of the photo.
+        width: u32,
+        /// Height of the photo.
+        height: u32,
+        /// The limits it exceeds.
+        limits: crate::ImageLimits,
+    },
+    /// A photo cannot be preprocessed (zero-sized, a bad buffer or model size).
+    #[error("image: {0}")]
+    Image(#[from] omg_encoder::preprocess::PreprocessError),
     /// The language model failed.
     #[error(transparent)]
     Llm(#[from] omg_llm::LlmError),

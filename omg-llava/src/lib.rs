@@ -30,6 +30,7 @@ mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod image_handle;
+pub mod limits;
 pub mod masks;
 pub mod model;
 pub mod options;
@@ -47,6 +48,7 @@ pub use bundle::CheckpointBundle;
 pub use config::OmgLlavaConfig;
 pub use error::OmgLlavaError;
 pub use image_handle::ImageHandle;
+pub use limits::ImageLimits;
 pub use model::{LoadStep, OmgLlava};
 pub use omg_decoder::{BBox, BinaryMask, CocoRle};
 /// Allocator tuning for large tensors; call it early in `main` (see its docs).

@@ -21,12 +21,28 @@ use crate::stream::ResponseStream;
 pub struct Pipeline<B: Backend> {
     model: OmgLlava<B>,
     device: B::Device,
+    image_limits: crate::ImageLimits,
 }
 
 impl<B: Backend> Pipeline<B> {
     /// A pipeline around a loaded model.
     pub fn new(model: OmgLlava<B>, device: B::Device) -> Self {
-        Self { model, device }
+        Self {
+            model,
+            device,
+            image_limits: crate::ImageLimits::default(),
+        }
+    }
+
+    /// This pipeline with other limits on the photos it accepts.
+    pub fn with_image_limits(mut self, limits: crate::ImageLimits) -> Self {
+        self.image_limits = limits;
+        self
+    }
+
+    /// The limits on the photos this pipeline accepts.
+    pub fn image_limits(&self) -> crate::ImageLimits {
+        self.image_limits
     }
 
     /// Loads a checkpoint bundle directory (see [`CheckpointBundle::from_dir`]).
@@ -61,10 +77,12 @@ impl<B: Backend> Pipeline<B> {
     }
 
     /// Preprocesses and encodes an image once; every query on it reuses the handle.
+    /// A photo past the pipeline's [`crate::ImageLimits`] is an error before anything
+    /// is allocated for it.
     pub fn encode(&self, image: &DynamicImage) -> Result<ImageHandle<B>, OmgLlavaError> {
+        self.image_limits.check(image.width(), image.height())?;
         let size = self.model.config.encoder.image_size;
-        let pre = preprocess(image, size as u32)
-            .map_err(|e| OmgLlavaError::Input(format!("image: {e}")))?;
+        let pre = preprocess(image, size as u32)?;
         let pixels = Tensor::<B, 4>::from_data(
             TensorData::new(pre.pixel_values, [1, 3, size, size]),
             &self.device,
@@ -73,12 +91,15 @@ impl<B: Backend> Pipeline<B> {
     }
 
     /// Encodes an already preprocessed image `[1, 3, S, S]` (padded, resized to the
-    /// model size and CLIP-normalised) whose original frame is given by `transform`.
+    /// model size and CLIP-normalised) whose original frame is given by `transform`
+    /// (which the masks are returned in: it is held to the [`crate::ImageLimits`]).
     pub fn encode_normalized(
         &self,
         pixels: Tensor<B, 4>,
         transform: SquareTransform,
     ) -> Result<ImageHandle<B>, OmgLlavaError> {
+        self.image_limits
+            .check(transform.orig_width, transform.orig_height)?;
         self.model.encode_image(pixels, transform)
     }
 

@@ -218,9 +218,40 @@ fn user_errors_are_reported_not_panics() {
         p.caption(&handle, &long),
         Err(OmgLlavaError::Prompt(_))
     ));
-    // An empty image.
+    // An empty image: the preprocessing error, typed.
     let empty = image::DynamicImage::new_rgb8(0, 0);
-    assert!(matches!(p.encode(&empty), Err(OmgLlavaError::Input(_))));
+    assert!(matches!(
+        p.encode(&empty),
+        Err(OmgLlavaError::Image(
+            omg_encoder::preprocess::PreprocessError::EmptyImage {
+                width: 0,
+                height: 0
+            }
+        ))
+    ));
+    // A photo past the limits fails before anything is allocated for its square: a
+    // 20000 × 200 strip (the default side is 4096) and, with tighter limits, the demo
+    // photo itself by its pixel count.
+    let strip = image::DynamicImage::new_luma8(20_000, 200);
+    match p.encode(&strip) {
+        Err(OmgLlavaError::ImageTooLarge {
+            width: 20_000,
+            height: 200,
+            limits,
+        }) => assert_eq!(limits, omg_llava::ImageLimits::default()),
+        other => panic!("{:?}", other.map(|h| h.width())),
+    }
+    let pixels = u64::from(img.width()) * u64::from(img.height());
+    let tight = pipeline().with_image_limits(omg_llava::ImageLimits::new(10_000, pixels - 1));
+    assert!(matches!(
+        tight.encode(&img),
+        Err(OmgLlavaError::ImageTooLarge { .. })
+    ));
+    let exact = pipeline().with_image_limits(omg_llava::ImageLimits::new(
+        img.width().max(img.height()),
+        pixels,
+    ));
+    assert!(exact.encode(&img).is_ok());
     // A missing bundle.
     assert!(matches!(
         Pipeline::<B>::from_dir("/nonexistent", Default::default(), |_| {}),
