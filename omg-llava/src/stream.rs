@@ -25,6 +25,11 @@ pub enum StreamEvent {
 }
 
 /// A running answer; iterate it for [`StreamEvent`]s or call [`finish`](Self::finish).
+///
+/// It borrows the [`crate::Pipeline`] and the [`crate::ImageHandle`] it was started
+/// from, and it is `Send`: to consume it on another thread, use scoped threads
+/// (`std::thread::scope`), with the pipeline outliving the scope. The pipeline itself
+/// is `Send + Sync`, so many streams can run from one loaded model at once.
 pub struct ResponseStream<'a, B: Backend> {
     model: &'a OmgLlava<B>,
     image: &'a ImageHandle<B>,
