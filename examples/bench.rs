@@ -403,11 +403,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         // A segment query with [SEG] forced as the first new token: its mask exists
         // once [SEG] is fed back, after the second step.
-        let options = GenerateOptions {
-            max_new_tokens: 2,
-            forced_tokens: vec![(0, seg)],
-            ..GenerateOptions::default()
-        };
+        let options = GenerateOptions::default()
+            .with_max_new_tokens(2)
+            .with_forced_tokens(vec![(0, seg)]);
         let prompt = instruction(&format!("<image>\n{}", segment_question("the cat")));
         let (ms, area) = time(&args, || {
             let img = pipeline.encode(&photo)?;

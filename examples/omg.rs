@@ -512,10 +512,7 @@ fn generate_options(cli: &Cli, p: &Pipeline<B>) -> Res<GenerateOptions> {
     let mut options = if cli.sample {
         GenerateOptions::demo(n, cli.seed)
     } else {
-        GenerateOptions {
-            max_new_tokens: n,
-            ..GenerateOptions::default()
-        }
+        GenerateOptions::default().with_max_new_tokens(n)
     };
     if let Some(k) = cli.force_seg {
         let seg = p

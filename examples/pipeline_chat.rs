@@ -17,10 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
     // Encode once; every question below reuses the handle.
     let image = pipeline.encode(&photo)?;
-    let options = GenerateOptions {
-        max_new_tokens: 32,
-        ..GenerateOptions::default()
-    };
+    let options = GenerateOptions::default().with_max_new_tokens(32);
 
     // Blocking turns: the conversation keeps the history like the official chat tool.
     let mut conversation = Conversation::new();

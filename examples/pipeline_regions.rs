@@ -13,10 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     omg_llava::reuse_freed_memory();
     let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
     let image = pipeline.encode(&photo)?;
-    let options = GenerateOptions {
-        max_new_tokens: 24,
-        ..GenerateOptions::default()
-    };
+    let options = GenerateOptions::default().with_max_new_tokens(24);
 
     // A mask region: a rectangle of the photo's size (any BinaryMask works).
     let (w, h) = (photo.width() as usize, photo.height() as usize);

@@ -16,10 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     omg_llava::reuse_freed_memory();
     let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
     let image = pipeline.encode(&photo)?;
-    let mut options = GenerateOptions {
-        max_new_tokens: 24,
-        ..GenerateOptions::default()
-    };
+    let mut options = GenerateOptions::default().with_max_new_tokens(24);
     if std::env::args_os().nth(1).is_none() {
         let seg = pipeline.model().special.seg.ok_or("no [SEG] token")?;
         options.forced_tokens = vec![(1, seg)];

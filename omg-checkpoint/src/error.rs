@@ -4,6 +4,7 @@ use std::path::PathBuf;
 ///
 /// Every variant names the file and, where one is involved, the tensor key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The file could not be opened or read.
     #[error("cannot read checkpoint file {path}: {source}")]

@@ -2,6 +2,7 @@ use omg_checkpoint::CheckpointError;
 
 /// Errors of the `[SEG]` decoder.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecoderError {
     /// Inputs are inconsistent (counts, indices, sizes).
     #[error("invalid decoder input: {0}")]

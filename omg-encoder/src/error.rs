@@ -2,6 +2,7 @@ use omg_checkpoint::CheckpointError;
 
 /// Errors of the `omg-encoder` crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncoderError {
     /// A configuration is invalid; the message says what is allowed.
     #[error("invalid encoder configuration: {0}")]

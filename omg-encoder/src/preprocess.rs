@@ -53,6 +53,7 @@ pub const TARGET_MULTIPLE: u32 = 64;
 
 /// What can go wrong when preprocessing user-supplied pixels.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PreprocessError {
     /// The image has no pixels (width or height is zero).
     #[error("the image is empty ({width}x{height})")]

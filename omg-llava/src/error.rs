@@ -2,6 +2,7 @@
 
 /// Errors of the composed model and its Pipeline.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OmgLlavaError {
     /// A prompt is inconsistent with the images, regions or points given, or too long.
     #[error("invalid prompt: {0}")]

@@ -2,8 +2,11 @@
 
 use omg_llm::sampling::Sampling;
 
-/// Generation settings of a Pipeline call.
+/// Generation settings of a Pipeline call: `GenerateOptions::default()` (greedy, 100
+/// new tokens) or [`GenerateOptions::demo`], adjusted with the `with_*` methods (the
+/// struct is `#[non_exhaustive]`, so new settings can come without breaking callers).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GenerateOptions {
     /// Maximum number of new tokens.
     pub max_new_tokens: usize,
@@ -28,6 +31,30 @@ impl Default for GenerateOptions {
 }
 
 impl GenerateOptions {
+    /// These options with at most `n` new tokens.
+    pub fn with_max_new_tokens(mut self, n: usize) -> Self {
+        self.max_new_tokens = n;
+        self
+    }
+
+    /// These options with `sampling`.
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    /// These options with HF's repetition penalty `penalty` (1 = off).
+    pub fn with_repetition_penalty(mut self, penalty: f32) -> Self {
+        self.repetition_penalty = penalty;
+        self
+    }
+
+    /// These options with tokens forced at new-token indices `(index, id)`.
+    pub fn with_forced_tokens(mut self, forced: Vec<(usize, u32)>) -> Self {
+        self.forced_tokens = forced;
+        self
+    }
+
     /// The official demo's sampling (temperature 0.1, top-p 0.75, top-k 40).
     pub fn demo(max_new_tokens: usize, seed: u64) -> Self {
         Self {

@@ -35,11 +35,12 @@ enum Outcome {
 
 fn query(p: &Pipeline<B>, images: &[ImageHandle<B>], which: usize) -> Outcome {
     let img = &images[which % 2];
-    let options = GenerateOptions {
-        max_new_tokens: 4,
-        forced_tokens: vec![(1, p.model().special.seg.expect("the bundle adds [SEG]"))],
-        ..GenerateOptions::default()
-    };
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(4)
+        .with_forced_tokens(vec![(
+            1,
+            p.model().special.seg.expect("the bundle adds [SEG]"),
+        )]);
     match which / 2 {
         0 => Outcome::Chat(
             p.chat(
@@ -104,10 +105,7 @@ fn four_threads_get_the_results_of_a_sequential_run() {
                 &images[0],
                 &Conversation::new().prompt_for("What is in the picture?"),
                 &[],
-                &GenerateOptions {
-                    max_new_tokens: 4,
-                    ..GenerateOptions::default()
-                },
+                &GenerateOptions::default().with_max_new_tokens(4),
             )
             .unwrap();
         s.spawn(move || stream.finish().unwrap()).join().unwrap()

@@ -34,10 +34,7 @@ fn photo() -> image::DynamicImage {
 }
 
 fn short() -> GenerateOptions {
-    GenerateOptions {
-        max_new_tokens: 6,
-        ..GenerateOptions::default()
-    }
+    GenerateOptions::default().with_max_new_tokens(6)
 }
 
 #[test]
@@ -125,11 +122,9 @@ fn a_forced_seg_streams_a_mask_in_the_photo_frame() {
     let img = photo();
     let handle = p.encode(&img).unwrap();
     let seg = p.model().special.seg.unwrap();
-    let options = GenerateOptions {
-        max_new_tokens: 5,
-        forced_tokens: vec![(1, seg)],
-        ..GenerateOptions::default()
-    };
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(5)
+        .with_forced_tokens(vec![(1, seg)]);
     let prompt = Conversation::new().prompt_for("Please segment the cat in this image.");
     let mut masks = 0;
     let mut stream = p.stream_prompt(&handle, &prompt, &[], &options).unwrap();
@@ -210,10 +205,7 @@ fn user_errors_are_reported_not_panics() {
         .unwrap_err();
     assert!(matches!(e, OmgLlavaError::Prompt(_)), "{e}");
     // A prompt longer than the model's positions.
-    let long = GenerateOptions {
-        max_new_tokens: 1_000_000,
-        ..GenerateOptions::default()
-    };
+    let long = GenerateOptions::default().with_max_new_tokens(1_000_000);
     assert!(matches!(
         p.caption(&handle, &long),
         Err(OmgLlavaError::Prompt(_))
@@ -302,11 +294,9 @@ fn the_bundle_reproduces_the_e2e_fixture_through_the_pipeline() {
         .map(|(i, _)| (i, seg))
         .collect();
     assert!(!forced.is_empty());
-    let options = GenerateOptions {
-        max_new_tokens: expected_ids.len(),
-        forced_tokens: forced,
-        ..GenerateOptions::default()
-    };
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(expected_ids.len())
+        .with_forced_tokens(forced);
     let prompt = sidecar["prompt_text"].as_str().unwrap();
     let answer = p.answer_prompt(&handle, prompt, &[], &options).unwrap();
     let got: Vec<i64> = answer.token_ids.iter().map(|&t| i64::from(t)).collect();

@@ -5,6 +5,7 @@ use omg_checkpoint::CheckpointError;
 
 /// Errors of the `omg-llm` crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LlmError {
     /// A configuration is invalid; the message says what is allowed.
     #[error("invalid configuration: {0}")]

@@ -26,6 +26,7 @@ pub use fixture::Fixture;
 
 /// Why a fixture could not be checked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParityError {
     /// The fixture is incomplete or inconsistent.
     #[error("malformed fixture: {0}")]

@@ -2,6 +2,7 @@ use omg_checkpoint::CheckpointError;
 
 /// Errors of the `omg-projector` crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProjectorError {
     /// A configuration is invalid.
     #[error("invalid projector configuration: {0}")]

@@ -4,6 +4,7 @@
 /// [`BinaryMask`](super::BinaryMask). None of the mask functions panic on user input;
 /// they return one of these variants instead.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MaskError {
     /// The flat pixel buffer does not hold `height * width` values.
     #[error("bad mask length: a {height}x{width} mask needs {expected} pixels, got {actual}")]

@@ -76,6 +76,7 @@ pub const MARK_TOKEN: &str = "<mark>";
 
 /// Errors of tokenizer loading, encoding and decoding.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenizerError {
     /// A file could not be read (missing, unreadable, …).
     #[error("cannot read {path}: {source}")]

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 
 /// Problems found while decoding a `tokenizer.model` byte buffer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SentencePieceError {
     /// The buffer ended inside a field (truncated file).
     #[error("truncated protobuf: {context} needs more bytes than remain at offset {offset}")]
