@@ -54,7 +54,7 @@ impl OmgLlavaConfig {
     /// Checks the parts and that they fit together (given the LLM hidden size).
     pub fn validate(&self, llm_hidden_size: usize) -> Result<(), OmgLlavaError> {
         self.encoder.validate()?;
-        self.projector.validate().map_err(OmgLlavaError::Bundle)?;
+        self.projector.validate()?;
         let c = self.encoder.mask_decoder.feat_channels;
         let last = self.encoder.backbone.dims.last().copied().unwrap_or(0);
         let checks = [

@@ -43,8 +43,9 @@ impl ProjectorConfig {
         self.feat_channels + self.query_dim()
     }
 
-    /// Checks that every size is usable.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that every size is usable ([`ProjectorError::ZeroSize`] names the one
+    /// that is not).
+    pub fn validate(&self) -> Result<(), crate::ProjectorError> {
         for (name, v) in [
             ("query_channels", self.query_channels),
             ("feat_channels", self.feat_channels),
@@ -52,7 +53,7 @@ impl ProjectorConfig {
             ("depth", self.depth),
         ] {
             if v == 0 {
-                return Err(format!("projector {name} must be positive"));
+                return Err(crate::ProjectorError::ZeroSize { field: name });
             }
         }
         Ok(())
@@ -81,6 +82,25 @@ impl Default for Text2VisionConfig {
             query_dim: 512,
             depth: 2,
             bias: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProjectorError;
+
+    #[test]
+    fn a_zero_size_is_named_by_a_typed_error() {
+        assert!(ProjectorConfig::default().validate().is_ok());
+        let config = ProjectorConfig {
+            depth: 0,
+            ..ProjectorConfig::default()
+        };
+        match config.validate() {
+            Err(ProjectorError::ZeroSize { field }) => assert_eq!(field, "depth"),
+            other => panic!("{other:?}"),
         }
     }
 }

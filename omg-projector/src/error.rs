@@ -7,6 +7,12 @@ pub enum ProjectorError {
     /// A configuration is invalid.
     #[error("invalid projector configuration: {0}")]
     Config(String),
+    /// A size of the configuration is zero.
+    #[error("invalid projector configuration: {field} must be positive")]
+    ZeroSize {
+        /// The configuration field.
+        field: &'static str,
+    },
     /// Inputs have shapes the projector was not built for.
     #[error("projector input: {0}")]
     Shape(String),

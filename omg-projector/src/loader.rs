@@ -45,7 +45,7 @@ pub fn load_visual_projector<B: Backend>(
     prefix: &str,
     device: &B::Device,
 ) -> Result<(VisualProjector<B>, Vec<String>), ProjectorError> {
-    config.validate().map_err(ProjectorError::Config)?;
+    config.validate()?;
     let module = VisualProjector::init(config, device);
     Ok(load_module(module, source, |p| {
         visual_projector_key(prefix, p)
