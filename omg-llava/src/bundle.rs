@@ -57,7 +57,10 @@ fn pick(
         .find(|p| prefer(&name(p)))
         .or(found.first())
         .map(|p| (*p).clone())
-        .ok_or_else(|| OmgLlavaError::Bundle(format!("no {what} found in {}", dir.display())))
+        .ok_or_else(|| OmgLlavaError::MissingBundleFile {
+            what: what.to_string(),
+            dir: dir.to_path_buf(),
+        })
 }
 
 impl CheckpointBundle {

@@ -13,6 +13,52 @@ pub enum OmgLlavaError {
     /// A checkpoint bundle is incomplete or inconsistent.
     #[error("checkpoint: {0}")]
     Bundle(String),
+    /// The prompt and the new tokens asked for exceed the LLM's positions.
+    #[error(
+        "invalid prompt: the prompt is {prompt_tokens} tokens long; with {max_new_tokens} new tokens it exceeds the model's {limit} positions"
+    )]
+    PromptTooLong {
+        /// Tokens of the prompt (visual tokens included).
+        prompt_tokens: usize,
+        /// New tokens asked for.
+        max_new_tokens: usize,
+        /// The LLM's `max_position_embeddings`.
+        limit: usize,
+    },
+    /// The prompt's `<region>`/`<mark>` placeholders do not match the regions given.
+    #[error(
+        "invalid prompt: the prompt has {region_placeholders} <region> and {mark_placeholders} <mark> placeholders but {regions_given} box/mask and {points_given} point regions were given"
+    )]
+    PlaceholderMismatch {
+        /// `<region>` placeholders in the prompt.
+        region_placeholders: usize,
+        /// `<mark>` placeholders in the prompt.
+        mark_placeholders: usize,
+        /// Box and mask regions given.
+        regions_given: usize,
+        /// Point regions given.
+        points_given: usize,
+    },
+    /// A point region lies outside the image (or is not finite).
+    #[error("invalid input: point ({x}, {y}) is outside the {width}×{height} image")]
+    PointOutside {
+        /// The point's x.
+        x: f32,
+        /// The point's y.
+        y: f32,
+        /// Width of the image.
+        width: u32,
+        /// Height of the image.
+        height: u32,
+    },
+    /// A file or folder a checkpoint bundle needs is not in its directory.
+    #[error("checkpoint: no {what} found in {}", dir.display())]
+    MissingBundleFile {
+        /// What is missing (e.g. `OMG-Seg checkpoint (omg_seg*.pth)`).
+        what: String,
+        /// The bundle directory.
+        dir: std::path::PathBuf,
+    },
     /// A photo is larger than the pipeline's [`crate::ImageLimits`].
     #[error(
         "the image is {width}×{height}; the limit is {} px a side and {} pixels (raise it with Pipeline::with_image_limits if the memory is there)",

@@ -117,10 +117,11 @@ impl<B: Backend> Pipeline<B> {
         let length = spliced.lengths[0];
         let limit = m.llm.config().max_position_embeddings;
         if length + options.max_new_tokens > limit {
-            return Err(OmgLlavaError::Prompt(format!(
-                "the prompt is {length} tokens long; with {} new tokens it exceeds the model's {limit} positions",
-                options.max_new_tokens
-            )));
+            return Err(OmgLlavaError::PromptTooLong {
+                prompt_tokens: length,
+                max_new_tokens: options.max_new_tokens,
+                limit,
+            });
         }
         let mut config = GenerationConfig {
             max_new_tokens: options.max_new_tokens,

@@ -93,13 +93,12 @@ impl<B: Backend> Pipeline<B> {
         if count(region_id) != wanted(Placeholder::Region)
             || count(mark_id) != wanted(Placeholder::Mark)
         {
-            return Err(OmgLlavaError::Prompt(format!(
-                "the prompt has {} <region> and {} <mark> placeholders but {} box/mask and {} point regions were given",
-                count(region_id),
-                count(mark_id),
-                wanted(Placeholder::Region),
-                wanted(Placeholder::Mark)
-            )));
+            return Err(OmgLlavaError::PlaceholderMismatch {
+                region_placeholders: count(region_id),
+                mark_placeholders: count(mark_id),
+                regions_given: wanted(Placeholder::Region),
+                points_given: wanted(Placeholder::Mark),
+            });
         }
         let (region_feats, mark_feats) = self.region_embeddings(img, regions)?;
         let vocab = m.llm.config().vocab_size;

@@ -48,9 +48,12 @@ impl Region {
         match self {
             Region::Point { x, y } => {
                 if !(x.is_finite() && y.is_finite() && *x >= 0.0 && *y >= 0.0 && *x < w && *y < h) {
-                    return Err(OmgLlavaError::Input(format!(
-                        "point ({x}, {y}) is outside the {width}×{height} image"
-                    )));
+                    return Err(OmgLlavaError::PointOutside {
+                        x: *x,
+                        y: *y,
+                        width,
+                        height,
+                    });
                 }
             }
             Region::Box(b) => {

@@ -170,12 +170,22 @@ fn user_errors_are_reported_not_panics() {
     let p = pipeline();
     let img = photo();
     let handle = p.encode(&img).unwrap();
+    // points outside the photo: the typed variant with the numbers
+    let (w, h) = (img.width(), img.height());
+    for (x, y) in [(-1.0, 3.0), (10_000.0, 3.0), (f32::NAN, 1.0)] {
+        match p.interactive(&handle, &Region::Point { x, y }) {
+            Err(OmgLlavaError::PointOutside {
+                x: ex,
+                y: ey,
+                width,
+                height,
+            }) => {
+                assert_eq!((ex.to_bits(), ey, width, height), (x.to_bits(), y, w, h));
+            }
+            other => panic!("({x}, {y}): {:?}", other.map(|m| m.area)),
+        }
+    }
     let bad = [
-        Region::Point { x: -1.0, y: 3.0 },
-        Region::Point {
-            x: 10_000.0,
-            y: 3.0,
-        },
         Region::Box([10.0, 10.0, 5.0, 20.0]),
         Region::Box([f32::NAN, 0.0, 1.0, 1.0]),
         Region::Mask(BinaryMask::from_vec(2, 2, vec![true; 4]).unwrap()),
@@ -203,13 +213,28 @@ fn user_errors_are_reported_not_panics() {
             &short(),
         )
         .unwrap_err();
-    assert!(matches!(e, OmgLlavaError::Prompt(_)), "{e}");
+    assert!(
+        matches!(
+            e,
+            OmgLlavaError::PlaceholderMismatch {
+                region_placeholders: 1,
+                mark_placeholders: 0,
+                regions_given: 0,
+                points_given: 1
+            }
+        ),
+        "{e}"
+    );
     // A prompt longer than the model's positions.
     let long = GenerateOptions::default().with_max_new_tokens(1_000_000);
-    assert!(matches!(
-        p.caption(&handle, &long),
-        Err(OmgLlavaError::Prompt(_))
-    ));
+    match p.caption(&handle, &long) {
+        Err(OmgLlavaError::PromptTooLong {
+            prompt_tokens,
+            max_new_tokens: 1_000_000,
+            limit,
+        }) => assert!(prompt_tokens > 0 && limit == p.model().llm.config().max_position_embeddings),
+        other => panic!("{other:?}"),
+    }
     // An empty image: the preprocessing error, typed.
     let empty = image::DynamicImage::new_rgb8(0, 0);
     assert!(matches!(
@@ -249,6 +274,31 @@ fn user_errors_are_reported_not_panics() {
         Pipeline::<B>::from_dir("/nonexistent", Default::default(), |_| {}),
         Err(OmgLlavaError::Bundle(_))
     ));
+    // A bundle without its OMG-Seg checkpoint names the missing file.
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "class_embed_tiny.pth",
+        "omg_llava_config.json",
+        "omg_llava_tiny.pth",
+    ] {
+        std::fs::copy(assets().join("tiny").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("internlm2")).unwrap();
+    for f in std::fs::read_dir(assets().join("tiny/internlm2")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(
+            &f,
+            dir.path().join("internlm2").join(f.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    match Pipeline::<B>::from_dir(dir.path(), Default::default(), |_| {}) {
+        Err(OmgLlavaError::MissingBundleFile { what, dir: at }) => {
+            assert!(what.contains("omg_seg*.pth"), "{what}");
+            assert_eq!(at, dir.path());
+        }
+        other => panic!("{:?}", other.err()),
+    }
 }
 
 /// The demo bundle holds the e2e fixture's weights in the official file layouts, so
