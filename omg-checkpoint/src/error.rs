@@ -60,6 +60,19 @@ pub enum CheckpointError {
         /// The dtype found.
         dtype: String,
     },
+    /// A floating-point weight holds a NaN or an infinity (found by the opt-in
+    /// [`FiniteCheck`](crate::FiniteCheck)).
+    #[error("tensor `{key}` in {source_name} holds {value} at flat index {index}")]
+    NonFinite {
+        /// The official key name.
+        key: String,
+        /// The source it came from.
+        source_name: String,
+        /// Row-major index of the first non-finite element.
+        index: usize,
+        /// That element (NaN, inf or -inf).
+        value: f64,
+    },
     /// The loaded tensors could not be applied to the model.
     #[error("applying weights failed: {0}")]
     Apply(String),

@@ -11,6 +11,7 @@
 
 pub mod apply;
 mod error;
+mod finite;
 pub mod module_loader;
 pub mod pth;
 pub mod safetensors;
@@ -18,5 +19,6 @@ mod source;
 pub mod synthetic;
 
 pub use error::CheckpointError;
+pub use finite::FiniteCheck;
 pub use source::{PrefixView, TensorInfo, TensorSource};
 pub use synthetic::SyntheticSource;

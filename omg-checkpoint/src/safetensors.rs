@@ -159,6 +159,13 @@ impl ShardedSafetensors {
             let file = file
                 .as_str()
                 .ok_or_else(|| format(format!("weight_map[`{name}`] is not a file name")))?;
+            // Shards sit next to the index (the HF layout): a name with a directory
+            // part could reach any file on the machine.
+            if !is_plain_file_name(file) {
+                return Err(format(format!(
+                    "weight_map[`{name}`] = `{file}` is not a file name in the index's directory"
+                )));
+            }
             let idx = match files.get(file) {
                 Some(&i) => i,
                 None => {
@@ -214,6 +221,11 @@ impl TensorSource for ShardedSafetensors {
     fn describe(&self) -> String {
         format!("{} ({} shards)", self.index.display(), self.shards.len())
     }
+}
+
+/// A file name without a directory part (no separator, not `.` or `..`, not empty).
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 /// Opens the safetensors checkpoint of a HF model directory: the sharded set if

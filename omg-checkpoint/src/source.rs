@@ -29,20 +29,28 @@ pub trait TensorSource {
     }
 }
 
-impl<T: TensorSource + ?Sized> TensorSource for &T {
-    fn names(&self) -> Vec<String> {
-        (**self).names()
-    }
-    fn info(&self, name: &str) -> Option<TensorInfo> {
-        (**self).info(name)
-    }
-    fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
-        (**self).read(name)
-    }
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
+/// A reference or a box to a source is a source.
+macro_rules! forward_source {
+    ($ty:ty) => {
+        impl<T: TensorSource + ?Sized> TensorSource for $ty {
+            fn names(&self) -> Vec<String> {
+                (**self).names()
+            }
+            fn info(&self, name: &str) -> Option<TensorInfo> {
+                (**self).info(name)
+            }
+            fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
+                (**self).read(name)
+            }
+            fn describe(&self) -> String {
+                (**self).describe()
+            }
+        }
+    };
 }
+
+forward_source!(&T);
+forward_source!(Box<T>);
 
 /// The tensors of `inner` whose names start with `prefix`, with the prefix removed.
 ///
