@@ -57,6 +57,18 @@ pub enum MaskError {
     #[error("invalid overlay alpha {0}: expected a finite value in [0, 1]")]
     InvalidAlpha(f32),
 
+    /// A mask decoded from user data (an RLE, a picture) would exceed the bound the
+    /// caller set (by default [`DEFAULT_DECODE_PIXELS`](super::DEFAULT_DECODE_PIXELS)).
+    #[error("mask of {height}x{width} exceeds the limit of {max_pixels} pixels for decoded masks")]
+    ExceedsLimit {
+        /// Declared height in pixels.
+        height: u64,
+        /// Declared width in pixels.
+        width: u64,
+        /// The bound.
+        max_pixels: u64,
+    },
+
     /// Reading or writing an image file failed.
     #[error("image I/O error: {0}")]
     Image(#[from] image::ImageError),

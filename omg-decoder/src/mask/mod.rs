@@ -8,6 +8,7 @@
 
 mod error;
 mod export;
+mod import;
 mod rle;
 
 use ndarray::{Array2, Zip};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::MaskError;
 pub use export::{overlay_many, palette};
+pub use import::DEFAULT_DECODE_PIXELS;
 pub use rle::{CocoRle, area_from_rle, decode_counts, encode_counts};
 
 /// Largest number of pixels (and of rows or columns) a mask may have: COCO RLE stores
@@ -193,12 +195,26 @@ impl BinaryMask {
         CocoRle::from_runs(h, w, &runs)
     }
 
-    /// Decodes a compressed COCO RLE.
+    /// Decodes a compressed COCO RLE of at most [`DEFAULT_DECODE_PIXELS`] pixels (see
+    /// [`from_rle_with_limit`](Self::from_rle_with_limit)).
     ///
     /// Fails with [`MaskError::CorruptRle`] if the counts string is malformed or its runs
-    /// do not cover exactly `height * width` pixels, or [`MaskError::TooLarge`].
+    /// do not cover exactly `height * width` pixels, [`MaskError::ExceedsLimit`] past
+    /// the bound, or [`MaskError::TooLarge`].
     pub fn from_rle(rle: &CocoRle) -> Result<BinaryMask, MaskError> {
+        Self::from_rle_with_limit(rle, DEFAULT_DECODE_PIXELS)
+    }
+
+    /// Decodes a compressed COCO RLE of at most `max_pixels` pixels: a few bytes of RLE
+    /// can declare a size of billions of pixels, so the size is checked before the
+    /// mask is allocated.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_rle`](Self::from_rle), with `max_pixels` as the bound.
+    pub fn from_rle_with_limit(rle: &CocoRle, max_pixels: u64) -> Result<BinaryMask, MaskError> {
         let (h, w) = (rle.height(), rle.width());
+        import::check_limit(u64::from(h), u64::from(w), max_pixels)?;
         let too_large = || MaskError::TooLarge {
             height: usize::try_from(h).unwrap_or(usize::MAX),
             width: usize::try_from(w).unwrap_or(usize::MAX),
