@@ -20,8 +20,10 @@
 //! `<mark>` tokens in the official order and resolves them into [`SpecialTokens`].
 
 pub mod sentencepiece;
+mod spans;
 mod stream;
 
+pub use spans::TextSpan;
 pub use stream::StreamDecoder;
 
 use std::collections::{BTreeMap, HashSet};
@@ -339,6 +341,16 @@ impl InternLm2Tokenizer {
             vocab_scores.push((name.to_owned(), 0.0));
         }
         vocab_scores.extend(proto.pieces[3..].iter().map(|p| (p.piece.clone(), p.score)));
+        // Each piece names one id, as sentencepiece itself requires ("piece is already
+        // defined"); a repeated piece would leave ids that `len(tokenizer)` does not count.
+        let mut seen: HashSet<&str> = HashSet::with_capacity(vocab_scores.len());
+        for (id, (piece, _)) in vocab_scores.iter().enumerate() {
+            if !seen.insert(piece.as_str()) {
+                return Err(unsupported(format!(
+                    "piece {piece:?} (id {id}) is defined twice"
+                )));
+            }
+        }
 
         // Added tokens (the slow tokenizer's `added_tokens_decoder`), in id order.
         let mut added: BTreeMap<u32, AddedToken> = BTreeMap::new();
