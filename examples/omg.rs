@@ -55,8 +55,8 @@ use omg_llava::questions::{
     CAPTION_QUESTION, GCG_QUESTION, describe_question, region_prompt, segment_question,
 };
 use omg_llava::{
-    Answer, BinaryMask, Conversation, GenerateOptions, ImageHandle, MaskOutput, Pipeline, Region,
-    StreamEvent,
+    Answer, BinaryMask, Conversation, GenerateOptions, ImageHandle, MaskOutput, Pipeline, Prompt,
+    Region, StreamEvent,
 };
 use serde::Serialize;
 
@@ -124,6 +124,10 @@ struct Cli {
         value_name = "f32|bf16|f16|int8|int4"
     )]
     llm_weights: omg_llava::LlmWeights,
+    /// Check while loading that every weight is finite (no NaN or infinity); a bad
+    /// tensor is named in the error.
+    #[arg(long, global = true, help_heading = "Global options")]
+    check_finite: bool,
     /// Sample like the official demo (temperature 0.1, top-p 0.75, top-k 40) instead of
     /// greedy decoding.
     #[arg(long, global = true, help_heading = "Global options")]
@@ -279,32 +283,31 @@ fn regions_in_order(
         .collect()
 }
 
-/// A region mask from a picture: non-zero (and not transparent) pixels are inside.
+/// A region mask from a picture: non-zero (and not transparent) pixels are inside
+/// ([`BinaryMask::from_image_bytes`]).
 fn read_mask(path: &Path, photo: &DynamicImage) -> Res<BinaryMask> {
-    let img = image::open(path).map_err(|e| format!("cannot read mask {}: {e}", path.display()))?;
-    let (w, h) = (photo.width(), photo.height());
-    if (img.width(), img.height()) != (w, h) {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read mask {}: {e}", path.display()))?;
+    let mask = BinaryMask::from_image_bytes(&bytes, omg_decoder::mask::DEFAULT_DECODE_PIXELS)
+        .map_err(|e| format!("cannot read mask {}: {e}", path.display()))?;
+    let (w, h) = (photo.width() as usize, photo.height() as usize);
+    if (mask.width(), mask.height()) != (w, h) {
         return Err(format!(
             "mask {} is {}×{} but the photo is {w}×{h}",
             path.display(),
-            img.width(),
-            img.height()
+            mask.width(),
+            mask.height()
         )
         .into());
     }
-    let data = img
-        .to_rgba8()
-        .pixels()
-        .map(|p| p.0[3] != 0 && p.0[..3].iter().any(|&c| c != 0))
-        .collect();
-    Ok(BinaryMask::from_vec(h as usize, w as usize, data)?)
+    Ok(mask)
 }
 
 /// Streams an answer to stdout as it is generated and returns it whole.
 fn stream_answer(
     p: &Pipeline<B>,
     img: &ImageHandle<B>,
-    prompt: &str,
+    prompt: &Prompt,
     regions: &[Region],
     options: &GenerateOptions,
 ) -> Res<Answer> {
@@ -569,7 +572,9 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
     eprintln!("loading {} on {NAME}", bundle.llm_dir.display());
     let progress = LoadProgress::new();
     let device = default_device();
-    let options = omg_llava::LoadOptions::default().with_llm_weights(cli.llm_weights);
+    let options = omg_llava::LoadOptions::default()
+        .with_llm_weights(cli.llm_weights)
+        .with_check_finite(cli.check_finite);
     let model =
         omg_llava::OmgLlava::<B>::load_with(&bundle, &options, &device, |s| progress.step(s))?;
     progress.finish();

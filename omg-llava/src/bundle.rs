@@ -28,7 +28,10 @@ pub struct CheckpointBundle {
 
 fn entries(dir: &Path) -> Result<Vec<PathBuf>, OmgLlavaError> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| OmgLlavaError::Bundle(format!("cannot read {}: {e}", dir.display())))?
+        .map_err(|e| OmgLlavaError::NotADirectory {
+            dir: dir.to_owned(),
+            reason: Some(e.to_string()),
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     out.sort();
@@ -74,10 +77,10 @@ impl CheckpointBundle {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, OmgLlavaError> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
-            return Err(OmgLlavaError::Bundle(format!(
-                "{} is not a directory",
-                dir.display()
-            )));
+            return Err(OmgLlavaError::NotADirectory {
+                dir: dir.to_owned(),
+                reason: None,
+            });
         }
         let files = entries(dir)?;
         let llm_dir = files
@@ -89,11 +92,9 @@ impl CheckpointBundle {
                     .unwrap_or(false)
             })
             .cloned()
-            .ok_or_else(|| {
-                OmgLlavaError::Bundle(format!(
-                    "no InternLM2 directory (a sub-directory whose config.json has model_type \"internlm2\") in {}",
-                    dir.display()
-                ))
+            .ok_or_else(|| OmgLlavaError::MissingBundleFile {
+                what: "InternLM2 directory (a sub-directory whose config.json has model_type \"internlm2\")".into(),
+                dir: dir.to_owned(),
             })?;
         let omg_llava = pick(
             &files,

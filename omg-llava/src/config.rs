@@ -45,10 +45,12 @@ impl OmgLlavaConfig {
     /// Reads a JSON file (missing fields take the official values).
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self, OmgLlavaError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| OmgLlavaError::Bundle(format!("cannot read {}: {e}", path.display())))?;
-        serde_json::from_str(&text)
-            .map_err(|e| OmgLlavaError::Bundle(format!("{}: {e}", path.display())))
+        let invalid = |reason: String| OmgLlavaError::InvalidConfigFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))
     }
 
     /// Checks the parts and that they fit together (given the LLM hidden size).
@@ -57,46 +59,48 @@ impl OmgLlavaConfig {
         self.projector.validate()?;
         let c = self.encoder.mask_decoder.feat_channels;
         let last = self.encoder.backbone.dims.last().copied().unwrap_or(0);
+        let p = &self.projector;
+        let t = &self.text2vision;
         let checks = [
             (
-                self.projector.query_channels == c,
-                format!(
-                    "projector.query_channels ({}) must equal the decoder width ({c})",
-                    self.projector.query_channels
-                ),
+                "projector.query_channels",
+                p.query_channels,
+                c,
+                "the decoder width",
             ),
             (
-                self.projector.feat_channels == 4 * last,
-                format!(
-                    "projector.feat_channels ({}) must be 4 × the last backbone width ({last})",
-                    self.projector.feat_channels
-                ),
+                "projector.feat_channels",
+                p.feat_channels,
+                4 * last,
+                "4 × the last backbone width",
             ),
             (
-                self.projector.llm_hidden_size == llm_hidden_size,
-                format!(
-                    "projector.llm_hidden_size ({}) must equal the LLM hidden size ({llm_hidden_size})",
-                    self.projector.llm_hidden_size
-                ),
+                "projector.llm_hidden_size",
+                p.llm_hidden_size,
+                llm_hidden_size,
+                "the LLM hidden size",
             ),
             (
-                self.text2vision.llm_hidden_size == llm_hidden_size,
-                format!(
-                    "text2vision.llm_hidden_size ({}) must equal the LLM hidden size ({llm_hidden_size})",
-                    self.text2vision.llm_hidden_size
-                ),
+                "text2vision.llm_hidden_size",
+                t.llm_hidden_size,
+                llm_hidden_size,
+                "the LLM hidden size",
             ),
             (
-                self.text2vision.query_dim == 2 * c,
-                format!(
-                    "text2vision.query_dim ({}) must be 2 × the decoder width ({c})",
-                    self.text2vision.query_dim
-                ),
+                "text2vision.query_dim",
+                t.query_dim,
+                2 * c,
+                "2 × the decoder width",
             ),
         ];
-        for (ok, message) in checks {
-            if !ok {
-                return Err(OmgLlavaError::Bundle(message));
+        for (field, found, expected, why) in checks {
+            if found != expected {
+                return Err(OmgLlavaError::InconsistentConfig {
+                    field,
+                    found,
+                    expected,
+                    why,
+                });
             }
         }
         Ok(())

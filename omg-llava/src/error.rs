@@ -13,6 +13,12 @@ pub enum OmgLlavaError {
     /// A checkpoint bundle is incomplete or inconsistent.
     #[error("checkpoint: {0}")]
     Bundle(String),
+    /// A prompt's markup holds more than one `<image>` (one image per prompt).
+    #[error("invalid prompt: a prompt may contain at most one <image>, found {found}")]
+    TooManyImages {
+        /// `<image>` placeholders found.
+        found: usize,
+    },
     /// The prompt and the new tokens asked for exceed the LLM's positions.
     #[error(
         "invalid prompt: the prompt is {prompt_tokens} tokens long; with {max_new_tokens} new tokens it exceeds the model's {limit} positions"
@@ -51,6 +57,79 @@ pub enum OmgLlavaError {
         /// Height of the image.
         height: u32,
     },
+    /// A box region is not `[x1, y1, x2, y2]` with finite `x1 < x2` and `y1 < y2`.
+    #[error("invalid input: box {bbox:?} must be [x1, y1, x2, y2] with finite x1 < x2 and y1 < y2")]
+    DegenerateBox {
+        /// The box as given.
+        bbox: [f32; 4],
+    },
+    /// A box region does not overlap the image.
+    #[error("invalid input: box {bbox:?} does not overlap the {width}×{height} image")]
+    BoxOutside {
+        /// The box as given.
+        bbox: [f32; 4],
+        /// Width of the image.
+        width: u32,
+        /// Height of the image.
+        height: u32,
+    },
+    /// A mask region does not have the image's size.
+    #[error(
+        "invalid input: a region mask must have the image's size {image_width}×{image_height}, got {width}×{height}"
+    )]
+    RegionMaskSize {
+        /// Width of the mask.
+        width: usize,
+        /// Height of the mask.
+        height: usize,
+        /// Width of the image.
+        image_width: u32,
+        /// Height of the image.
+        image_height: u32,
+    },
+    /// A mask region has no pixel set.
+    #[error("invalid input: a region mask is empty")]
+    EmptyRegionMask,
+    /// A region query was given no region.
+    #[error("invalid input: no region given")]
+    NoRegion,
+    /// Two parts of the configuration (or a configuration and the files it describes)
+    /// disagree.
+    #[error("checkpoint: {field} is {found}, but {expected} is needed ({why})")]
+    InconsistentConfig {
+        /// The setting at fault (e.g. `projector.llm_hidden_size`).
+        field: &'static str,
+        /// Its value.
+        found: usize,
+        /// The value the rest of the bundle needs.
+        expected: usize,
+        /// Where the expected value comes from.
+        why: &'static str,
+    },
+    /// A configuration file cannot be read or parsed.
+    #[error("checkpoint: cannot read the configuration {}: {reason}", path.display())]
+    InvalidConfigFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O or JSON error.
+        reason: String,
+    },
+    /// The bundle path is not a readable directory.
+    #[error("checkpoint: {} is not a readable directory{}", dir.display(), reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    NotADirectory {
+        /// The path given.
+        dir: std::path::PathBuf,
+        /// The I/O error, when listing it failed.
+        reason: Option<String>,
+    },
+    /// A prompt holds a token id the LLM's embedding table has no row for.
+    #[error("invalid prompt: token id {id} has no embedding (vocabulary of {vocab})")]
+    TokenOutsideVocabulary {
+        /// The id.
+        id: i64,
+        /// Rows of the embedding table.
+        vocab: usize,
+    },
     /// A file or folder a checkpoint bundle needs is not in its directory.
     #[error("checkpoint: no {what} found in {}", dir.display())]
     MissingBundleFile {
@@ -88,6 +167,9 @@ pub enum OmgLlavaError {
     /// The `[SEG]` decoder failed.
     #[error(transparent)]
     Decoder(#[from] omg_decoder::DecoderError),
+    /// A mask could not be built or decoded (RLE, picture, size).
+    #[error(transparent)]
+    Mask(#[from] omg_decoder::MaskError),
     /// Reading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] omg_checkpoint::CheckpointError),

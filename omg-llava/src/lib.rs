@@ -63,6 +63,6 @@ pub use pipeline::Pipeline;
 pub use prepare::PreparedPrompt;
 pub use region::Region;
 pub use stream::{ResponseStream, StreamEvent};
-pub use template::Conversation;
+pub use template::{Conversation, Prompt};
 
 pub use omg_llm;

@@ -7,7 +7,7 @@ use crate::options::LoadOptions;
 use burn::tensor::{TensorData, backend::Backend};
 use omg_checkpoint::pth::{PthFile, SINGLE_TENSOR_NAME};
 use omg_checkpoint::safetensors::{SafetensorsFile, open_hf_dir};
-use omg_checkpoint::{CheckpointError, TensorSource};
+use omg_checkpoint::{CheckpointError, FiniteCheck, TensorSource};
 use omg_decoder::SegHead;
 use omg_decoder::loader::load_seg_head;
 use omg_encoder::coco_classes::COCO_PANOPTIC_CLASSES;
@@ -87,7 +87,13 @@ fn open_any(path: &std::path::Path) -> Result<Box<dyn TensorSource>, OmgLlavaErr
 /// Reads the class-embedding file: a single tensor `(K, P, D)` (or a dict with
 /// exactly one tensor).
 pub fn read_class_embedding(path: &std::path::Path) -> Result<TensorData, OmgLlavaError> {
-    let file = PthFile::open(path)?;
+    read_class_embedding_from(&PthFile::open(path)?, path)
+}
+
+fn read_class_embedding_from(
+    file: &dyn TensorSource,
+    path: &std::path::Path,
+) -> Result<TensorData, OmgLlavaError> {
     let names = file.names();
     let key = if names.iter().any(|n| n == SINGLE_TENSOR_NAME) {
         SINGLE_TENSOR_NAME.to_owned()
@@ -141,12 +147,28 @@ impl<B: Backend> OmgLlava<B> {
         config.validate(llm_config.hidden_size)?;
 
         step(2, "OMG-Seg encoder");
-        let seg_file = PthFile::open(&bundle.omg_seg)?;
-        let clip = bundle.open_clip.as_deref().map(open_any).transpose()?;
-        let class_data = read_class_embedding(&bundle.class_embedding)?;
+        // With `check_finite`, every source is read through the check.
+        let checked = |source: Box<dyn TensorSource>| -> Box<dyn TensorSource> {
+            if options.check_finite {
+                Box::new(FiniteCheck::new(source))
+            } else {
+                source
+            }
+        };
+        let seg_file = checked(Box::new(PthFile::open(&bundle.omg_seg)?));
+        let clip = bundle
+            .open_clip
+            .as_deref()
+            .map(open_any)
+            .transpose()?
+            .map(checked);
+        let class_data = read_class_embedding_from(
+            checked(Box::new(PthFile::open(&bundle.class_embedding)?)).as_ref(),
+            &bundle.class_embedding,
+        )?;
         let k = class_data.shape.first().copied().unwrap_or(0);
         let weights = OmgSegWeights::detect(
-            &seg_file,
+            seg_file.as_ref(),
             OMG_SEG_HEAD_PREFIX,
             OMG_SEG_BACKBONE_PREFIX,
             clip.as_deref(),
@@ -154,16 +176,18 @@ impl<B: Backend> OmgLlava<B> {
         )?;
         let panoptic = &config.encoder.panoptic;
         if panoptic.num_things + panoptic.num_stuff != k {
-            return Err(OmgLlavaError::Bundle(format!(
-                "the class-embedding file has {k} classes but the configuration splits {} things + {} stuff",
-                panoptic.num_things, panoptic.num_stuff
-            )));
+            return Err(OmgLlavaError::InconsistentConfig {
+                field: "encoder.panoptic.num_things + num_stuff",
+                found: panoptic.num_things + panoptic.num_stuff,
+                expected: k,
+                why: "the classes of the class-embedding file",
+            });
         }
         let (encoder, encoder_report) = load_omg_seg::<B>(&config.encoder, weights, device)?;
 
         step(3, "language model");
-        let base = open_hf_dir(&bundle.llm_dir)?;
-        let release = PthFile::open(&bundle.omg_llava)?;
+        let base = checked(open_hf_dir(&bundle.llm_dir)?);
+        let release = checked(Box::new(PthFile::open(&bundle.omg_llava)?));
         let lora = match &bundle.adapter_config {
             Some(p) => LoraOptions::from_adapter_config(p)?,
             None => LoraOptions::default(),
@@ -177,11 +201,12 @@ impl<B: Backend> OmgLlava<B> {
             device,
         )?;
         if llm.config().hidden_size != config.projector.llm_hidden_size {
-            return Err(OmgLlavaError::Bundle(format!(
-                "the LLM hidden size {} does not match the projector's {}",
-                llm.config().hidden_size,
-                config.projector.llm_hidden_size
-            )));
+            return Err(OmgLlavaError::InconsistentConfig {
+                field: "projector.llm_hidden_size",
+                found: config.projector.llm_hidden_size,
+                expected: llm.config().hidden_size,
+                why: "the hidden size of the loaded LLM",
+            });
         }
 
         step(4, "projectors");
@@ -213,10 +238,12 @@ impl<B: Backend> OmgLlava<B> {
         let class_names = match &config.class_names {
             Some(names) if names.len() == k => names.clone(),
             Some(names) => {
-                return Err(OmgLlavaError::Bundle(format!(
-                    "{} class names for {k} classes",
-                    names.len()
-                )));
+                return Err(OmgLlavaError::InconsistentConfig {
+                    field: "class_names (their number)",
+                    found: names.len(),
+                    expected: k,
+                    why: "the classes of the class-embedding file",
+                });
             }
             None if k == COCO_PANOPTIC_CLASSES.len() => COCO_PANOPTIC_CLASSES
                 .iter()

@@ -80,12 +80,23 @@ pub struct LoadOptions {
     /// [`omg_llm::LlmWeights`]). The vision encoder, projectors and `[SEG]` decoder stay
     /// f32, so masks keep their quality.
     pub llm_weights: omg_llm::LlmWeights,
+    /// Check that every floating-point weight read is finite, failing with
+    /// [`omg_checkpoint::CheckpointError::NonFinite`] (naming the tensor) otherwise.
+    /// Off by default: it reads every weight once more.
+    pub check_finite: bool,
 }
 
 impl LoadOptions {
     /// These options with the LLM's linears held as `weights`.
     pub fn with_llm_weights(mut self, weights: omg_llm::LlmWeights) -> Self {
         self.llm_weights = weights;
+        self
+    }
+
+    /// These options with the finite-weights check on or off (see
+    /// [`check_finite`](Self::check_finite)).
+    pub fn with_check_finite(mut self, check: bool) -> Self {
+        self.check_finite = check;
         self
     }
 }

@@ -103,17 +103,22 @@ impl<B: Backend> Pipeline<B> {
         self.model.encode_image(pixels, transform)
     }
 
-    /// Starts a streamed answer to a full prompt text (template applied), with
-    /// `regions` consumed by its `<region>` / `<mark>` placeholders in order.
+    /// Starts a streamed answer to a full prompt (template applied), with `regions`
+    /// consumed by its `<region>` / `<mark>` placeholders in order.
+    ///
+    /// A `&str` or `String` prompt is all markup: every token spelled in it is a token
+    /// (the official behaviour). Build a [`Prompt`](crate::Prompt) with plain parts,
+    /// or use [`Conversation::prompt_for`](crate::Conversation::prompt_for), to keep a
+    /// user's text as text.
     pub fn stream_prompt<'a>(
         &'a self,
         img: &'a ImageHandle<B>,
-        prompt: &str,
+        prompt: impl Into<crate::Prompt>,
         regions: &[Region],
         options: &GenerateOptions,
     ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
         let m = &self.model;
-        let spliced = self.prepare_prompt(img, prompt, regions)?.spliced;
+        let spliced = self.prepare_prompt(img, &prompt.into(), regions)?.spliced;
         let length = spliced.lengths[0];
         let limit = m.llm.config().max_position_embeddings;
         if length + options.max_new_tokens > limit {
@@ -147,11 +152,12 @@ impl<B: Backend> Pipeline<B> {
         Ok(ResponseStream::new(m, img, generator))
     }
 
-    /// Answers a full prompt text (template applied) to the end.
+    /// Answers a full prompt (template applied) to the end; see
+    /// [`stream_prompt`](Self::stream_prompt).
     pub fn answer_prompt(
         &self,
         img: &ImageHandle<B>,
-        prompt: &str,
+        prompt: impl Into<crate::Prompt>,
         regions: &[Region],
         options: &GenerateOptions,
     ) -> Result<Answer, OmgLlavaError> {

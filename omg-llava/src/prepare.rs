@@ -9,7 +9,7 @@ use crate::image_handle::ImageHandle;
 use crate::pipeline::Pipeline;
 use crate::region::{ModelFramePrompts, Placeholder, Region};
 use crate::splice::{PlaceholderIds, Spliced, id_tensor, splice};
-use crate::template::tokenize_prompt;
+use crate::template::{Prompt, tokenize_prompt};
 
 /// The LLM input of one prompt.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ impl<B: Backend> Pipeline<B> {
     pub fn prepare_prompt(
         &self,
         img: &ImageHandle<B>,
-        prompt: &str,
+        prompt: &Prompt,
         regions: &[Region],
     ) -> Result<PreparedPrompt<B>, OmgLlavaError> {
         let m = self.model();

@@ -59,26 +59,27 @@ impl Region {
             Region::Box(b) => {
                 let finite = b.iter().all(|v| v.is_finite());
                 if !finite || b[0] >= b[2] || b[1] >= b[3] {
-                    return Err(OmgLlavaError::Input(format!(
-                        "box {b:?} must be [x1, y1, x2, y2] with x1 < x2 and y1 < y2"
-                    )));
+                    return Err(OmgLlavaError::DegenerateBox { bbox: *b });
                 }
                 if b[2] <= 0.0 || b[3] <= 0.0 || b[0] >= w || b[1] >= h {
-                    return Err(OmgLlavaError::Input(format!(
-                        "box {b:?} does not overlap the {width}×{height} image"
-                    )));
+                    return Err(OmgLlavaError::BoxOutside {
+                        bbox: *b,
+                        width,
+                        height,
+                    });
                 }
             }
             Region::Mask(m) => {
                 if m.width() != width as usize || m.height() != height as usize {
-                    return Err(OmgLlavaError::Input(format!(
-                        "a region mask must have the image's size {width}×{height}, got {}×{}",
-                        m.width(),
-                        m.height()
-                    )));
+                    return Err(OmgLlavaError::RegionMaskSize {
+                        width: m.width(),
+                        height: m.height(),
+                        image_width: width,
+                        image_height: height,
+                    });
                 }
                 if m.area() == 0 {
-                    return Err(OmgLlavaError::Input("a region mask is empty".into()));
+                    return Err(OmgLlavaError::EmptyRegionMask);
                 }
             }
         }
@@ -91,13 +92,12 @@ impl Region {
 /// mask must have the size of the image `t` was made for.
 pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> Result<RegionMask, OmgLlavaError> {
     if mask.width() != t.orig_width as usize || mask.height() != t.orig_height as usize {
-        return Err(OmgLlavaError::Input(format!(
-            "a region mask must have the image's size {}×{}, got {}×{}",
-            t.orig_width,
-            t.orig_height,
-            mask.width(),
-            mask.height()
-        )));
+        return Err(OmgLlavaError::RegionMaskSize {
+            width: mask.width(),
+            height: mask.height(),
+            image_width: t.orig_width,
+            image_height: t.orig_height,
+        });
     }
     let side = t.side as usize;
     let (px, py) = (t.pad_x as usize, t.pad_y as usize);

@@ -47,9 +47,7 @@ pub fn id_tensor<B: Backend>(
     device: &B::Device,
 ) -> Result<Tensor<B, 1, Int>, OmgLlavaError> {
     if let Some(&bad) = ids.iter().find(|&&v| v < 0 || v as usize >= vocab) {
-        return Err(OmgLlavaError::Prompt(format!(
-            "token id {bad} has no embedding (vocabulary of {vocab})"
-        )));
+        return Err(OmgLlavaError::TokenOutsideVocabulary { id: bad, vocab });
     }
     Ok(Tensor::from_data(
         TensorData::new(ids.to_vec(), [ids.len()]),

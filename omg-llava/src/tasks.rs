@@ -58,7 +58,7 @@ impl<B: Backend> Pipeline<B> {
         options: &GenerateOptions,
     ) -> Result<Answer, OmgLlavaError> {
         if regions.is_empty() {
-            return Err(OmgLlavaError::Input("no region given".into()));
+            return Err(OmgLlavaError::NoRegion);
         }
         let prompt = region_prompt(regions, question);
         self.answer_prompt(img, &prompt, regions, options)
@@ -129,8 +129,7 @@ impl<B: Backend> Pipeline<B> {
             .iter()
             .map(|s| {
                 let data = result.segment_map.iter().map(|&v| v == s.id).collect();
-                let mask = BinaryMask::from_vec(result.height, result.width, data)
-                    .map_err(|e| OmgLlavaError::Input(e.to_string()))?;
+                let mask = BinaryMask::from_vec(result.height, result.width, data)?;
                 Ok(PanopticSegmentOutput {
                     class_id: s.class_id,
                     label: self
@@ -160,7 +159,7 @@ impl<B: Backend> Pipeline<B> {
             .point_batch(size)
             .or_else(|| prompts.box_batch(size))
             .or_else(|| prompts.mask_batch())
-            .ok_or_else(|| OmgLlavaError::Input("no prompt".into()))?;
+            .ok_or(OmgLlavaError::NoRegion)?;
         let out = self.model().encoder.prompts(&img.encoded, &batch, &[0])?;
         let mut masks = mask_outputs(out.decoding.final_mask_logits(), img.transform)?;
         Ok(masks.remove(0))

@@ -103,7 +103,7 @@ fn four_threads_get_the_results_of_a_sequential_run() {
         let stream = p
             .stream_prompt(
                 &images[0],
-                &Conversation::new().prompt_for("What is in the picture?"),
+                Conversation::new().prompt_for("What is in the picture?"),
                 &[],
                 &GenerateOptions::default().with_max_new_tokens(4),
             )

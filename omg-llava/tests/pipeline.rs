@@ -84,7 +84,24 @@ fn every_pipeline_call_runs_on_a_real_photo() {
         .unwrap();
     assert!(!a.token_ids.is_empty());
     for r in &regions {
-        p.describe_region(&handle, r, &short()).unwrap();
+        // The official region-caption prompt, written out by hand here.
+        let placeholder = match r {
+            Region::Point { .. } => "<mark>",
+            _ => "<region>",
+        };
+        let official = format!(
+            "<|im_start|>user\n<image>\nCan you provide me with a detailed description of the region in the picture marked by region1 {placeholder}?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let described = p.describe_region(&handle, r, &short()).unwrap();
+        let reference = p
+            .answer_prompt(
+                &handle,
+                official.as_str(),
+                std::slice::from_ref(r),
+                &short(),
+            )
+            .unwrap();
+        assert_eq!(described.token_ids, reference.token_ids);
         let m = p.interactive(&handle, r).unwrap();
         assert_eq!((m.mask.width(), m.mask.height()), (w as usize, h as usize));
         if let Some(b) = m.bbox {
@@ -93,14 +110,8 @@ fn every_pipeline_call_runs_on_a_real_photo() {
         assert!((0.0..=1.0).contains(&m.score));
     }
 
-    // Pixel level: segmentation and grounded conversation (random weights rarely emit
-    // [SEG]; the streamed [SEG] path is checked below with a forced token).
-    let s = p.segment(&handle, "the cat", &short()).unwrap();
-    assert_eq!(s.mask.is_some(), !s.answer.masks.is_empty());
-    let g = p.ground(&handle, &short()).unwrap();
-    for (k, phrase) in g.phrases.iter().enumerate() {
-        assert_eq!(phrase.mask.is_some(), k < g.answer.masks.len());
-    }
+    // Pixel level: see `segment_and_ground_with_forced_tokens` (random weights rarely
+    // emit [SEG] or <p> by themselves).
 
     // Encoder alone: panoptic segmentation in the photo's frame.
     let pan = p.panoptic(&handle).unwrap();
@@ -185,25 +196,48 @@ fn user_errors_are_reported_not_panics() {
             other => panic!("({x}, {y}): {:?}", other.map(|m| m.area)),
         }
     }
-    let bad = [
-        Region::Box([10.0, 10.0, 5.0, 20.0]),
-        Region::Box([f32::NAN, 0.0, 1.0, 1.0]),
-        Region::Mask(BinaryMask::from_vec(2, 2, vec![true; 4]).unwrap()),
-        Region::Mask(
-            BinaryMask::from_vec(
-                img.height() as usize,
-                img.width() as usize,
-                vec![false; (img.width() * img.height()) as usize],
-            )
-            .unwrap(),
-        ),
-    ];
-    for r in &bad {
-        assert!(
-            matches!(p.interactive(&handle, r), Err(OmgLlavaError::Input(_))),
-            "{r:?}"
+    // Degenerate and outside boxes, masks of the wrong size and empty masks.
+    let (w, h) = (img.width(), img.height());
+    let check = |r: Region, ok: &dyn Fn(&OmgLlavaError) -> bool| match p.interactive(&handle, &r) {
+        Err(e) => assert!(ok(&e), "{r:?}: {e}"),
+        Ok(m) => panic!("{r:?} accepted (area {})", m.area),
+    };
+    for b in [
+        [10.0, 10.0, 5.0, 20.0],
+        [f32::NAN, 0.0, 1.0, 1.0],
+        [3.0, 3.0, 3.0, 9.0],
+    ] {
+        check(
+            Region::Box(b),
+            &|e| matches!(e, OmgLlavaError::DegenerateBox { bbox } if bbox.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits())),
         );
     }
+    for b in [[-20.0, 5.0, -1.0, 9.0], [10.0, 500.0, 20.0, 600.0]] {
+        check(
+            Region::Box(b),
+            &|e| matches!(e, OmgLlavaError::BoxOutside { bbox, width, height } if *bbox == b && (*width, *height) == (w, h)),
+        );
+    }
+    check(
+        Region::Mask(BinaryMask::from_vec(2, 3, vec![true; 6]).unwrap()),
+        &|e| {
+            matches!(
+                e,
+                OmgLlavaError::RegionMaskSize { width: 3, height: 2, image_width, image_height }
+                    if (*image_width, *image_height) == (w, h)
+            )
+        },
+    );
+    check(
+        Region::Mask(
+            BinaryMask::from_vec(h as usize, w as usize, vec![false; (w * h) as usize]).unwrap(),
+        ),
+        &|e| matches!(e, OmgLlavaError::EmptyRegionMask),
+    );
+    assert!(matches!(
+        p.ask_regions(&handle, &[], "What is it?", &short()),
+        Err(OmgLlavaError::NoRegion)
+    ));
     // Placeholder count mismatch.
     let e = p
         .ask_regions(
@@ -272,7 +306,7 @@ fn user_errors_are_reported_not_panics() {
     // A missing bundle.
     assert!(matches!(
         Pipeline::<B>::from_dir("/nonexistent", Default::default(), |_| {}),
-        Err(OmgLlavaError::Bundle(_))
+        Err(OmgLlavaError::NotADirectory { reason: None, .. })
     ));
     // A bundle without its OMG-Seg checkpoint names the missing file.
     let dir = tempfile::tempdir().unwrap();
@@ -368,7 +402,9 @@ fn the_bundle_reproduces_the_e2e_fixture_through_the_pipeline() {
 fn region_placeholders_carry_their_region_embeddings() {
     let p = pipeline();
     let handle = p.encode(&photo()).unwrap();
-    let prompt = omg_llava::template::instruction("<image>\nWhat is <mark> next to <region>?");
+    let prompt = omg_llava::Prompt::markup(omg_llava::template::instruction(
+        "<image>\nWhat is <mark> next to <region>?",
+    ));
     let ask = |x: f32, b: [f32; 4]| {
         let prepared = p
             .prepare_prompt(

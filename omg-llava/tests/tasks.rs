@@ -1,0 +1,228 @@
+//! The task methods against independent sources: the official e2e fixture reached
+//! through `chat` (its prompt is a plain first chat turn), grounded phrases and masks
+//! from forced tokens, mask summaries against a hand decoding, and sampling and the
+//! repetition penalty through the Pipeline.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use burn::tensor::{Tensor, TensorData};
+use omg_checkpoint::TensorSource;
+use omg_checkpoint::safetensors::SafetensorsFile;
+use omg_decoder::mask::area_from_rle;
+use omg_encoder::preprocess::SquareTransform;
+use omg_llava::omg_llm::sampling::Sampling;
+use omg_llava::{BinaryMask, Conversation, GenerateOptions, ImageHandle, Pipeline};
+
+type B = Flex;
+
+#[path = "../../fixtures/test_support.rs"]
+mod common;
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets")
+}
+
+fn pipeline() -> Pipeline<B> {
+    Pipeline::<B>::from_dir(assets().join("tiny"), Default::default(), |_| {}).unwrap()
+}
+
+/// The e2e fixture: its image encoded, its question, generated ids and final mask.
+struct Fixture {
+    handle: ImageHandle<B>,
+    question: String,
+    ids: Vec<u32>,
+    mask: Vec<bool>,
+    side: usize,
+}
+
+fn fixture(p: &Pipeline<B>) -> Fixture {
+    let dir = common::parity_dir_with("e2e.safetensors");
+    let fx = SafetensorsFile::open(dir.join("e2e.safetensors")).unwrap();
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("e2e.json")).unwrap()).unwrap();
+    let px = fx.read("in.pixel_values").unwrap();
+    let shape = px.shape.to_vec();
+    let side = shape[2];
+    let handle = p
+        .encode_normalized(
+            Tensor::from_data(
+                TensorData::new(px.convert::<f32>().into_vec::<f32>().unwrap(), shape),
+                &Default::default(),
+            ),
+            SquareTransform::new(side as u32, side as u32, side as u32),
+        )
+        .unwrap();
+    let ints = |k: &str| {
+        fx.read(k)
+            .unwrap()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .unwrap()
+    };
+    // The fixture's prompt is the official first chat turn around its question.
+    let prompt = sidecar["prompt_text"].as_str().unwrap();
+    let question = prompt
+        .strip_prefix("<|im_start|>user\n<image>\n")
+        .and_then(|q| q.strip_suffix("<|im_end|>\n<|im_start|>assistant\n"))
+        .expect("a first chat turn")
+        .to_owned();
+    Fixture {
+        handle,
+        question,
+        ids: ints("out.gen_ids").into_iter().map(|v| v as u32).collect(),
+        mask: ints("out.final_mask_binary")
+            .into_iter()
+            .map(|v| v != 0)
+            .collect(),
+        side,
+    }
+}
+
+#[test]
+fn chat_reproduces_the_official_ids_and_mask_and_the_summary_agrees() {
+    let p = pipeline();
+    let f = fixture(&p);
+    let seg = p.model().special.seg.unwrap();
+    let forced = f
+        .ids
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t == seg)
+        .map(|(i, _)| (i, seg))
+        .collect();
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(f.ids.len())
+        .with_forced_tokens(forced);
+    let answer = p
+        .chat(&f.handle, &mut Conversation::new(), &f.question, &options)
+        .unwrap();
+    assert_eq!(answer.token_ids, f.ids);
+    assert_eq!(answer.masks.len(), 1);
+    let out = &answer.masks[0];
+    assert_eq!(out.mask.array().iter().copied().collect::<Vec<_>>(), f.mask);
+
+    // The summary against the fixture's mask, decoded here by hand.
+    let area = f.mask.iter().filter(|&&b| b).count() as u64;
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+    for (i, _) in f.mask.iter().enumerate().filter(|(_, b)| **b) {
+        let (y, x) = (i / f.side, i % f.side);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    assert!(area > 0);
+    let summary = out.summary();
+    assert_eq!(summary.area, area);
+    assert_eq!(
+        summary.bbox,
+        Some([
+            x0 as u32,
+            y0 as u32,
+            (x1 - x0 + 1) as u32,
+            (y1 - y0 + 1) as u32
+        ])
+    );
+    assert_eq!(summary.segmentation.size, [f.side as u32, f.side as u32]);
+    assert_eq!(area_from_rle(&summary.segmentation).unwrap(), area);
+    assert_eq!(BinaryMask::from_rle(&out.rle()).unwrap(), out.mask);
+    assert!((0.0..=1.0).contains(&summary.score) && summary.score > 0.0);
+}
+
+#[test]
+fn segment_and_ground_with_forced_tokens() {
+    let p = pipeline();
+    let f = fixture(&p);
+    let special = &p.model().special;
+    let (seg, p_start, p_end) = (
+        special.seg.unwrap(),
+        special.p_start.unwrap(),
+        special.p_end.unwrap(),
+    );
+    let word = p.model().tokenizer.encode("dog", false).unwrap();
+    assert_eq!(word.len(), 1, "a one-token word");
+
+    // segment: the [SEG] of the answer gives the mask; without one there is none.
+    let forced = GenerateOptions::default()
+        .with_max_new_tokens(3)
+        .with_forced_tokens(vec![(1, seg)]);
+    let s = p.segment(&f.handle, "the dog", &forced).unwrap();
+    let mask = s.mask.expect("a mask for the forced [SEG]");
+    assert_eq!((mask.mask.width(), mask.mask.height()), (f.side, f.side));
+    assert_eq!(s.answer.token_ids[1], seg);
+    let none = GenerateOptions::default()
+        .with_max_new_tokens(2)
+        .with_forced_tokens(vec![(0, word[0]), (1, word[0])]);
+    assert!(
+        p.segment(&f.handle, "the dog", &none)
+            .unwrap()
+            .mask
+            .is_none()
+    );
+
+    // ground: `<p> dog </p> [SEG] <p> dog </p>` → two phrases, the first with the mask.
+    let tokens = [p_start, word[0], p_end, seg, p_start, word[0], p_end];
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(tokens.len())
+        .with_forced_tokens(tokens.iter().copied().enumerate().collect());
+    let g = p.ground(&f.handle, &options).unwrap();
+    assert_eq!(g.answer.token_ids, tokens);
+    let phrases: Vec<&str> = g.phrases.iter().map(|x| x.phrase.as_str()).collect();
+    assert_eq!(phrases, ["dog", "dog"]);
+    assert_eq!(g.phrases[0].mask.as_ref(), g.answer.masks.first());
+    assert!(g.phrases[0].mask.is_some() && g.phrases[1].mask.is_none());
+    assert!(
+        !g.caption.contains("<p>") && g.caption.contains("dog"),
+        "{}",
+        g.caption
+    );
+}
+
+#[test]
+fn sampling_is_seeded_and_the_repetition_penalty_bites() {
+    let p = pipeline();
+    let f = fixture(&p);
+    let n = 64;
+    let ask = |options: &GenerateOptions| {
+        p.chat(&f.handle, &mut Conversation::new(), "Describe it.", options)
+            .unwrap()
+            .token_ids
+    };
+    let sample = |seed| {
+        GenerateOptions::default()
+            .with_max_new_tokens(n)
+            .with_sampling(Sampling::Sample {
+                temperature: 2.0,
+                top_k: 0,
+                top_p: 1.0,
+                seed,
+            })
+    };
+    assert_eq!(ask(&sample(7)), ask(&sample(7)), "same seed, same answer");
+    let greedy = ask(&GenerateOptions::default().with_max_new_tokens(n));
+    let answers: Vec<Vec<u32>> = (0..4).map(|s| ask(&sample(s))).collect();
+    assert!(
+        answers.iter().any(|a| *a != greedy),
+        "sampling never left the greedy path"
+    );
+    assert!(
+        answers.windows(2).any(|w| w[0] != w[1]),
+        "seeds gave one answer"
+    );
+
+    // Greedy answers of the random model repeat tokens; a strong penalty forbids that.
+    let distinct = |ids: &[u32]| {
+        let mut v = ids.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    if greedy.len() == n {
+        assert!(
+            distinct(&greedy) < n,
+            "precondition: the greedy answer repeats"
+        );
+    }
+    let penalized = ask(&GenerateOptions::default()
+        .with_max_new_tokens(n)
+        .with_repetition_penalty(1e6));
+    assert_eq!(distinct(&penalized), penalized.len(), "{penalized:?}");
+}
