@@ -13,9 +13,8 @@ use omg_encoder::omg_seg_loader::{BACKBONE_IGNORED_PREFIXES, HEAD_IGNORED_PREFIX
 use omg_encoder::{PixelDecoder, PromptEmbedding};
 
 use crate::ParityError;
-use crate::encoder::{mask_decoder_config, pixel_decoder_config};
 use crate::fixture::{Fixture, Weights};
-use crate::seg_head::HEAD;
+use crate::hparams::{HEAD, mask_decoder_config, pixel_decoder_config};
 
 /// The official prefix of the backbone in the fixtures.
 const BACKBONE: &str = "visual_encoder.backbone.";

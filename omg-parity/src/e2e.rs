@@ -15,11 +15,11 @@ use omg_projector::project_image;
 use crate::ParityError;
 use crate::checker::{Checker, load_f32};
 use crate::compare::Comparison;
-use crate::encoder::{backbone_config, pixel_decoder_config};
 use crate::fixture::{Fixture, Weights};
+use crate::hparams::{HEAD, backbone_config, pixel_decoder_config};
 use crate::llm::config_from_shapes;
 use crate::projector::load_projector;
-use crate::seg_head::{HEAD, check_seg, load_heads};
+use crate::seg_head::{check_seg, load_heads};
 use crate::tolerance::Tolerances;
 use omg_llava::splice::{PlaceholderIds, id_tensor, splice};
 

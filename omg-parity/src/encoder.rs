@@ -9,78 +9,14 @@ use burn::tensor::{
     ops::{InterpolateMode, InterpolateOptions},
 };
 use omg_encoder::loader::{BackboneNaming, load_backbone, load_mask_decoder, load_pixel_decoder};
-use omg_encoder::{
-    BackboneConfig, ClassEmbedding, ConvNext, MaskDecoder, MaskDecoderConfig, PixelDecoder,
-    PixelDecoderConfig, StageHeads,
-};
+use omg_encoder::{ClassEmbedding, ConvNext, MaskDecoder, PixelDecoder, StageHeads};
 
 use crate::ParityError;
 use crate::checker::{host, host_bool};
 use crate::compare::{Comparison, Tolerance, compare_exact, compare_f32};
 use crate::fixture::{Fixture, Weights};
+use crate::hparams::{backbone_config, mask_decoder_config, pixel_decoder_config};
 use crate::tolerance::Tolerances;
-
-fn usize_list(fx: &Fixture, pointer: &str) -> Result<Vec<usize>, ParityError> {
-    fx.json(pointer)
-        .and_then(|v| v.as_array())
-        .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-        .ok_or_else(|| fx.malformed(format!("the sidecar has no integer list at {pointer}")))
-}
-
-/// The backbone configuration a fixture's `tiny_hparams` describe.
-pub fn backbone_config(fx: &Fixture) -> Result<BackboneConfig, ParityError> {
-    let config = BackboneConfig {
-        depths: usize_list(fx, "/tiny_hparams/backbone_depths")?,
-        dims: usize_list(fx, "/tiny_hparams/backbone_dims")?,
-        ..BackboneConfig::default()
-    };
-    config.validate().map_err(|e| fx.malformed(e.to_string()))?;
-    Ok(config)
-}
-
-fn usize_at(fx: &Fixture, pointer: &str) -> Result<usize, ParityError> {
-    fx.json(pointer)
-        .and_then(|v| v.as_u64())
-        .map(|v| v as usize)
-        .ok_or_else(|| fx.malformed(format!("the sidecar has no integer at {pointer}")))
-}
-
-/// The pixel-decoder configuration a fixture's `tiny_hparams` describe (numbers the
-/// sidecar does not give are the official ones).
-pub fn pixel_decoder_config(fx: &Fixture) -> Result<PixelDecoderConfig, ParityError> {
-    let config = PixelDecoderConfig {
-        in_channels: usize_list(fx, "/tiny_hparams/backbone_dims")?,
-        feat_channels: usize_at(fx, "/tiny_hparams/feat")?,
-        num_layers: usize_at(fx, "/tiny_hparams/pixdec_layers")?,
-        num_heads: usize_at(fx, "/tiny_hparams/heads")?,
-        num_levels: usize_at(fx, "/tiny_hparams/msda_levels")?,
-        num_points: usize_at(fx, "/tiny_hparams/msda_points")?,
-        ffn_channels: usize_at(fx, "/tiny_hparams/pixdec_ffn")?,
-        ..PixelDecoderConfig::default()
-    };
-    config.validate().map_err(|e| fx.malformed(e.to_string()))?;
-    Ok(config)
-}
-
-/// The mask-decoder configuration a fixture's `tiny_hparams` describe.
-pub fn mask_decoder_config(fx: &Fixture) -> Result<MaskDecoderConfig, ParityError> {
-    let mut config = MaskDecoderConfig {
-        feat_channels: usize_at(fx, "/tiny_hparams/feat")?,
-        num_queries: usize_at(fx, "/tiny_hparams/num_queries")?,
-        num_layers: usize_at(fx, "/tiny_hparams/dec_layers")?,
-        num_heads: usize_at(fx, "/tiny_hparams/heads")?,
-        ffn_channels: usize_at(fx, "/tiny_hparams/dec_ffn")?,
-        num_levels: usize_at(fx, "/tiny_hparams/msda_levels")?,
-        clip_dim: usize_at(fx, "/tiny_hparams/clip_embed_dim")?,
-        ..MaskDecoderConfig::default()
-    };
-    if fx.has("buf.visual_encoder.panoptic_head.logit_scale") {
-        let (_, v) = fx.f32("buf.visual_encoder.panoptic_head.logit_scale")?;
-        config.logit_scale = v.first().copied().unwrap_or(config.logit_scale);
-    }
-    config.validate().map_err(|e| fx.malformed(e.to_string()))?;
-    Ok(config)
-}
 
 /// Stage `encoder`.
 pub fn run_encoder<B: Backend>(

@@ -9,6 +9,7 @@ pub mod coverage;
 pub mod e2e;
 pub mod encoder;
 pub mod fixture;
+pub mod hparams;
 pub mod llm;
 pub mod precision;
 pub mod projector;

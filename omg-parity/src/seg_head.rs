@@ -9,33 +9,13 @@ use omg_decoder::{SegDecoding, SegHead};
 use omg_encoder::decoder_layer::LevelMemory;
 use omg_encoder::loader::load_mask_decoder;
 use omg_encoder::{MaskDecoder, MaskDecoderConfig};
-use omg_projector::Text2VisionConfig;
 
 use crate::ParityError;
 use crate::checker::{Checker, load_f32};
 use crate::compare::{Comparison, Tolerance};
-use crate::encoder::mask_decoder_config;
 use crate::fixture::{Fixture, Weights};
+use crate::hparams::{HEAD, mask_decoder_config, text2vision_config};
 use crate::tolerance::Tolerances;
-
-/// Official prefix of the OMG-Seg head inside OMG-LLaVA.
-pub const HEAD: &str = "visual_encoder.panoptic_head.";
-
-/// The text-to-vision configuration of a fixture (LLM hidden → 2 · decoder width).
-pub fn text2vision_config(fx: &Fixture) -> Result<Text2VisionConfig, ParityError> {
-    let at = |p: &str| {
-        fx.json(p)
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize)
-            .ok_or_else(|| fx.malformed(format!("the sidecar has no integer at {p}")))
-    };
-    Ok(Text2VisionConfig {
-        llm_hidden_size: at("/tiny_hparams/llm_hidden")?,
-        query_dim: 2 * at("/tiny_hparams/feat")?,
-        depth: at("/tiny_hparams/projector_depth").unwrap_or(2),
-        bias: true,
-    })
-}
 
 /// The main decoder and the `[SEG]` head of a fixture.
 pub fn load_heads<B: Backend>(

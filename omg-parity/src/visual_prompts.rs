@@ -10,8 +10,8 @@ use omg_encoder::{MaskDecoder, PromptBatch, PromptDecoding, PromptEmbedding, Reg
 use crate::ParityError;
 use crate::checker::{Checker, load_f32};
 use crate::compare::{Comparison, Tolerance};
-use crate::encoder::mask_decoder_config;
 use crate::fixture::{Fixture, Weights};
+use crate::hparams::mask_decoder_config;
 use crate::projector::load_projector;
 use crate::tolerance::Tolerances;
 use omg_llava::splice::{PlaceholderIds, id_tensor, splice};
