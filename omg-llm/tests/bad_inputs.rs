@@ -21,6 +21,18 @@ fn a_model_with_a_repeated_piece_is_refused() {
     }
 }
 
+/// Found by the `tokenizer_model` fuzz target: a model whose `trainer_spec.unk_piece`
+/// is not one of its pieces loaded, then failed on the first unknown character.
+#[test]
+fn a_model_whose_unknown_piece_is_missing_is_refused() {
+    match InternLm2Tokenizer::from_sentencepiece_model(data("fuzz_unknown_unk_piece.model")) {
+        Err(TokenizerError::UnsupportedModel { reason, .. }) => {
+            assert!(reason.contains("unknown piece"), "{reason}")
+        }
+        other => panic!("{:?}", other.map(|t| t.vocab_size())),
+    }
+}
+
 #[test]
 fn empty_truncated_and_garbage_models_are_invalid() {
     let good = std::fs::read(

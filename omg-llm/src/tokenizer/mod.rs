@@ -381,6 +381,14 @@ impl InternLm2Tokenizer {
             }
         }
 
+        // The unknown piece must be a piece: `tokenizers` only finds out when an
+        // unknown character is encoded.
+        if !seen.contains(trainer.unk_piece.as_str()) {
+            return Err(unsupported(format!(
+                "the unknown piece {:?} of trainer_spec is not a piece of the model",
+                trainer.unk_piece
+            )));
+        }
         let merges = sentencepiece::extract_merges(&vocab_scores);
         let vocab: Vocab = vocab_scores
             .iter()
