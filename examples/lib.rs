@@ -1,4 +1,6 @@
-//! Shared helpers of the omg-llava-rs examples.
+//! Shared helpers of the omg-llava-rs examples, and the `omg batch` tool ([`batch`]).
+
+pub mod batch;
 
 use std::path::{Path, PathBuf};
 

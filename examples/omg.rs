@@ -94,7 +94,8 @@ struct Cli {
         value_name = "PATH"
     )]
     image: Option<PathBuf>,
-    /// Directory the masks, overlay and JSON are written to.
+    /// Directory the masks, overlay and JSON are written to (`batch`: the results file,
+    /// or a directory for it).
     #[arg(
         long,
         global = true,
@@ -182,6 +183,29 @@ enum Command {
     Interactive {
         #[command(flatten)]
         regions: RegionArgs,
+    },
+    /// Many images: a JSON-lines manifest in, one JSON line of results per input out,
+    /// written as each finishes; resumable and shardable (docs/scaling.md). `--out` is
+    /// the results file (`.jsonl`), or a directory for `results.jsonl`.
+    Batch {
+        /// The manifest: one `{"id", "image", "task"?, "prompt"?, "regions"?}` per line.
+        #[arg(long, value_name = "JSONL")]
+        manifest: PathBuf,
+        /// The task of lines that do not name one.
+        #[arg(long, value_enum, default_value = "segment")]
+        task: omg_examples::batch::Task,
+        /// Run only every N-th input, starting at the I-th (0-based): `--shard I/N`.
+        #[arg(long, value_name = "I/N", default_value = "0/1")]
+        shard: omg_examples::batch::Shard,
+    },
+    /// COCO annotation JSON from `omg batch` results (the shards of one run merge).
+    Coco {
+        /// A results file (repeatable).
+        #[arg(long = "results", value_name = "JSONL", required = true)]
+        results: Vec<PathBuf>,
+        /// The COCO JSON to write.
+        #[arg(long, value_name = "JSON")]
+        coco: PathBuf,
     },
 }
 
@@ -535,30 +559,8 @@ fn generate_options(cli: &Cli, p: &Pipeline<B>) -> Res<GenerateOptions> {
     Ok(options)
 }
 
-fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
-    let files = Files {
-        bundle: cli.bundle.clone().unwrap_or_else(tiny_bundle),
-        image: cli.image.clone().unwrap_or_else(sample_image),
-    };
-    let photo = image::open(&files.image)
-        .map_err(|e| format!("cannot read image {}: {e}", files.image.display()))?;
-    // Region flags are read (and mask files checked) before the model loads.
-    let sub = matches.subcommand().map(|(_, m)| m);
-    let regions = match &cli.command {
-        Command::Region { regions, .. } | Command::Interactive { regions } => {
-            regions_in_order(regions, sub, &photo)?
-        }
-        _ => Vec::new(),
-    };
-    for r in &regions {
-        r.region
-            .validate(photo.width(), photo.height())
-            .map_err(|e| match r.region {
-                Region::Mask(_) => format!("{}: {e}", r.name),
-                _ => e.to_string(),
-            })?;
-    }
-
+/// Loads the bundle (the tiny one by default, or the hub's) as the global flags say.
+fn load_pipeline(cli: &Cli, files: &Files) -> Res<Pipeline<B>> {
     let t0 = Instant::now();
     #[cfg(feature = "hub")]
     let bundle = if cli.hub {
@@ -578,8 +580,124 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
     let model =
         omg_llava::OmgLlava::<B>::load_with(&bundle, &options, &device, |s| progress.step(s))?;
     progress.finish();
-    let p = Pipeline::new(model, device);
     eprintln!("loaded in {:.2?}", t0.elapsed());
+    Ok(Pipeline::new(model, device))
+}
+
+/// `omg batch`: the manifest is read (and checked whole) before the model loads, and
+/// the model loads only if inputs are left to run.
+fn run_batch_command(
+    cli: &Cli,
+    files: &Files,
+    manifest: &Path,
+    task: omg_examples::batch::Task,
+    shard: omg_examples::batch::Shard,
+) -> Res<()> {
+    use omg_examples::batch::{read_manifest, run_batch, runner::pending};
+    let results = if cli.out.extension().is_some() {
+        cli.out.clone()
+    } else if shard.count == 1 {
+        cli.out.join("results.jsonl")
+    } else {
+        cli.out.join(format!(
+            "results.shard-{}-of-{}.jsonl",
+            shard.index, shard.count
+        ))
+    };
+    let inputs = read_manifest(manifest, shard)?;
+    let (left, skipped) = pending(inputs, &results)?;
+    eprintln!(
+        "shard {}/{}: {} inputs, {skipped} already in {}",
+        shard.index,
+        shard.count,
+        left.len() + skipped,
+        results.display()
+    );
+    if left.is_empty() {
+        return Ok(());
+    }
+    let p = load_pipeline(cli, files)?;
+    let options = generate_options(cli, &p)?;
+    let bar = indicatif::ProgressBar::new(left.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} (eta {eta}) {msg}")
+            .expect("a valid template"),
+    );
+    let summary = run_batch(
+        &p,
+        &left,
+        &results,
+        task,
+        &options,
+        |out: &omg_examples::batch::Output| {
+            bar.set_message(out.id.clone());
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} results ({} failed) to {}",
+        summary.written,
+        summary.failed,
+        results.display()
+    );
+    Ok(())
+}
+
+/// `omg coco`: results files to one COCO annotation JSON.
+fn run_coco_command(results: &[PathBuf], coco: &Path) -> Res<()> {
+    use omg_examples::batch::coco::{read_results, to_coco};
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(read_results(r)?);
+    }
+    let json = to_coco(&all);
+    let text = serde_json::to_string(&json)?;
+    fs::write(coco, text).map_err(|e| format!("cannot write {}: {e}", coco.display()))?;
+    eprintln!(
+        "{} images, {} annotations, {} categories in {}",
+        json.images.len(),
+        json.annotations.len(),
+        json.categories.len(),
+        coco.display()
+    );
+    Ok(())
+}
+
+fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
+    let files = Files {
+        bundle: cli.bundle.clone().unwrap_or_else(tiny_bundle),
+        image: cli.image.clone().unwrap_or_else(sample_image),
+    };
+    match &cli.command {
+        Command::Batch {
+            manifest,
+            task,
+            shard,
+        } => return run_batch_command(cli, &files, manifest, *task, *shard),
+        Command::Coco { results, coco } => return run_coco_command(results, coco),
+        _ => {}
+    }
+    let photo = image::open(&files.image)
+        .map_err(|e| format!("cannot read image {}: {e}", files.image.display()))?;
+    // Region flags are read (and mask files checked) before the model loads.
+    let sub = matches.subcommand().map(|(_, m)| m);
+    let regions = match &cli.command {
+        Command::Region { regions, .. } | Command::Interactive { regions } => {
+            regions_in_order(regions, sub, &photo)?
+        }
+        _ => Vec::new(),
+    };
+    for r in &regions {
+        r.region
+            .validate(photo.width(), photo.height())
+            .map_err(|e| match r.region {
+                Region::Mask(_) => format!("{}: {e}", r.name),
+                _ => e.to_string(),
+            })?;
+    }
+
+    let p = load_pipeline(cli, &files)?;
     let t1 = Instant::now();
     let img = p.encode(&photo)?;
     eprintln!(
@@ -713,6 +831,9 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
                 );
             }
             "interactive"
+        }
+        Command::Batch { .. } | Command::Coco { .. } => {
+            unreachable!("handled before the photo is read")
         }
     };
     out.write(cli, &files, name, &photo)
