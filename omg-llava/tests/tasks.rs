@@ -226,3 +226,27 @@ fn sampling_is_seeded_and_the_repetition_penalty_bites() {
         .with_repetition_penalty(1e6));
     assert_eq!(distinct(&penalized), penalized.len(), "{penalized:?}");
 }
+
+#[test]
+fn the_end_token_is_kept_in_the_raw_text_and_stripped_from_the_text() {
+    let p = pipeline();
+    let f = fixture(&p);
+    let im_end = p.model().special.im_end;
+    let word = p.model().tokenizer.encode("dog", false).unwrap();
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(8)
+        .with_forced_tokens(vec![(0, word[0]), (1, im_end)]);
+    let a = p
+        .chat(&f.handle, &mut Conversation::new(), "What is it?", &options)
+        .unwrap();
+    // Generation stops at <|im_end|>, which stays in the ids and the raw text only.
+    assert_eq!(a.token_ids, [word[0], im_end]);
+    assert_eq!(
+        a.raw_text,
+        format!(
+            "{}<|im_end|>",
+            p.model().tokenizer.decode(&word, false).unwrap()
+        )
+    );
+    assert_eq!(a.text, "dog");
+}
