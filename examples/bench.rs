@@ -60,6 +60,8 @@ enum Part {
     Llm,
     /// `[SEG]` → mask and image → first mask of a `segment` query.
     Pipeline,
+    /// `Pipeline::encode_batch` of 1, 2 and 4 photos: milliseconds per image.
+    EncodeBatch,
 }
 
 #[derive(Parser)]
@@ -331,6 +333,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(n)
         })?;
         report.add("prior_projector", ms, format!("{tokens} visual tokens"));
+    }
+
+    if parts.contains(&Part::EncodeBatch) {
+        let mut per_image_1 = None;
+        for k in [1usize, 2, 4] {
+            let photos = vec![photo.clone(); k];
+            let (ms, _) = time(&args, || {
+                let handles = pipeline.encode_batch(&photos)?;
+                sync(&device);
+                Ok(handles.len())
+            })?;
+            let per_image: Vec<f64> = ms.iter().map(|t| t / k as f64).collect();
+            let (_, med, _) = summary(&per_image);
+            let base = *per_image_1.get_or_insert(med);
+            report.add(
+                &format!("encode_batch_{k}"),
+                per_image,
+                format!(
+                    "per image, {k} photos per pass; {:.3} images/s, {:.2}× batch 1",
+                    1e3 / med,
+                    base / med
+                ),
+            );
+        }
     }
 
     if parts.contains(&Part::Llm) {

@@ -197,6 +197,9 @@ enum Command {
         /// Run only every N-th input, starting at the I-th (0-based): `--shard I/N`.
         #[arg(long, value_name = "I/N", default_value = "0/1")]
         shard: omg_examples::batch::Shard,
+        /// Images encoded together in one forward pass of the encoder.
+        #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        batch_size: u64,
     },
     /// COCO annotation JSON from `omg batch` results (the shards of one run merge).
     Coco {
@@ -592,6 +595,7 @@ fn run_batch_command(
     manifest: &Path,
     task: omg_examples::batch::Task,
     shard: omg_examples::batch::Shard,
+    batch_size: usize,
 ) -> Res<()> {
     use omg_examples::batch::{read_manifest, run_batch, runner::pending};
     let results = if cli.out.extension().is_some() {
@@ -629,6 +633,7 @@ fn run_batch_command(
         &results,
         task,
         &options,
+        batch_size,
         |out: &omg_examples::batch::Output| {
             bar.set_message(out.id.clone());
             bar.inc(1);
@@ -674,7 +679,8 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
             manifest,
             task,
             shard,
-        } => return run_batch_command(cli, &files, manifest, *task, *shard),
+            batch_size,
+        } => return run_batch_command(cli, &files, manifest, *task, *shard, *batch_size as usize),
         Command::Coco { results, coco } => return run_coco_command(results, coco),
         _ => {}
     }

@@ -15,7 +15,7 @@ pub mod process;
 pub mod runner;
 
 pub use manifest::{Input, RegionSpec, Shard, Task, read_manifest};
-pub use process::{Output, OutputMask, Timings, process};
+pub use process::{Output, OutputMask, Timings, process, process_batch};
 pub use runner::{Progress, Summary, run_batch};
 
 /// What can stop a batch (a failing input does not: it gets an output line with its

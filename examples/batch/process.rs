@@ -91,44 +91,78 @@ pub fn process<B: Backend>(
     default_task: Task,
     options: &GenerateOptions,
 ) -> Output {
-    let task = input.task.unwrap_or(default_task);
-    let mut out = Output {
-        id: input.id.clone(),
-        task,
-        image: input.image.display().to_string(),
-        width: None,
-        height: None,
-        text: None,
-        masks: Vec::new(),
-        timings: Timings::default(),
-        error: None,
-    };
+    process_batch(p, std::slice::from_ref(input), default_task, options)
+        .pop()
+        .expect("one output per input")
+}
+
+/// Runs several inputs, their images encoded in one forward pass
+/// (`Pipeline::encode_batch`); one output per input, in order. An image that cannot
+/// be read or is past the pipeline's limits fails alone. `encode_ms` is each image's
+/// share of the batch's reading and encoding time.
+pub fn process_batch<B: Backend>(
+    p: &Pipeline<B>,
+    inputs: &[Input],
+    default_task: Task,
+    options: &GenerateOptions,
+) -> Vec<Output> {
     let t0 = Instant::now();
-    let photo = match image::open(&input.image_path) {
-        Ok(photo) => photo,
-        Err(e) => {
-            out.error = Some(format!("cannot read {}: {e}", input.image_path.display()));
-            return out;
+    let mut outs: Vec<Output> = inputs
+        .iter()
+        .map(|input| Output {
+            id: input.id.clone(),
+            task: input.task.unwrap_or(default_task),
+            image: input.image.display().to_string(),
+            width: None,
+            height: None,
+            text: None,
+            masks: Vec::new(),
+            timings: Timings::default(),
+            error: None,
+        })
+        .collect();
+    // The readable photos within the limits, with the index of their input.
+    let mut photos = Vec::new();
+    for (k, input) in inputs.iter().enumerate() {
+        match image::open(&input.image_path) {
+            Ok(photo) => {
+                outs[k].width = Some(photo.width());
+                outs[k].height = Some(photo.height());
+                match p.image_limits().check(photo.width(), photo.height()) {
+                    Ok(()) => photos.push((k, photo)),
+                    Err(e) => outs[k].error = Some(e.to_string()),
+                }
+            }
+            Err(e) => {
+                outs[k].error = Some(format!("cannot read {}: {e}", input.image_path.display()));
+            }
         }
-    };
-    out.width = Some(photo.width());
-    out.height = Some(photo.height());
-    let handle = match p.encode(&photo) {
-        Ok(h) => h,
-        Err(e) => {
-            out.error = Some(e.to_string());
-            return out;
-        }
-    };
-    out.timings.encode_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let t1 = Instant::now();
-    if let Err(e) = run_task(p, &handle, input, task, options, &mut out) {
-        out.error = Some(e);
-        out.text = None;
-        out.masks.clear();
     }
-    out.timings.task_ms = t1.elapsed().as_secs_f64() * 1e3;
-    out
+    let images: Vec<_> = photos.iter().map(|(_, photo)| photo.clone()).collect();
+    let handles = match p.encode_batch(&images) {
+        Ok(handles) => handles,
+        Err(e) => {
+            for (k, _) in &photos {
+                outs[*k].error = Some(e.to_string());
+            }
+            return outs;
+        }
+    };
+    let share = t0.elapsed().as_secs_f64() * 1e3 / inputs.len().max(1) as f64;
+    for out in &mut outs {
+        out.timings.encode_ms = share;
+    }
+    for ((k, _), handle) in photos.iter().zip(&handles) {
+        let out = &mut outs[*k];
+        let t1 = Instant::now();
+        if let Err(e) = run_task(p, handle, &inputs[*k], out.task, options, out) {
+            out.error = Some(e);
+            out.text = None;
+            out.masks.clear();
+        }
+        out.timings.task_ms = t1.elapsed().as_secs_f64() * 1e3;
+    }
+    outs
 }
 
 fn run_task<B: Backend>(

@@ -8,7 +8,8 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use omg_llava::{GenerateOptions, Pipeline};
 
-use super::{BatchError, Input, Output, Task, process};
+use super::process::process_batch;
+use super::{BatchError, Input, Output, Task};
 
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,14 +81,15 @@ pub fn pending(inputs: Vec<Input>, results: &Path) -> Result<(Vec<Input>, usize)
     Ok((left, skipped))
 }
 
-/// Runs `inputs` (see [`pending`]) and appends one line per input to `results`,
-/// flushed as each finishes.
+/// Runs `inputs` (see [`pending`]), `batch_size` images per encoder pass, and appends
+/// one line per input to `results`, flushed as each batch finishes.
 pub fn run_batch<B: Backend>(
     p: &Pipeline<B>,
     inputs: &[Input],
     results: &Path,
     default_task: Task,
     options: &GenerateOptions,
+    batch_size: usize,
     mut progress: impl Progress,
 ) -> Result<Summary, BatchError> {
     let io = |source| BatchError::Io {
@@ -106,15 +108,16 @@ pub fn run_batch<B: Backend>(
         inputs: inputs.len(),
         ..Summary::default()
     };
-    for input in inputs {
-        let out = process(p, input, default_task, options);
-        let mut line = serde_json::to_string(&out).expect("an output record serializes");
-        line.push('\n');
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.flush().map_err(io)?;
-        summary.written += 1;
-        summary.failed += usize::from(out.error.is_some());
-        progress.done(&out);
+    for chunk in inputs.chunks(batch_size.max(1)) {
+        for out in process_batch(p, chunk, default_task, options) {
+            let mut line = serde_json::to_string(&out).expect("an output record serializes");
+            line.push('\n');
+            file.write_all(line.as_bytes()).map_err(io)?;
+            file.flush().map_err(io)?;
+            summary.written += 1;
+            summary.failed += usize::from(out.error.is_some());
+            progress.done(&out);
+        }
     }
     Ok(summary)
 }

@@ -61,7 +61,16 @@ fn a_batch_equals_the_pipeline_resumes_and_exports_coco() {
 
     let inputs = read_manifest(&manifest, Shard::ALL).unwrap();
     assert_eq!(inputs.len(), 6);
-    let summary = run_batch(&p, &inputs, &results, Task::Segment, &opts, |_: &Output| {}).unwrap();
+    let summary = run_batch(
+        &p,
+        &inputs,
+        &results,
+        Task::Segment,
+        &opts,
+        1,
+        |_: &Output| {},
+    )
+    .unwrap();
     assert_eq!((summary.written, summary.failed), (6, 2));
     let out = read_results(&results).unwrap();
     assert_eq!(
@@ -136,9 +145,48 @@ fn a_batch_equals_the_pipeline_resumes_and_exports_coco() {
         std::fs::read_to_string(&results).unwrap(),
         text[..text.trim_end().rfind('\n').unwrap() + 1]
     );
-    run_batch(&p, &left, &results, Task::Segment, &opts, |_: &Output| {}).unwrap();
+    run_batch(
+        &p,
+        &left,
+        &results,
+        Task::Segment,
+        &opts,
+        4,
+        |_: &Output| {},
+    )
+    .unwrap();
     assert_eq!(read_results(&results).unwrap().len(), 6);
     assert_eq!(finished_ids(&results).unwrap().len(), 6);
+
+    // Three images per encoder pass: the same results as one by one (masks up to the
+    // order of floating-point sums in the batched kernels).
+    let batched = dir.path().join("out/batched.jsonl");
+    run_batch(
+        &p,
+        &inputs,
+        &batched,
+        Task::Segment,
+        &opts,
+        3,
+        |_: &Output| {},
+    )
+    .unwrap();
+    let together = read_results(&batched).unwrap();
+    assert_eq!(together.len(), out.len());
+    for (a, b) in together.iter().zip(&out) {
+        assert_eq!(
+            (&a.id, &a.text, a.error.is_some()),
+            (&b.id, &b.text, b.error.is_some())
+        );
+        assert_eq!(a.masks.len(), b.masks.len(), "{}", a.id);
+        for (x, y) in a.masks.iter().zip(&b.masks) {
+            let (x, y) = (
+                BinaryMask::from_rle(&x.rle).unwrap(),
+                BinaryMask::from_rle(&y.rle).unwrap(),
+            );
+            assert!(x.iou(&y).unwrap_or(1.0) >= 0.999, "{}", a.id);
+        }
+    }
 
     // COCO: every mask of the successful results, with its image and category.
     let coco = to_coco(&read_results(&results).unwrap());

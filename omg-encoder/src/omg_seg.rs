@@ -11,7 +11,7 @@ use crate::class_embedding::ClassEmbedding;
 use crate::config::{BackboneConfig, MaskDecoderConfig, PixelDecoderConfig};
 use crate::decoder_layer::LevelMemory;
 use crate::error::EncoderError;
-use crate::mask_decoder::{DecoderOutput, MaskDecoder};
+use crate::mask_decoder::{DecoderOutput, MaskDecoder, StagePrediction};
 use crate::panoptic::{PanopticConfig, PanopticFrame, PanopticResult, panoptic_from_stage};
 use crate::pixel_decoder::PixelDecoder;
 use crate::prompt::{PromptBatch, PromptDecoding, PromptEmbedding};
@@ -119,6 +119,53 @@ impl<B: Backend> EncodedImage<B> {
     /// Number of images.
     pub fn batch_size(&self) -> usize {
         self.mask_features.dims()[0]
+    }
+
+    /// The state of the `i`-th image alone (a batch of one): every cached tensor
+    /// narrowed to that image, as encoding it by itself gives (up to the order of
+    /// floating-point sums in the batched kernels).
+    ///
+    /// # Errors
+    ///
+    /// [`EncoderError::Input`] when `i` is not below [`batch_size`](Self::batch_size).
+    pub fn image(&self, i: usize) -> Result<Self, EncoderError> {
+        let n = self.batch_size();
+        if i >= n {
+            return Err(EncoderError::Input(format!("image {i} of a batch of {n}")));
+        }
+        let one = |t: &Tensor<B, 4>| t.clone().narrow(0, i, 1);
+        let one3 = |t: &Tensor<B, 3>| t.clone().narrow(0, i, 1);
+        let q = &self.queries;
+        Ok(Self {
+            input_size: self.input_size,
+            backbone_levels: self.backbone_levels.iter().map(one).collect(),
+            mask_features: one(&self.mask_features),
+            multi_scale_memory: self.multi_scale_memory.iter().map(one).collect(),
+            levels: self
+                .levels
+                .iter()
+                .map(|l| LevelMemory {
+                    key: one3(&l.key),
+                    key_pos: one3(&l.key_pos),
+                    key_with_pos: one3(&l.key_with_pos),
+                    size: l.size,
+                })
+                .collect(),
+            queries: DecoderOutput {
+                stages: q
+                    .stages
+                    .iter()
+                    .map(|s| StagePrediction {
+                        cls_logits: s.cls_logits.as_ref().map(one3),
+                        iou: s.iou.as_ref().map(one3),
+                        mask_logits: s.mask_logits.as_ref().map(one),
+                        attn_mask: s.attn_mask.clone().narrow(0, i, 1),
+                    })
+                    .collect(),
+                query_feat: one3(&q.query_feat),
+                query_pos: one3(&q.query_pos),
+            },
+        })
     }
 }
 

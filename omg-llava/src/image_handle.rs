@@ -50,13 +50,50 @@ impl<B: Backend> OmgLlava<B> {
                 transform.target
             )));
         }
+        let mut handles = self.encode_images(pixels, &[transform])?;
+        Ok(handles.remove(0))
+    }
+
+    /// Encodes a batch of preprocessed images `[N, 3, S, S]` in one forward pass of the
+    /// encoder and projector, `transforms[i]` being the frame of the `i`-th; one handle
+    /// per image, each the same as [`encode_image`](Self::encode_image) of that image
+    /// alone (up to the order of floating-point sums).
+    pub fn encode_images(
+        &self,
+        pixels: Tensor<B, 4>,
+        transforms: &[SquareTransform],
+    ) -> Result<Vec<ImageHandle<B>>, OmgLlavaError> {
+        let size = self.config.encoder.image_size;
+        let dims = pixels.dims();
+        let n = transforms.len();
+        if n == 0
+            || dims != [n, 3, size, size]
+            || transforms.iter().any(|t| t.target as usize != size)
+        {
+            return Err(OmgLlavaError::Input(format!(
+                "expected normalised pixels [{n}, 3, {size}, {size}] (n ≥ 1) and {n} transforms to {size}, got {dims:?}"
+            )));
+        }
         let encoded = self.encoder.encode(pixels)?;
-        let mut image = project_image(&self.projector, &encoded, self.config.prior_smooth_ratio)?;
-        Ok(ImageHandle {
-            encoded,
-            visual_tokens: image.projected.visual_tokens.remove(0),
-            valid_queries: image.projected.valid_queries.remove(0),
-            transform,
-        })
+        let image = project_image(&self.projector, &encoded, self.config.prior_smooth_ratio)?;
+        let tokens = image.projected.visual_tokens.into_iter();
+        let valid = image.projected.valid_queries.into_iter();
+        tokens
+            .zip(valid)
+            .zip(transforms)
+            .enumerate()
+            .map(|(i, ((visual_tokens, valid_queries), &transform))| {
+                Ok(ImageHandle {
+                    encoded: if n == 1 {
+                        encoded.clone()
+                    } else {
+                        encoded.image(i)?
+                    },
+                    visual_tokens,
+                    valid_queries,
+                    transform,
+                })
+            })
+            .collect()
     }
 }

@@ -90,6 +90,35 @@ impl<B: Backend> Pipeline<B> {
         self.encode_normalized(pixels, pre.transform)
     }
 
+    /// Preprocesses and encodes several images in one forward pass of the encoder and
+    /// projector (see [`OmgLlava::encode_images`](crate::OmgLlava::encode_images)); one
+    /// handle per image, in order. Every image is checked against the
+    /// [`crate::ImageLimits`] before any is preprocessed.
+    pub fn encode_batch(
+        &self,
+        images: &[DynamicImage],
+    ) -> Result<Vec<ImageHandle<B>>, OmgLlavaError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        for image in images {
+            self.image_limits.check(image.width(), image.height())?;
+        }
+        let size = self.model.config.encoder.image_size;
+        let mut values = Vec::with_capacity(images.len() * 3 * size * size);
+        let mut transforms = Vec::with_capacity(images.len());
+        for image in images {
+            let pre = preprocess(image, size as u32)?;
+            values.extend(pre.pixel_values);
+            transforms.push(pre.transform);
+        }
+        let pixels = Tensor::<B, 4>::from_data(
+            TensorData::new(values, [images.len(), 3, size, size]),
+            &self.device,
+        );
+        self.model.encode_images(pixels, &transforms)
+    }
+
     /// Encodes an already preprocessed image `[1, 3, S, S]` (padded, resized to the
     /// model size and CLIP-normalised) whose original frame is given by `transform`
     /// (which the masks are returned in: it is held to the [`crate::ImageLimits`]).
