@@ -5,7 +5,8 @@
 //! the export of results to COCO annotation JSON. `docs/scaling.md` shows the recipes.
 //!
 //! - [`manifest`]: the input records, reading a manifest, `--shard I/N`;
-//! - [`process`]: one input through the Pipeline into an output record;
+//! - [`process`]: inputs through the Pipeline (images encoded together) into output
+//!   records;
 //! - [`runner`]: the loop over a shard, resuming after the ids already written;
 //! - [`coco`]: results (from one or many shards) to COCO JSON.
 
@@ -15,7 +16,7 @@ pub mod process;
 pub mod runner;
 
 pub use manifest::{Input, RegionSpec, Shard, Task, read_manifest};
-pub use process::{Output, OutputMask, Timings, process, process_batch};
+pub use process::{Output, OutputMask, Timings, process_batch};
 pub use runner::{Progress, Summary, run_batch};
 
 /// What can stop a batch (a failing input does not: it gets an output line with its

@@ -84,18 +84,6 @@ pub struct Output {
     pub error: Option<String>,
 }
 
-/// Runs one input. Never fails: a bad input gives an output with `error` set.
-pub fn process<B: Backend>(
-    p: &Pipeline<B>,
-    input: &Input,
-    default_task: Task,
-    options: &GenerateOptions,
-) -> Output {
-    process_batch(p, std::slice::from_ref(input), default_task, options)
-        .pop()
-        .expect("one output per input")
-}
-
 /// Runs several inputs, their images encoded in one forward pass
 /// (`Pipeline::encode_batch`); one output per input, in order. An image that cannot
 /// be read or is past the pipeline's limits fails alone. `encode_ms` is each image's
@@ -121,15 +109,18 @@ pub fn process_batch<B: Backend>(
             error: None,
         })
         .collect();
-    // The readable photos within the limits, with the index of their input.
-    let mut photos = Vec::new();
+    // The readable photos within the limits, and the index of their input.
+    let (mut photos, mut owners) = (Vec::new(), Vec::new());
     for (k, input) in inputs.iter().enumerate() {
         match image::open(&input.image_path) {
             Ok(photo) => {
                 outs[k].width = Some(photo.width());
                 outs[k].height = Some(photo.height());
                 match p.image_limits().check(photo.width(), photo.height()) {
-                    Ok(()) => photos.push((k, photo)),
+                    Ok(()) => {
+                        photos.push(photo);
+                        owners.push(k);
+                    }
                     Err(e) => outs[k].error = Some(e.to_string()),
                 }
             }
@@ -138,12 +129,11 @@ pub fn process_batch<B: Backend>(
             }
         }
     }
-    let images: Vec<_> = photos.iter().map(|(_, photo)| photo.clone()).collect();
-    let handles = match p.encode_batch(&images) {
+    let handles = match p.encode_batch(&photos) {
         Ok(handles) => handles,
         Err(e) => {
-            for (k, _) in &photos {
-                outs[*k].error = Some(e.to_string());
+            for &k in &owners {
+                outs[k].error = Some(e.to_string());
             }
             return outs;
         }
@@ -152,10 +142,10 @@ pub fn process_batch<B: Backend>(
     for out in &mut outs {
         out.timings.encode_ms = share;
     }
-    for ((k, _), handle) in photos.iter().zip(&handles) {
-        let out = &mut outs[*k];
+    for (&k, handle) in owners.iter().zip(&handles) {
+        let out = &mut outs[k];
         let t1 = Instant::now();
-        if let Err(e) = run_task(p, handle, &inputs[*k], out.task, options, out) {
+        if let Err(e) = run_task(p, handle, &inputs[k], out.task, options, out) {
             out.error = Some(e);
             out.text = None;
             out.masks.clear();

@@ -2,12 +2,13 @@
 //! cut short by a crash), run the rest, append each result as it finishes.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use omg_llava::{GenerateOptions, Pipeline};
 
+use super::coco::read_results;
 use super::process::process_batch;
 use super::{BatchError, Input, Output, Task};
 
@@ -54,18 +55,7 @@ pub fn finished_ids(path: &Path) -> Result<HashSet<String>, BatchError> {
             .map_err(io)?;
         file.set_len(whole as u64).map_err(io)?;
     }
-    for (n, line) in BufReader::new(&bytes[..whole]).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let out: Output = serde_json::from_str(&line).map_err(|e| BatchError::Results {
-            path: path.to_owned(),
-            line: n + 1,
-            reason: e.to_string(),
-        })?;
-        ids.insert(out.id);
-    }
+    ids.extend(read_results(path)?.into_iter().map(|out| out.id));
     Ok(ids)
 }
 

@@ -80,14 +80,8 @@ impl<B: Backend> Pipeline<B> {
     /// A photo past the pipeline's [`crate::ImageLimits`] is an error before anything
     /// is allocated for it.
     pub fn encode(&self, image: &DynamicImage) -> Result<ImageHandle<B>, OmgLlavaError> {
-        self.image_limits.check(image.width(), image.height())?;
-        let size = self.model.config.encoder.image_size;
-        let pre = preprocess(image, size as u32)?;
-        let pixels = Tensor::<B, 4>::from_data(
-            TensorData::new(pre.pixel_values, [1, 3, size, size]),
-            &self.device,
-        );
-        self.encode_normalized(pixels, pre.transform)
+        let mut handles = self.encode_batch(std::slice::from_ref(image))?;
+        Ok(handles.remove(0))
     }
 
     /// Preprocesses and encodes several images in one forward pass of the encoder and
@@ -105,11 +99,16 @@ impl<B: Backend> Pipeline<B> {
             self.image_limits.check(image.width(), image.height())?;
         }
         let size = self.model.config.encoder.image_size;
-        let mut values = Vec::with_capacity(images.len() * 3 * size * size);
+        let mut values = Vec::new();
         let mut transforms = Vec::with_capacity(images.len());
         for image in images {
             let pre = preprocess(image, size as u32)?;
-            values.extend(pre.pixel_values);
+            if values.is_empty() {
+                // One photo (the common case) is not copied.
+                values = pre.pixel_values;
+            } else {
+                values.extend(pre.pixel_values);
+            }
             transforms.push(pre.transform);
         }
         let pixels = Tensor::<B, 4>::from_data(

@@ -58,8 +58,11 @@ impl InternLm2Tokenizer {
         spans: &[TextSpan<'_>],
         add_bos: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        let tokens = self.added_spellings();
         let text: String = spans.iter().map(|s| s.text()).collect();
+        if !spans.iter().any(|s| matches!(s, TextSpan::Plain(_))) {
+            return self.encode(&text, add_bos);
+        }
+        let tokens = self.added_spellings();
         // The byte ranges of the markup spans in `text`.
         let mut markup = Vec::new();
         let mut at = 0;
