@@ -14,6 +14,9 @@
 //! public signature. This is burn's custom-kernel route (work on the backend's tensor
 //! primitive) without a backend-extension trait on every model.
 //!
+//! [`cast_float`] converts float dtypes rounded to nearest-even on every backend (burn-flex
+//! 0.21's own bf16 cast rounds a few values the wrong way; see its doc).
+//!
 //! Kernels:
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
 //!   (token-by-token decoding reads every weight once per step);
@@ -37,6 +40,7 @@
 
 mod allocator;
 mod attention;
+mod cast;
 mod conv;
 mod deform;
 mod depthwise;
@@ -52,6 +56,7 @@ mod flex;
 
 pub use allocator::reuse_freed_memory;
 pub use attention::{masked_attention, masked_attention_fallback};
+pub use cast::{cast_float, round_to};
 pub use conv::{conv2d_same, conv2d_same_fallback};
 pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};

@@ -5,6 +5,8 @@
 use burn::nn::Linear;
 use burn::tensor::{FloatDType, Tensor, backend::Backend, module::linear as burn_linear};
 
+use crate::cast_float;
+
 /// Most input rows (product of the leading dims) the few-row kernel takes; more rows
 /// run burn's matmul (compute-bound, where it is the right tool).
 pub const FEW_ROWS: usize = 8;
@@ -88,8 +90,8 @@ pub fn half_linear<B: Backend, const D: usize>(
         // matmuls widen the whole weight on every call too (bf16), or sum in f16 (f16,
         // several ulps off); this sums in f32 for both.
         let half = FloatDType::from(weight.dtype());
-        let rounded = |t: Tensor<B, D>| t.cast(half).cast(FloatDType::F32);
-        let bias = bias.map(|b| b.cast(half).cast(FloatDType::F32));
+        let rounded = |t: Tensor<B, D>| crate::round_to(t, half);
+        let bias = bias.map(|b| crate::round_to(b, half));
         let wide = crate::flex::from_flex(crate::flex::gemv::widen(crate::flex::into_flex_float(
             weight,
         )));
@@ -99,8 +101,8 @@ pub fn half_linear<B: Backend, const D: usize>(
     half_linear_fallback(x, weight, bias)
 }
 
-/// [`half_linear`] in burn's ops (the reference of the kernel): a cast, burn's `linear`
-/// in the weight's dtype, a cast back.
+/// [`half_linear`] in burn's ops (the reference of the kernel): a cast ([`cast_float`]),
+/// burn's `linear` in the weight's dtype, a cast back.
 pub fn half_linear_fallback<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
@@ -110,6 +112,6 @@ pub fn half_linear_fallback<B: Backend, const D: usize>(
         FloatDType::from(x.dtype()),
         FloatDType::from(weight.dtype()),
     );
-    let bias = bias.map(|b| b.cast(half));
-    burn_linear(x.cast(half), weight, bias).cast(x_dtype)
+    let bias = bias.map(|b| cast_float(b, half));
+    cast_float(burn_linear(cast_float(x, half), weight, bias), x_dtype)
 }

@@ -407,7 +407,7 @@ fn half_weight_linear_matches_the_rounded_product() {
                 (rows, inp, out),
                 round,
             );
-            let w = w.cast(dtype);
+            let w = cast_float(w, dtype);
             assert_eq!(w.dtype(), DType::from(dtype));
             let mut paths = vec![("flex", half_linear(x.clone(), w.clone(), b.clone()))];
             // burn-flex's f16 matmul sums in f16 (measured up to 12 ulps off on these
@@ -431,5 +431,51 @@ fn half_weight_linear_matches_the_rounded_product() {
                 }
             }
         }
+    }
+}
+
+/// Values whose f32 → half rounding burn-flex 0.21's own cast gets wrong (it rounds from
+/// an `f64` cut to its high 32 bits), with the nearest-even result PyTorch gives.
+#[test]
+fn cast_float_rounds_to_nearest_even() {
+    use burn::tensor::FloatDType;
+    let bits = |extra: u32| f32::from_bits(1.0f32.to_bits() | extra);
+    // bf16 keeps 7 mantissa bits: bit 15 is the rounding bit, bits 0..15 the rest
+    let cases: [(FloatDType, f32, f32); 6] = [
+        // just above a tie: only the lowest mantissa bit says so
+        (FloatDType::BF16, bits((1 << 15) | 1), 1.0078125),
+        (FloatDType::BF16, -bits((1 << 15) | 1), -1.0078125),
+        // an exact tie rounds to even, one above it up
+        (FloatDType::BF16, bits(1 << 15), 1.0),
+        (FloatDType::BF16, bits((1 << 16) | (1 << 15)), 1.015625),
+        (FloatDType::BF16, bits((1 << 15) | (1 << 2)), 1.0078125),
+        // f16 keeps 10 bits: bit 12 is the rounding bit
+        (FloatDType::F16, bits((1 << 12) | 1), 1.0009766),
+    ];
+    let input: Vec<f32> = cases.iter().map(|c| c.1).collect();
+    for (dtype, value, expected) in cases {
+        assert_eq!(
+            (dtype, expected),
+            (
+                dtype,
+                if dtype == FloatDType::BF16 {
+                    half::bf16::from_f32(value).to_f32()
+                } else {
+                    half::f16::from_f32(value).to_f32()
+                }
+            ),
+            "the expected value is the correctly rounded one"
+        );
+        let t = Tensor::<B, 1>::from_floats(input.as_slice(), &Default::default());
+        let at = input.iter().position(|&v| v == value).unwrap();
+        let cast = cast_float(t.clone(), dtype);
+        assert_eq!(cast.dtype(), burn::tensor::DType::from(dtype));
+        let back = cast_float(cast, FloatDType::F32)
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
+        assert_eq!(back[at], expected, "{dtype:?} of {value:e}");
+        let rounded = round_to(t, dtype).into_data().into_vec::<f32>().unwrap();
+        assert_eq!(rounded[at], expected, "round_to {dtype:?} of {value:e}");
     }
 }

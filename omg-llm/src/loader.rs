@@ -367,7 +367,7 @@ fn producer<'a, B: Backend>(
             }
             _ => weight_t,
         };
-        Ok(merged.cast(dtype))
+        Ok(omg_kernels::cast_float(merged, dtype))
     })
 }
 

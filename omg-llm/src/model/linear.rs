@@ -73,7 +73,8 @@ fn float_param<B: Backend, const D: usize>(
     Param::uninitialized(
         ParamId::new(),
         move |d, _| {
-            Tensor::<B, D>::random(shape, Distribution::Uniform(-bound, bound), d).cast(dtype)
+            let weight = Tensor::<B, D>::random(shape, Distribution::Uniform(-bound, bound), d);
+            omg_kernels::cast_float(weight, dtype)
         },
         device.clone(),
         false,
