@@ -1,6 +1,8 @@
-//! Shared helpers of the omg-llava-rs examples, and the `omg batch` tool ([`batch`]).
+//! Shared helpers of the omg-llava-rs examples, the `omg batch` tool ([`batch`]) and the
+//! HTTP server of the `serve` example ([`server`]).
 
 pub mod batch;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 

@@ -16,7 +16,7 @@ pub mod process;
 pub mod runner;
 
 pub use manifest::{Input, RegionSpec, Shard, Task, read_manifest};
-pub use process::{Output, OutputMask, Timings, process_batch};
+pub use process::{Output, OutputMask, TaskError, TaskOutput, Timings, process_batch, run_task};
 pub use runner::{Progress, Summary, run_batch};
 
 /// What can stop a batch (a failing input does not: it gets an output line with its

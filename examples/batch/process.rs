@@ -32,7 +32,8 @@ pub struct OutputMask {
 }
 
 impl OutputMask {
-    fn new(m: &MaskOutput) -> Self {
+    /// The summary of a Pipeline mask (no label or phrase).
+    pub fn new(m: &MaskOutput) -> Self {
         let s = m.summary();
         Self {
             rle: s.segmentation,
@@ -145,41 +146,69 @@ pub fn process_batch<B: Backend>(
     for (&k, handle) in owners.iter().zip(&handles) {
         let out = &mut outs[k];
         let t1 = Instant::now();
-        if let Err(e) = run_task(p, handle, &inputs[k], out.task, options, out) {
-            out.error = Some(e);
-            out.text = None;
-            out.masks.clear();
+        let input = &inputs[k];
+        match run_task(
+            p,
+            handle,
+            out.task,
+            input.prompt.as_deref(),
+            &input.regions,
+            options,
+        ) {
+            Ok(done) => {
+                out.text = done.text;
+                out.masks = done.masks;
+            }
+            Err(e) => out.error = Some(e.to_string()),
         }
         out.timings.task_ms = t1.elapsed().as_secs_f64() * 1e3;
     }
     outs
 }
 
-fn run_task<B: Backend>(
+/// Why a task could not run on an input.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The input lacks what the task needs (a prompt, regions) or has a bad region.
+    #[error("{0}")]
+    Input(String),
+    /// The Pipeline refused or failed.
+    #[error(transparent)]
+    Pipeline(#[from] omg_llava::OmgLlavaError),
+}
+
+/// What a task produced: its text (none for `panoptic`) and masks.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskOutput {
+    /// The answer (`ground`: the caption, without `<p>` tags).
+    pub text: Option<String>,
+    /// The masks (`ground`: with their phrases; `panoptic`: with labels).
+    pub masks: Vec<OutputMask>,
+}
+
+/// Runs `task` on an encoded image: `prompt` is the expression (`segment`) or the
+/// question (`region`; without one each region is described), `regions` those of a
+/// `region` task.
+pub fn run_task<B: Backend>(
     p: &Pipeline<B>,
     img: &omg_llava::ImageHandle<B>,
-    input: &Input,
     task: Task,
+    prompt: Option<&str>,
+    regions: &[super::RegionSpec],
     options: &GenerateOptions,
-    out: &mut Output,
-) -> Result<(), String> {
-    let e = |e: omg_llava::OmgLlavaError| e.to_string();
-    let prompt = || {
-        input
-            .prompt
-            .as_deref()
-            .ok_or_else(|| format!("a {task:?} input needs a \"prompt\""))
-    };
+) -> Result<TaskOutput, TaskError> {
+    let mut out = TaskOutput::default();
+    let prompt_or =
+        || prompt.ok_or_else(|| TaskError::Input(format!("a {task:?} input needs a \"prompt\"")));
     match task {
         Task::Segment => {
-            let s = p.segment(img, prompt()?, options).map_err(e)?;
-            out.text = Some(s.answer.text.clone());
+            let s = p.segment(img, prompt_or()?, options)?;
             out.masks = s.answer.masks.iter().map(OutputMask::new).collect();
+            out.text = Some(s.answer.text);
         }
-        Task::Caption => out.text = Some(p.caption(img, options).map_err(e)?.text),
+        Task::Caption => out.text = Some(p.caption(img, options)?.text),
         Task::Ground => {
-            let g = p.ground(img, options).map_err(e)?;
-            out.text = Some(g.caption.clone());
+            let g = p.ground(img, options)?;
             out.masks = g
                 .phrases
                 .iter()
@@ -190,11 +219,11 @@ fn run_task<B: Backend>(
                     })
                 })
                 .collect();
+            out.text = Some(g.caption);
         }
         Task::Panoptic => {
             out.masks = p
-                .panoptic(img)
-                .map_err(e)?
+                .panoptic(img)?
                 .segments
                 .iter()
                 .map(|s| OutputMask {
@@ -205,29 +234,27 @@ fn run_task<B: Backend>(
                 .collect();
         }
         Task::Region => {
-            if input.regions.is_empty() {
-                return Err("a region input needs \"regions\"".into());
+            if regions.is_empty() {
+                return Err(TaskError::Input("a region input needs \"regions\"".into()));
             }
-            let regions = input
-                .regions
+            let regions = regions
                 .iter()
-                .map(|r| r.to_region())
-                .collect::<Result<Vec<Region>, String>>()?;
-            let text = match &input.prompt {
+                .map(|r| r.to_region().map_err(TaskError::Input))
+                .collect::<Result<Vec<Region>, TaskError>>()?;
+            let text = match prompt {
                 Some(q) => {
-                    let a = p.ask_regions(img, &regions, q, options).map_err(e)?;
+                    let a = p.ask_regions(img, &regions, q, options)?;
                     out.masks = a.masks.iter().map(OutputMask::new).collect();
                     a.text
                 }
                 None => regions
                     .iter()
                     .map(|r| p.describe_region(img, r, options).map(|a| a.text))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(e)?
+                    .collect::<Result<Vec<_>, _>>()?
                     .join("\n"),
             };
             out.text = Some(text);
         }
     }
-    Ok(())
+    Ok(out)
 }
