@@ -62,6 +62,9 @@ enum Part {
     Pipeline,
     /// `Pipeline::encode_batch` of 1, 2 and 4 photos: milliseconds per image.
     EncodeBatch,
+    /// `Pipeline::answer_batch` of 1, 2 and 4 questions (one photo, greedy,
+    /// `--new-tokens` each): generated tokens per second.
+    AnswerBatch,
 }
 
 #[derive(Parser)]
@@ -354,6 +357,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "per image, {k} photos per pass; {:.3} images/s, {:.2}× batch 1",
                     1e3 / med,
                     base / med
+                ),
+            );
+        }
+    }
+
+    if parts.contains(&Part::AnswerBatch) {
+        let img = pipeline.encode(&photo)?;
+        let questions = [
+            "What is in the picture?",
+            "Please describe the photo in detail.",
+            "What colour is the animal?",
+            "Where could this photo have been taken, and when?",
+        ];
+        // no end token: every row generates --new-tokens tokens
+        let options = GenerateOptions::default().with_max_new_tokens(args.new_tokens);
+        let mut per_second_1 = None;
+        for k in [1usize, 2, 4] {
+            let prompts: Vec<omg_llava::BatchPrompt<'_, B>> = questions[..k]
+                .iter()
+                .map(|q| {
+                    omg_llava::BatchPrompt::new(&img, omg_llava::Conversation::new().prompt_for(q))
+                })
+                .collect();
+            let (ms, tokens) = time(&args, || {
+                let answers = pipeline.answer_batch(&prompts, &options)?;
+                sync(&device);
+                Ok(answers.iter().map(|a| a.token_ids.len()).sum::<usize>())
+            })?;
+            let (_, med, _) = summary(&ms);
+            let per_second = tokens as f64 / (med / 1e3);
+            let base = *per_second_1.get_or_insert(per_second);
+            report.add(
+                &format!("answer_batch_{k}"),
+                ms,
+                format!(
+                    "{k} questions, {tokens} tokens in all (prefill included); {per_second:.2} tokens/s, {:.2}× batch 1",
+                    per_second / base
                 ),
             );
         }

@@ -24,6 +24,7 @@
 //! here.
 
 pub mod backend;
+pub mod batch;
 pub mod bundle;
 pub mod config;
 mod error;
@@ -44,6 +45,7 @@ pub mod stream;
 mod tasks;
 pub mod template;
 
+pub use batch::BatchPrompt;
 pub use bundle::CheckpointBundle;
 pub use config::OmgLlavaConfig;
 pub use error::OmgLlavaError;

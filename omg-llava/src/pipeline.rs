@@ -156,6 +156,22 @@ impl<B: Backend> Pipeline<B> {
                 limit,
             });
         }
+        let config = self.generation_config(options);
+        // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
+        // alone, so the repetition penalty sees BOS and the new tokens only.
+        let generator = Generator::from_embeds(
+            &m.llm,
+            spliced.inputs_embeds,
+            vec![vec![m.special.bos]],
+            config,
+        )?;
+        Ok(ResponseStream::new(m, img, generator))
+    }
+
+    /// The LLM's generation settings for `options`: the model's end and stop tokens,
+    /// `[SEG]` hidden states captured.
+    pub(crate) fn generation_config(&self, options: &GenerateOptions) -> GenerationConfig {
+        let m = &self.model;
         let mut config = GenerationConfig {
             max_new_tokens: options.max_new_tokens,
             sampling: options.sampling,
@@ -169,15 +185,7 @@ impl<B: Backend> Pipeline<B> {
         if let Some(seg) = m.special.seg {
             config.capture_hidden_for = vec![seg];
         }
-        // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
-        // alone, so the repetition penalty sees BOS and the new tokens only.
-        let generator = Generator::from_embeds(
-            &m.llm,
-            spliced.inputs_embeds,
-            vec![vec![m.special.bos]],
-            config,
-        )?;
-        Ok(ResponseStream::new(m, img, generator))
+        config
     }
 
     /// Answers a full prompt (template applied) to the end; see

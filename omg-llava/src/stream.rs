@@ -111,20 +111,7 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
         while !self.done {
             self.advance()?;
         }
-        let tokenizer = &self.model.tokenizer;
-        let raw_text = tokenizer.decode(&self.tokens, false)?;
-        let mut text = raw_text.trim_end().to_owned();
-        for end in ["<|im_end|>", "</s>"] {
-            if let Some(t) = text.strip_suffix(end) {
-                text = t.trim_end().to_owned();
-            }
-        }
-        Ok(Answer {
-            text,
-            raw_text,
-            token_ids: self.tokens,
-            masks: self.masks,
-        })
+        answer(self.model, self.tokens, self.masks)
     }
 }
 
@@ -145,4 +132,25 @@ impl<B: Backend> Iterator for ResponseStream<'_, B> {
             }
         }
     }
+}
+
+/// The answer of generated `tokens`: decoded, and without its end-of-turn marker.
+pub(crate) fn answer<B: Backend>(
+    model: &OmgLlava<B>,
+    tokens: Vec<u32>,
+    masks: Vec<MaskOutput>,
+) -> Result<Answer, OmgLlavaError> {
+    let raw_text = model.tokenizer.decode(&tokens, false)?;
+    let mut text = raw_text.trim_end().to_owned();
+    for end in ["<|im_end|>", "</s>"] {
+        if let Some(t) = text.strip_suffix(end) {
+            text = t.trim_end().to_owned();
+        }
+    }
+    Ok(Answer {
+        text,
+        raw_text,
+        token_ids: tokens,
+        masks,
+    })
 }

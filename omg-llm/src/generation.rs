@@ -150,6 +150,8 @@ pub struct Generator<'m, B: Backend> {
     done: bool,
     rng: Option<StdRng>,
     captured: Vec<CapturedHidden<B>>,
+    /// Left-padding count of each row (empty: none).
+    left_padding: Vec<usize>,
 }
 
 impl<'m, B: Backend> Generator<'m, B> {
@@ -172,7 +174,13 @@ impl<'m, B: Backend> Generator<'m, B> {
         let ids_t =
             Tensor::<B, 2, Int>::from_data(TensorData::new(data, [batch, t]), &model.device());
         let history = ids.chunks(t).map(<[u32]>::to_vec).collect();
-        Self::start(model, model.embed_unchecked(ids_t), history, config)
+        Self::start(
+            model,
+            model.embed_unchecked(ids_t),
+            history,
+            config,
+            Vec::new(),
+        )
     }
 
     /// Starts generation after prompt embeddings `[batch, T, hidden]` (the
@@ -196,7 +204,34 @@ impl<'m, B: Backend> Generator<'m, B> {
                 history.len()
             )));
         }
-        Self::start(model, embeds, history, config)
+        Self::start(model, embeds, history, config, Vec::new())
+    }
+
+    /// [`from_embeds`](Self::from_embeds) for prompts of different lengths: `embeds`
+    /// `[batch, T, hidden]` holds row `r`'s prompt in its last `T − left_padding[r]`
+    /// positions (left padding, as HF pads decoder-only batches for generation). Each
+    /// row generates as it would alone, up to float rounding; rows finish
+    /// independently.
+    pub fn from_embeds_padded(
+        model: &'m InternLM2<B>,
+        embeds: Tensor<B, 3>,
+        left_padding: Vec<usize>,
+        prompt_ids: Vec<Vec<u32>>,
+        config: GenerationConfig,
+    ) -> Result<Self, LlmError> {
+        let [batch, t, _] = embeds.dims();
+        if left_padding.len() != batch || left_padding.iter().any(|&p| p >= t) {
+            return Err(LlmError::Input(format!(
+                "left padding {left_padding:?} for a batch of {batch} prompts of {t} positions (each row needs a token)"
+            )));
+        }
+        if prompt_ids.len() != batch {
+            return Err(LlmError::Input(format!(
+                "{} prompt-id rows for a batch of {batch}",
+                prompt_ids.len()
+            )));
+        }
+        Self::start(model, embeds, prompt_ids, config, left_padding)
     }
 
     fn start(
@@ -204,17 +239,19 @@ impl<'m, B: Backend> Generator<'m, B> {
         embeds: Tensor<B, 3>,
         history: Vec<Vec<u32>>,
         config: GenerationConfig,
+        left_padding: Vec<usize>,
     ) -> Result<Self, LlmError> {
         config.validate()?;
         let [batch, t, _] = embeds.dims();
         let mut cache = model.new_cache(batch, t + config.max_new_tokens);
-        let out = model.forward_embeds(
+        let out = model.forward_embeds_padded(
             embeds,
             Some(&mut cache),
             ForwardOptions {
                 logits: LogitsFor::Last,
                 output_hidden_states: false,
             },
+            &left_padding,
         )?;
         let logits = rows_to_host(out.logits)?;
         let rng = match config.sampling {
@@ -232,6 +269,7 @@ impl<'m, B: Backend> Generator<'m, B> {
             rng,
             captured: Vec::new(),
             config,
+            left_padding,
         })
     }
 
@@ -312,13 +350,14 @@ impl<'m, B: Backend> Generator<'m, B> {
         let data: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let ids =
             Tensor::<B, 2, Int>::from_data(TensorData::new(data, [batch, 1]), &self.model.device());
-        let out = self.model.forward_embeds(
+        let out = self.model.forward_embeds_padded(
             self.model.embed_unchecked(ids),
             Some(&mut self.cache),
             ForwardOptions {
                 logits: LogitsFor::Last,
                 output_hidden_states: false,
             },
+            &self.left_padding,
         )?;
         let hidden = self.model.config().hidden_size;
         for (row, &t) in tokens.iter().enumerate() {

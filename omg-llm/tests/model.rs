@@ -275,3 +275,107 @@ fn the_comparison_helper_sees_nan() {
     assert_eq!(max_diff(&[f32::NAN, 1.0], &[f32::NAN, 1.5]), 0.5);
     assert_eq!(max_diff(&[f32::INFINITY], &[f32::INFINITY]), 0.0);
 }
+
+/// Prompts of different lengths generated together, left-padded: each row's logits
+/// and tokens are those of the row generated alone (no NaN from the padding queries),
+/// the `[SEG]`-style hidden states land on their rows, and a row that emits a stop id
+/// finishes while the other goes on.
+#[test]
+fn left_padded_rows_generate_as_they_would_alone() {
+    let model = InternLM2::<B>::init(&tiny_config(), &Default::default()).unwrap();
+    let device = Default::default();
+    let prompts: [Vec<u32>; 3] = [
+        vec![4, 9, 23, 1, 17, 60, 2],
+        vec![5, 88],
+        vec![31, 7, 7, 40],
+    ];
+    let embed = |ids: &[u32]| {
+        let data: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+        model.embed(Tensor::from_data(
+            burn::tensor::TensorData::new(data, [1, ids.len()]),
+            &device,
+        ))
+    };
+    let mut config = GenerationConfig::greedy(6);
+    config.eos_token_id = None;
+    config.keep_step_logits = true;
+    // alone
+    let alone: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            Generator::from_embeds(&model, embed(p).unwrap(), vec![vec![]], config.clone())
+                .unwrap()
+                .run()
+                .unwrap()
+        })
+        .collect();
+    // the token row 1 emits second finishes it early in the batch; capture the states
+    // of the token row 0 emits third
+    let stop = alone[1].tokens[0][1];
+    let capture = alone[0].tokens[0][2];
+    let mut batch_config = config.clone();
+    batch_config.stop_token_ids = vec![stop];
+    batch_config.capture_hidden_for = vec![capture];
+    let pad = (0..97).find(|&t| t != capture && t != stop).unwrap();
+    batch_config.pad_token_id = pad;
+    let longest = prompts.iter().map(Vec::len).max().unwrap();
+    let padding: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    let rows: Vec<Tensor<B, 3>> = prompts
+        .iter()
+        .zip(&padding)
+        .map(|(p, &pad)| {
+            let row = embed(p).unwrap();
+            if pad == 0 {
+                row
+            } else {
+                Tensor::cat(vec![Tensor::zeros([1, pad, 64], &device), row], 1)
+            }
+        })
+        .collect();
+    let out = Generator::from_embeds_padded(
+        &model,
+        Tensor::cat(rows, 0),
+        padding,
+        vec![vec![]; 3],
+        batch_config,
+    )
+    .unwrap()
+    .run()
+    .unwrap();
+    // a row runs until it emits the stop id (row 1 at its second token at the latest)
+    let steps: Vec<usize> = alone
+        .iter()
+        .map(|a| {
+            a.tokens[0]
+                .iter()
+                .position(|&t| t == stop)
+                .map_or(6, |k| k + 1)
+        })
+        .collect();
+    assert!(steps[1] <= 2);
+    assert_eq!(out.tokens[0].len(), *steps.iter().max().unwrap());
+    for (row, a) in alone.iter().enumerate() {
+        for (k, &got) in out.tokens[row].iter().enumerate() {
+            if k < steps[row] {
+                assert_eq!(got, a.tokens[0][k], "row {row} step {k}");
+                let d = max_diff(&out.step_logits[k][row], &a.step_logits[k][0]);
+                assert!(d < 1e-4, "row {row} step {k}: logits differ by {d}");
+            } else {
+                assert_eq!(got, pad, "row {row} is padded after it finished");
+            }
+        }
+    }
+    assert!(out.captured.iter().any(|c| c.row == 0));
+    for c in &out.captured {
+        assert_eq!(out.tokens[c.row][c.index], capture);
+    }
+    // a padding count that leaves a row without a token is an error
+    let bad = Generator::from_embeds_padded(
+        &model,
+        Tensor::zeros([2, 3, 64], &device),
+        vec![0, 3],
+        vec![vec![]; 2],
+        config,
+    );
+    assert!(matches!(bad, Err(LlmError::Input(_))));
+}

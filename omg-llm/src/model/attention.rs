@@ -46,12 +46,19 @@ impl<B: Backend> Attention<B> {
     /// Attention over `x` `[batch, T, hidden]` whose first position is `start`.
     /// With a cache, the new keys/values are appended to it (layer `layer`) and the
     /// queries attend to every cached position.
+    ///
+    /// `left_padding` (empty, or one count per row) marks the first positions of each
+    /// row as padding: no query sees them (a padding query sees itself only, so its
+    /// output stays finite). Positions are shared by the rows, so a row padded by `p`
+    /// has its RoPE positions shifted by `p`, which leaves its attention scores as
+    /// they are (RoPE scores depend on position differences only).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         rope: &RopeTables<B>,
         start: usize,
         cache: Option<(&mut KvCache<B>, usize)>,
+        left_padding: &[usize],
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (kv, d) = (self.num_kv_heads, self.head_dim);
@@ -86,7 +93,10 @@ impl<B: Backend> Attention<B> {
         // group are stacked along the query axis ([b, kv, g·t, d]).
         let q = q.reshape([b, kv, g * t, d]);
         let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
-        let scores = if t > 1 {
+        let scores = if left_padding.iter().any(|&p| p > 0) {
+            let mask = padded_mask::<B>(t, s, start, g, left_padding, &scores.device());
+            scores.mask_fill(mask, f32::NEG_INFINITY)
+        } else if t > 1 {
             let mask = causal_mask::<B>(t, s, start, g, &scores.device());
             scores.mask_fill(mask, f32::NEG_INFINITY)
         } else {
@@ -121,6 +131,36 @@ fn causal_mask<B: Backend>(
     }
     Tensor::<B, 4, Bool>::from_data(
         burn::tensor::TensorData::new(mask, [1, 1, g * t, s]),
+        device,
+    )
+}
+
+/// [`causal_mask`] per row of a left-padded batch, `[b, 1, g·t, s]`: query `start + i` of
+/// row `r` must not see a later key nor a padding key `j < left_padding[r]` (a padding
+/// query sees itself only).
+fn padded_mask<B: Backend>(
+    t: usize,
+    s: usize,
+    start: usize,
+    g: usize,
+    left_padding: &[usize],
+    device: &B::Device,
+) -> Tensor<B, 4, Bool> {
+    let b = left_padding.len();
+    let mut mask = Vec::with_capacity(b * g * t * s);
+    for &pad in left_padding {
+        for _ in 0..g {
+            for i in 0..t {
+                let q = start + i;
+                for j in 0..s {
+                    let padding = if q < pad { j != q } else { j < pad };
+                    mask.push(j > q || padding);
+                }
+            }
+        }
+    }
+    Tensor::<B, 4, Bool>::from_data(
+        burn::tensor::TensorData::new(mask, [b, 1, g * t, s]),
         device,
     )
 }

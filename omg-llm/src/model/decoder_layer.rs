@@ -48,11 +48,16 @@ impl<B: Backend> DecoderLayer<B> {
         rope: &RopeTables<B>,
         start: usize,
         cache: Option<(&mut KvCache<B>, usize)>,
+        left_padding: &[usize],
     ) -> Tensor<B, 3> {
         let h = x.clone()
-            + self
-                .attention
-                .forward(self.attention_norm.forward(x), rope, start, cache);
+            + self.attention.forward(
+                self.attention_norm.forward(x),
+                rope,
+                start,
+                cache,
+                left_padding,
+            );
         h.clone() + self.feed_forward.forward(self.ffn_norm.forward(h))
     }
 }

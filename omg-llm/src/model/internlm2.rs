@@ -234,10 +234,30 @@ impl<B: Backend> InternLM2<B> {
     pub fn forward_embeds(
         &self,
         embeds: Tensor<B, 3>,
-        mut cache: Option<&mut KvCache<B>>,
+        cache: Option<&mut KvCache<B>>,
         options: ForwardOptions,
     ) -> Result<ForwardOutput<B>, LlmError> {
+        self.forward_embeds_padded(embeds, cache, options, &[])
+    }
+
+    /// [`forward_embeds`](Self::forward_embeds) of a left-padded batch: the first
+    /// `left_padding[r]` positions of row `r` (counted from the start of the cache) are
+    /// padding that no position attends to. Empty `left_padding` means none. With a
+    /// cache, pass the same counts for the prefill and every later step.
+    pub fn forward_embeds_padded(
+        &self,
+        embeds: Tensor<B, 3>,
+        mut cache: Option<&mut KvCache<B>>,
+        options: ForwardOptions,
+        left_padding: &[usize],
+    ) -> Result<ForwardOutput<B>, LlmError> {
         let [b, t, h] = embeds.dims();
+        if !left_padding.is_empty() && left_padding.len() != b {
+            return Err(LlmError::Input(format!(
+                "{} left-padding counts for a batch of {b}",
+                left_padding.len()
+            )));
+        }
         if h != self.config.hidden_size {
             return Err(LlmError::Input(format!(
                 "input embeddings have width {h}, the model's hidden size is {}",
@@ -265,7 +285,7 @@ impl<B: Backend> InternLM2<B> {
                 hidden_states.push(x.clone());
             }
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
-            x = layer.forward(x, &rope, start, layer_cache);
+            x = layer.forward(x, &rope, start, layer_cache, left_padding);
         }
         if let Some(c) = cache {
             c.advance(t);
