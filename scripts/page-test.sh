@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shot="${1:-docs/serve-page.png}"
+case "$shot" in /*) ;; *) shot="$PWD/$shot" ;; esac
 
 if ! command -v chromium >/dev/null; then
   echo "installing Debian's chromium"
@@ -32,4 +33,4 @@ for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
   sleep 0.2
 done
-node "$tools/page-test.mjs" "http://127.0.0.1:$port/" "$PWD/examples/assets/chelsea.png" "$PWD/$shot"
+node "$tools/page-test.mjs" "http://127.0.0.1:$port/" "$PWD/examples/assets/chelsea.png" "$shot"
