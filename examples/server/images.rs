@@ -75,23 +75,24 @@ impl PhotoBytes {
                 format!("the image cannot be read (PNG or JPEG expected): {e}"),
             )
         };
-        let reader = image::ImageReader::new(Cursor::new(&self.bytes))
-            .with_guessed_format()
+        use image::ImageDecoder;
+        let format = image::guess_format(&self.bytes).map_err(|e| unsupported(e.to_string()))?;
+        // the header is read once: its size is checked before any pixel is decoded
+        let mut decoder = image::ImageReader::with_format(Cursor::new(&self.bytes), format)
+            .into_decoder()
             .map_err(|e| unsupported(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(unsupported("unknown format".into()));
-        }
-        let (width, height) = reader
-            .into_dimensions()
-            .map_err(|e| unsupported(e.to_string()))?;
+        let (width, height) = decoder.dimensions();
         limits.check(width, height)?;
-        let mut reader = image::ImageReader::new(Cursor::new(&self.bytes))
-            .with_guessed_format()
-            .map_err(|e| unsupported(e.to_string()))?;
         let mut decoder_limits = image::Limits::default();
         // RGBA at 16 bits is the most a decoder holds per pixel, plus its own buffers
         decoder_limits.max_alloc = Some(8 * u64::from(width) * u64::from(height) + (64 << 20));
-        reader.limits(decoder_limits);
-        reader.decode().map_err(|e| unsupported(e.to_string()))
+        // as `ImageReader::decode`: the output buffer counts against the limit
+        decoder_limits
+            .reserve(decoder.total_bytes())
+            .map_err(|e| unsupported(e.to_string()))?;
+        decoder
+            .set_limits(decoder_limits)
+            .map_err(|e| unsupported(e.to_string()))?;
+        DynamicImage::from_decoder(decoder).map_err(|e| unsupported(e.to_string()))
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -104,12 +104,8 @@ pub fn router(queue: Queue, config: ServeConfig) -> Router {
         .with_state(state)
 }
 
-async fn page() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        Html(PAGE),
-    )
-        .into_response()
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
 }
 
 async fn health(State(s): State<AppState>) -> Response {

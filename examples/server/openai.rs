@@ -26,10 +26,15 @@ use omg_llava::{Conversation, Prompt, Region, StreamEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
+use std::rc::Rc;
+
+use omg_llava::{GenerateOptions, ImageHandle};
+
 use super::error::ApiError;
 use super::images::PhotoBytes;
 use super::options::{SamplingFields, generate_options};
+use super::worker::{B, Worker};
+use super::{AppState, ServeConfig};
 use crate::batch::{OutputMask, RegionSpec};
 
 /// A chat completion request (the fields OMG-LLaVA uses; other OpenAI fields are
@@ -263,11 +268,9 @@ pub async fn chat_completions(
         let (answer, prompt_tokens) = state
             .queue
             .run(move |w| {
-                let options = generate_options(&sampling, &limits, &w.pipeline)?;
-                let img = w.image(&dialogue.photo)?;
-                let p = &w.pipeline;
-                let prompt_tokens = tokenize_prompt(&p.model().tokenizer, &prompt)?.len();
-                let answer = p.answer_prompt(&img, prompt, &regions, &options)?;
+                let (options, img, prompt_tokens) =
+                    prepare(w, &dialogue.photo, &prompt, &sampling, &limits)?;
+                let answer = w.pipeline.answer_prompt(&img, prompt, &regions, &options)?;
                 Ok((answer, prompt_tokens))
             })
             .await?;
@@ -295,13 +298,8 @@ pub async fn chat_completions(
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Chunk>();
     state.queue.submit(Box::new(move |w| {
-        let mut start = || -> Result<_, ApiError> {
-            let options = generate_options(&sampling, &limits, &w.pipeline)?;
-            let img = w.image(&dialogue.photo)?;
-            let prompt_tokens = tokenize_prompt(&w.pipeline.model().tokenizer, &prompt)?.len();
-            Ok((options, img, prompt_tokens))
-        };
-        let (options, img, prompt_tokens) = match start() {
+        let started = prepare(w, &dialogue.photo, &prompt, &sampling, &limits);
+        let (options, img, prompt_tokens) = match started {
             Ok(v) => v,
             Err(e) => {
                 let _ = started_tx.send(Err(e));
@@ -420,6 +418,21 @@ pub async fn chat_completions(
         }
     });
     Ok(Sse::new(events).into_response())
+}
+
+/// What answering a request needs from the worker: the generation options, the encoded
+/// photo (from the cache) and the prompt's token count (for `usage`).
+fn prepare(
+    w: &mut Worker,
+    photo: &PhotoBytes,
+    prompt: &Prompt,
+    sampling: &SamplingFields,
+    config: &ServeConfig,
+) -> Result<(GenerateOptions, Rc<ImageHandle<B>>, usize), ApiError> {
+    let options = generate_options(sampling, config, &w.pipeline)?;
+    let img = w.image(photo)?;
+    let prompt_tokens = tokenize_prompt(&w.pipeline.model().tokenizer, prompt)?.len();
+    Ok((options, img, prompt_tokens))
 }
 
 fn data(value: &Value) -> Event {

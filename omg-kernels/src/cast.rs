@@ -31,10 +31,21 @@ pub fn cast_float<B: Backend, const D: usize>(
     tensor.cast(dtype)
 }
 
-/// `tensor` rounded to the half-precision `dtype` and widened back to f32.
+/// `tensor` rounded to the half-precision `dtype` and widened back to f32 (on Flex in
+/// one trip to the host values and back).
 pub fn round_to<B: Backend, const D: usize>(
     tensor: Tensor<B, D>,
     dtype: FloatDType,
 ) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    if crate::flex::is_flex::<B>() {
+        use burn::tensor::DType;
+        let device = tensor.device();
+        let data = tensor
+            .into_data()
+            .convert_dtype(DType::from(dtype))
+            .convert_dtype(DType::F32);
+        return Tensor::from_data(data, &device);
+    }
     cast_float(cast_float(tensor, dtype), FloatDType::F32)
 }

@@ -61,20 +61,10 @@ impl<B: Backend> Pipeline<B> {
             return Ok(Vec::new());
         }
         let m = self.model();
-        let limit = m.llm.config().max_position_embeddings;
-        let mut rows = Vec::with_capacity(prompts.len());
-        for p in prompts {
-            let spliced = self.prepare_prompt(p.image, &p.prompt, &p.regions)?.spliced;
-            let length = spliced.lengths[0];
-            if length + options.max_new_tokens > limit {
-                return Err(OmgLlavaError::PromptTooLong {
-                    prompt_tokens: length,
-                    max_new_tokens: options.max_new_tokens,
-                    limit,
-                });
-            }
-            rows.push(spliced.inputs_embeds);
-        }
+        let rows = prompts
+            .iter()
+            .map(|p| self.prompt_embeds(p.image, &p.prompt, &p.regions, options))
+            .collect::<Result<Vec<_>, _>>()?;
         let longest = rows.iter().map(|r| r.dims()[1]).max().unwrap_or(0);
         let hidden = m.llm.config().hidden_size;
         let device = self.device();

@@ -146,9 +146,26 @@ impl<B: Backend> Pipeline<B> {
         options: &GenerateOptions,
     ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
         let m = &self.model;
-        let spliced = self.prepare_prompt(img, &prompt.into(), regions)?.spliced;
+        let embeds = self.prompt_embeds(img, &prompt.into(), regions, options)?;
+        let config = self.generation_config(options);
+        // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
+        // alone, so the repetition penalty sees BOS and the new tokens only.
+        let generator = Generator::from_embeds(&m.llm, embeds, vec![vec![m.special.bos]], config)?;
+        Ok(ResponseStream::new(m, img, generator))
+    }
+
+    /// The spliced input embeddings `[1, L, D]` of one prompt, refused with
+    /// [`OmgLlavaError::PromptTooLong`] when `L` plus the new tokens exceed the context.
+    pub(crate) fn prompt_embeds(
+        &self,
+        img: &ImageHandle<B>,
+        prompt: &crate::Prompt,
+        regions: &[Region],
+        options: &GenerateOptions,
+    ) -> Result<Tensor<B, 3>, OmgLlavaError> {
+        let spliced = self.prepare_prompt(img, prompt, regions)?.spliced;
         let length = spliced.lengths[0];
-        let limit = m.llm.config().max_position_embeddings;
+        let limit = self.model.llm.config().max_position_embeddings;
         if length + options.max_new_tokens > limit {
             return Err(OmgLlavaError::PromptTooLong {
                 prompt_tokens: length,
@@ -156,16 +173,7 @@ impl<B: Backend> Pipeline<B> {
                 limit,
             });
         }
-        let config = self.generation_config(options);
-        // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
-        // alone, so the repetition penalty sees BOS and the new tokens only.
-        let generator = Generator::from_embeds(
-            &m.llm,
-            spliced.inputs_embeds,
-            vec![vec![m.special.bos]],
-            config,
-        )?;
-        Ok(ResponseStream::new(m, img, generator))
+        Ok(spliced.inputs_embeds)
     }
 
     /// The LLM's generation settings for `options`: the model's end and stop tokens,

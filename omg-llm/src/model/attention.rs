@@ -93,11 +93,10 @@ impl<B: Backend> Attention<B> {
         // group are stacked along the query axis ([b, kv, g·t, d]).
         let q = q.reshape([b, kv, g * t, d]);
         let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
-        let scores = if left_padding.iter().any(|&p| p > 0) {
-            let mask = padded_mask::<B>(t, s, start, g, left_padding, &scores.device());
-            scores.mask_fill(mask, f32::NEG_INFINITY)
-        } else if t > 1 {
-            let mask = causal_mask::<B>(t, s, start, g, &scores.device());
+        let padded = left_padding.iter().any(|&p| p > 0);
+        let scores = if t > 1 || padded {
+            let pads = if padded { left_padding } else { &[0] };
+            let mask = attention_mask::<B>(t, s, start, g, pads, &scores.device());
             scores.mask_fill(mask, f32::NEG_INFINITY)
         } else {
             scores
@@ -112,33 +111,12 @@ impl<B: Backend> Attention<B> {
     }
 }
 
-/// `True` where query row `j·t + i` (position `start + i`, for each of the `g`
-/// heads of a group) must not see key position `s_idx > start + i`; `[1, 1, g·t, s]`.
-fn causal_mask<B: Backend>(
-    t: usize,
-    s: usize,
-    start: usize,
-    g: usize,
-    device: &B::Device,
-) -> Tensor<B, 4, Bool> {
-    let mut mask = Vec::with_capacity(g * t * s);
-    for _ in 0..g {
-        for i in 0..t {
-            for j in 0..s {
-                mask.push(j > start + i);
-            }
-        }
-    }
-    Tensor::<B, 4, Bool>::from_data(
-        burn::tensor::TensorData::new(mask, [1, 1, g * t, s]),
-        device,
-    )
-}
-
-/// [`causal_mask`] per row of a left-padded batch, `[b, 1, g·t, s]`: query `start + i` of
-/// row `r` must not see a later key nor a padding key `j < left_padding[r]` (a padding
-/// query sees itself only).
-fn padded_mask<B: Backend>(
+/// `True` where query row `j·t + i` of batch row `r` (position `start + i`, for each of
+/// the `g` heads of a group) must not see key position `s_idx`: a later key, or a
+/// padding key `s_idx < left_padding[r]` (a padding query sees itself only);
+/// `[left_padding.len(), 1, g·t, s]` (one row of zero padding: the causal mask, broadcast
+/// over the batch).
+fn attention_mask<B: Backend>(
     t: usize,
     s: usize,
     start: usize,
