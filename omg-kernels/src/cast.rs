@@ -9,26 +9,25 @@
 //! module converts on the host with `half`'s f32 conversions instead (what burn's
 //! `TensorData::convert_dtype` uses); other backends cast on the device.
 
-use burn::tensor::{FloatDType, Tensor, backend::Backend};
+use burn::tensor::{DType, FloatDType, Tensor, backend::Backend};
+
+use crate::dispatch::{Entry, Site, dispatch};
 
 /// `tensor` in the float `dtype`, rounded to nearest (ties to even) from f32.
 pub fn cast_float<B: Backend, const D: usize>(
     tensor: Tensor<B, D>,
     dtype: FloatDType,
 ) -> Tensor<B, D> {
-    let target = burn::tensor::DType::from(dtype);
-    if tensor.dtype() == target {
+    if tensor.dtype() == DType::from(dtype) {
         return tensor;
     }
-    #[cfg(feature = "flex")]
-    if crate::flex::is_flex::<B>() {
-        use burn::tensor::TensorCreationOptions;
-        let device = tensor.device();
-        let data = tensor.into_data().convert_dtype(target);
-        let options = TensorCreationOptions::new(device).with_dtype(target);
-        return Tensor::from_data(data, options);
-    }
-    tensor.cast(dtype)
+    dispatch(
+        Cast::<D> {
+            dtype,
+            widen: false,
+        },
+        tensor,
+    )
 }
 
 /// `tensor` rounded to the half-precision `dtype` and widened back to f32 (on Flex in
@@ -37,15 +36,45 @@ pub fn round_to<B: Backend, const D: usize>(
     tensor: Tensor<B, D>,
     dtype: FloatDType,
 ) -> Tensor<B, D> {
-    #[cfg(feature = "flex")]
-    if crate::flex::is_flex::<B>() {
-        use burn::tensor::DType;
-        let device = tensor.device();
-        let data = tensor
-            .into_data()
-            .convert_dtype(DType::from(dtype))
-            .convert_dtype(DType::F32);
-        return Tensor::from_data(data, &device);
+    dispatch(Cast::<D> { dtype, widen: true }, tensor)
+}
+
+/// [`cast_float`] (`widen: false`) or [`round_to`] (`widen: true`) as a kernel entry:
+/// any shape, any float dtype.
+struct Cast<const D: usize> {
+    dtype: FloatDType,
+    widen: bool,
+}
+
+impl<B: Backend, const D: usize> Entry<B> for Cast<D> {
+    type Operands = Tensor<B, D>;
+    type Output = Tensor<B, D>;
+
+    fn name(&self) -> &'static str {
+        if self.widen { "round_to" } else { "cast_float" }
     }
-    cast_float(cast_float(tensor, dtype), FloatDType::F32)
+
+    fn check(&self, _: Site, _: &Tensor<B, D>) {}
+
+    fn kernel_takes(&self, _: &Tensor<B, D>) -> bool {
+        true
+    }
+
+    #[cfg(feature = "flex")]
+    fn kernel(self, x: burn_flex::FlexTensor) -> burn_flex::FlexTensor {
+        let dtype = DType::from(self.dtype);
+        if self.widen {
+            crate::flex::cast::round_to(x, dtype)
+        } else {
+            crate::flex::cast::cast(x, dtype)
+        }
+    }
+
+    fn fallback(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if self.widen {
+            cast_float(cast_float(x, self.dtype), FloatDType::F32)
+        } else {
+            x.cast(self.dtype)
+        }
+    }
 }

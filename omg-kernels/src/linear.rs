@@ -3,50 +3,51 @@
 //! step and the product is a matrix–vector one.
 
 use burn::nn::Linear;
-use burn::tensor::{FloatDType, Tensor, backend::Backend, module::linear as burn_linear};
+use burn::tensor::{DType, FloatDType, Tensor, backend::Backend, module::linear as burn_linear};
+#[cfg(feature = "flex")]
+use burn_flex::FlexTensor;
 
 use crate::cast_float;
+use crate::dispatch::{Dim, Entry, Site, dispatch, expect, fallback, is_f32};
 
 /// Most input rows (product of the leading dims) the few-row kernel takes; more rows
 /// run burn's matmul (compute-bound, where it is the right tool).
 pub const FEW_ROWS: usize = 8;
 
 /// `layer` applied to `x` `[…, in]` → `[…, out]`, as `Linear::forward`.
+///
+/// # Panics
+/// If the last dim of `x` is not the layer's input width.
 pub fn linear<B: Backend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
-    linear_with(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+    let operands = (x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
+    dispatch(Affine::<D> { name: "linear" }, operands)
 }
 
 /// `x` `[…, in]` · `weight` `[in, out]` + `bias` `[out]` → `[…, out]`.
+///
+/// # Panics
+/// If the operands do not have these shapes.
 pub fn linear_with<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    #[cfg(feature = "flex")]
-    {
-        let dims = x.dims();
-        let rows: usize = dims[..D - 1].iter().product();
-        if rows <= FEW_ROWS
-            && crate::flex::takes(&x)
-            && crate::flex::takes(&weight)
-            && bias.as_ref().is_none_or(crate::flex::takes)
-        {
-            use crate::flex::{from_flex, into_flex};
-            let out =
-                crate::flex::gemv::few_rows(into_flex(x), into_flex(weight), bias.map(into_flex));
-            return from_flex(out);
-        }
-    }
-    linear_fallback(x, weight, bias)
+    dispatch(
+        Affine::<D> {
+            name: "linear_with",
+        },
+        (x, weight, bias),
+    )
 }
 
-/// [`linear_with`] as burn's `linear` (the reference of the kernel).
+/// [`linear_with`] as burn's `linear` (the reference of the kernel), with the same shape
+/// check.
 pub fn linear_fallback<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    burn_linear(x, weight, bias)
+    fallback(Affine::<D> { name: "linear" }, (x, weight, bias))
 }
 
 /// `x` `[…, in]` · `weight` `[in, out]` + `bias` `[out]` with a half-precision (bf16 or
@@ -59,59 +60,142 @@ pub fn linear_fallback<B: Backend, const D: usize>(
 /// widens it in registers: two bytes of memory traffic per weight instead of f32's
 /// four, where Flex's own bf16 matmul converts the whole weight to f32 on every call.
 /// More rows (prefill) multiply the rounded operands in f32.
+///
+/// # Panics
+/// If the operands do not have these shapes.
 pub fn half_linear<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
     if x.dtype() == weight.dtype() {
-        return linear_with(x, weight, bias);
+        return dispatch(
+            Affine::<D> {
+                name: "half_linear",
+            },
+            (x, weight, bias),
+        );
     }
-    #[cfg(feature = "flex")]
-    if crate::flex::takes(&x)
-        && matches!(
-            weight.dtype(),
-            burn::tensor::DType::BF16 | burn::tensor::DType::F16
-        )
-        && bias.as_ref().is_none_or(crate::flex::takes)
-    {
-        let dims = x.dims();
-        let rows: usize = dims[..D - 1].iter().product();
-        if rows <= FEW_ROWS {
-            use crate::flex::{from_flex, into_flex, into_flex_float};
-            let out = crate::flex::gemv::few_rows_half(
-                into_flex(x),
-                into_flex_float(weight),
-                bias.map(into_flex),
-            );
-            return from_flex(out);
-        }
-        // Many rows: the product in f32 of the rounded operands. Flex's own half
-        // matmuls widen the whole weight on every call too (bf16), or sum in f16 (f16,
-        // several ulps off); this sums in f32 for both.
-        let half = FloatDType::from(weight.dtype());
-        let rounded = |t: Tensor<B, D>| crate::round_to(t, half);
-        let bias = bias.map(|b| crate::round_to(b, half));
-        let wide = crate::flex::from_flex(crate::flex::gemv::widen(crate::flex::into_flex_float(
-            weight,
-        )));
-        let y = linear_with(rounded(x), wide, bias);
-        return rounded(y);
-    }
-    half_linear_fallback(x, weight, bias)
+    dispatch(HalfLinear::<D>, (x, weight, bias))
 }
 
 /// [`half_linear`] in burn's ops (the reference of the kernel): a cast ([`cast_float`]),
-/// burn's `linear` in the weight's dtype, a cast back.
+/// burn's `linear` in the weight's dtype, a cast back; with the same shape check.
 pub fn half_linear_fallback<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 ) -> Tensor<B, D> {
-    let (x_dtype, half) = (
-        FloatDType::from(x.dtype()),
-        FloatDType::from(weight.dtype()),
-    );
-    let bias = bias.map(|b| cast_float(b, half));
-    cast_float(burn_linear(cast_float(x, half), weight, bias), x_dtype)
+    fallback(HalfLinear::<D>, (x, weight, bias))
+}
+
+/// `x`, `weight`, `bias` of a linear layer.
+type LinearOperands<B, const D: usize> = (Tensor<B, D>, Tensor<B, 2>, Option<Tensor<B, 1>>);
+
+/// Panics unless `x` is `[…, in]` and `bias` `[out]` for `weight` `[in, out]`.
+fn check_linear<B: Backend, const D: usize>(at: Site, (x, weight, bias): &LinearOperands<B, D>) {
+    let wd = weight.dims();
+    let expected = [Dim::Lead, Dim::Is("in", wd[0])];
+    expect(at, "x", &x.dims(), &expected, &[("weight", &wd)]);
+    if let Some(bias) = bias {
+        expect(
+            at,
+            "bias",
+            &bias.dims(),
+            &[Dim::Is("out", wd[1])],
+            &[("weight", &wd)],
+        );
+    }
+}
+
+/// The input rows of `x` `[…, in]` (the product of its leading dims).
+fn rows(dims: &[usize]) -> usize {
+    dims[..dims.len().saturating_sub(1)].iter().product()
+}
+
+/// [`linear_with`] (and [`linear`], [`half_linear`] with a weight of the dtype of `x`) as a
+/// kernel entry named `name`: the few-row kernel, or burn's `linear`.
+struct Affine<const D: usize> {
+    name: &'static str,
+}
+
+impl<B: Backend, const D: usize> Entry<B> for Affine<D> {
+    type Operands = LinearOperands<B, D>;
+    type Output = Tensor<B, D>;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self, at: Site, operands: &Self::Operands) {
+        check_linear(at, operands);
+    }
+
+    fn kernel_takes(&self, (x, weight, bias): &Self::Operands) -> bool {
+        rows(&x.dims()) <= FEW_ROWS
+            && is_f32(x)
+            && is_f32(weight)
+            && bias.as_ref().is_none_or(is_f32)
+    }
+
+    #[cfg(feature = "flex")]
+    fn kernel(self, (x, weight, bias): (FlexTensor, FlexTensor, Option<FlexTensor>)) -> FlexTensor {
+        crate::flex::gemv::few_rows(x, weight, bias)
+    }
+
+    fn fallback(self, (x, weight, bias): Self::Operands) -> Tensor<B, D> {
+        burn_linear(x, weight, bias)
+    }
+}
+
+/// [`half_linear`] with a weight of another dtype than `x` as a kernel entry.
+struct HalfLinear<const D: usize>;
+
+impl<B: Backend, const D: usize> Entry<B> for HalfLinear<D> {
+    type Operands = LinearOperands<B, D>;
+    type Output = Tensor<B, D>;
+
+    fn name(&self) -> &'static str {
+        "half_linear"
+    }
+
+    fn check(&self, at: Site, operands: &Self::Operands) {
+        check_linear(at, operands);
+    }
+
+    fn kernel_takes(&self, (x, weight, bias): &Self::Operands) -> bool {
+        is_f32(x)
+            && matches!(weight.dtype(), DType::BF16 | DType::F16)
+            && bias.as_ref().is_none_or(is_f32)
+    }
+
+    #[cfg(feature = "flex")]
+    fn kernel(self, (x, weight, bias): (FlexTensor, FlexTensor, Option<FlexTensor>)) -> FlexTensor {
+        use burn::tensor::TensorPrimitive;
+        use burn_flex::Flex;
+
+        if rows(x.layout().shape()) <= FEW_ROWS {
+            return crate::flex::gemv::few_rows_half(x, weight, bias);
+        }
+        // Many rows: the product in f32 of the rounded operands. Flex's own half
+        // matmuls widen the whole weight on every call too (bf16), or sum in f16 (f16,
+        // several ulps off); this sums in f32 for both.
+        let half = weight.dtype();
+        let round = |t: FlexTensor| crate::flex::cast::round_to(t, half);
+        let float = |t: FlexTensor| TensorPrimitive::Float(t);
+        let x = Tensor::<Flex, D>::from_primitive(float(round(x)));
+        let bias = bias.map(|b| Tensor::<Flex, 1>::from_primitive(float(round(b))));
+        let wide = crate::flex::gemv::widen(weight);
+        let wide = Tensor::<Flex, 2>::from_primitive(float(wide));
+        round(burn_linear(x, wide, bias).into_primitive().tensor())
+    }
+
+    fn fallback(self, (x, weight, bias): Self::Operands) -> Tensor<B, D> {
+        let (x_dtype, half) = (
+            FloatDType::from(x.dtype()),
+            FloatDType::from(weight.dtype()),
+        );
+        let bias = bias.map(|b| cast_float(b, half));
+        cast_float(burn_linear(cast_float(x, half), weight, bias), x_dtype)
+    }
 }

@@ -22,9 +22,24 @@ pub(crate) fn masked_attention(
 ) -> FlexTensor {
     let [b, nq, c] = q.layout().shape().dims::<3>();
     let nk = k.layout().shape().dims::<3>()[1];
-    let dh = c / heads;
     let (qs, ks, vs) = (f32s(&q), f32s(&k), f32s(&v));
     let mask = mask.as_ref().map(super::bytes);
+    // The sizes the gemm calls below rely on, checked always (`crate::attention` checked
+    // the shapes already; this keeps the unsafe blocks in bounds on its own).
+    assert!(
+        heads > 0
+            && c % heads == 0
+            && qs.len() == b * nq * c
+            && ks.len() == b * nk * c
+            && vs.len() == b * nk * c
+            && mask.is_none_or(|m| m.len() == b * nq * nk),
+        "masked_attention kernel: operands of {} / {} / {} values for q [{b}, {nq}, {c}], \
+         k and v [{b}, {nk}, {c}], heads {heads}",
+        qs.len(),
+        ks.len(),
+        vs.len()
+    );
+    let dh = c / heads;
     let blocks = nq.div_ceil(BLOCK);
     // one task per (batch, head, query block); each writes its [rows, dh] tile
     let tiles: Vec<(usize, usize, usize, Vec<f32>)> = (0..b * heads * blocks)
@@ -39,8 +54,11 @@ pub(crate) fn masked_attention(
             let q_ptr = &qs[(batch * nq + q0) * c + head * dh..];
             let k_ptr = &ks[batch * nk * c + head * dh..];
             let v_ptr = &vs[batch * nk * c + head * dh..];
-            // SAFETY: every operand view lies inside its slice: rows ≤ Nq − q0 rows of
-            // stride C from q_ptr, Nk rows of stride C from k_ptr/v_ptr, dh columns each.
+            // SAFETY: by the assert above (qs: B·Nq·C values, ks and vs: B·Nk·C, dh·heads
+            // = C), every operand view lies inside its slice: rows ≤ Nq − q0 rows of
+            // stride C from q_ptr (the last element is (batch·Nq + q0 + rows − 1)·C +
+            // head·dh + dh − 1 < B·Nq·C), Nk rows of stride C from k_ptr and v_ptr
+            // (likewise < B·Nk·C), dh columns each; scores is [rows, Nk] contiguous.
             unsafe {
                 // scores[rows, nk] = Q[rows, dh] · Kᵀ[dh, nk]
                 gemm(
@@ -70,7 +88,8 @@ pub(crate) fn masked_attention(
                     mask.map(|m| &m[(batch * nq + q0 + r) * nk..(batch * nq + q0 + r + 1) * nk]);
                 run(row, m);
             }
-            // SAFETY: as above; tile is [rows, dh] contiguous.
+            // SAFETY: as above (scores [rows, Nk] and v_ptr's Nk rows of dh columns at
+            // stride C); tile is [rows, dh] contiguous.
             unsafe {
                 gemm(
                     rows,

@@ -19,6 +19,16 @@ pub(crate) fn conv2d_same(
 ) -> FlexTensor {
     let [b, cin, h, w] = x.layout().shape().dims::<4>();
     let [cout, _, k, _] = weight.layout().shape().dims::<4>();
+    // the shapes `crate::conv` checked (the taps and the bias are read by them)
+    assert!(
+        weight.layout().shape().dims::<4>() == [cout, cin, k, k]
+            && k % 2 == 1
+            && bias
+                .as_ref()
+                .is_none_or(|b| b.layout().num_elements() == cout),
+        "conv2d_same kernel: weight {:?} for x [{b}, {cin}, {h}, {w}]",
+        weight.layout().shape()
+    );
     let pad = k / 2;
     let wp = w + k - 1;
     let rows = h * wp;
@@ -60,9 +70,14 @@ pub(crate) fn conv2d_same(
         for (t, tap) in taps.iter().enumerate() {
             let (i, j) = (t / k, t % k);
             let lhs = &padded[(i * wp + j) * cin..];
-            debug_assert!(lhs.len() >= rows * cin);
-            // SAFETY: lhs holds rows·cin elements from its start (the buffer has k spare
-            // rows); tap is [cin, cout]; acc is [rows, cout].
+            // always checked: the unsafe block below reads rows·cin values of lhs (true by
+            // construction, the buffer has k spare rows, but not left to the arithmetic)
+            assert!(
+                lhs.len() >= rows * cin,
+                "conv2d_same kernel: padded buffer too short"
+            );
+            // SAFETY: lhs holds rows·cin elements from its start (asserted just above);
+            // tap is [cin, cout] (made above); acc is [rows, cout].
             unsafe {
                 gemm(
                     rows,

@@ -8,13 +8,9 @@ use rayon::prelude::*;
 
 use super::{f32s, madd, multiversion, new_f32};
 
-/// Most `levels · points` samples per head the kernel takes (OMG-Seg: 3 · 4).
-const MAX_SAMPLES: usize = 64;
-
-/// Whether the kernel takes these shapes (else the fallback runs).
-pub(crate) fn fits(value: &[usize; 4], reference: &[usize; 3], offsets: &[usize; 6]) -> bool {
-    (reference[0] == 1 || reference[0] == value[0]) && offsets[3] * offsets[4] <= MAX_SAMPLES
-}
+/// Most `levels · points` samples per head the kernel takes (OMG-Seg: 3 · 4); the entry
+/// runs the fallback for more.
+pub(crate) const MAX_SAMPLES: usize = 64;
 
 /// `value` `[B, N, heads, dh]`, `reference` `[B or 1, Nq, 2]`, `offsets`
 /// `[B, Nq, heads, levels, points, 2]`, `logits` `[B, Nq, heads, levels·points]` →
@@ -35,7 +31,12 @@ pub(crate) fn ms_deform_attn(
         starts.push((start, h, w));
         start += h * w;
     }
-    debug_assert_eq!(start, n);
+    // the shapes `crate::deform` checked (all indexing below is bounds-checked)
+    assert!(
+        start == n && shapes.len() == levels && levels * points <= MAX_SAMPLES,
+        "ms_deform_attn kernel: shapes {shapes:?} do not fit value [.., {n}, ..] and \
+         offsets [.., {levels}, {points}, 2]"
+    );
     let geometry = Geometry {
         nq,
         n,

@@ -14,6 +14,14 @@ pub(crate) fn depthwise_nhwc(
 ) -> FlexTensor {
     let [b, h, w, c] = x.layout().shape().dims::<4>();
     let k = weight.layout().shape().dims::<4>()[2];
+    // the shapes `crate::depthwise` checked (safe code: these keep the answer right)
+    assert!(
+        weight.layout().shape().dims::<4>() == [c, 1, k, k]
+            && k % 2 == 1
+            && bias.as_ref().is_none_or(|b| b.layout().num_elements() == c),
+        "depthwise_conv2d_nhwc kernel: weight {:?} for x [{b}, {h}, {w}, {c}]",
+        weight.layout().shape()
+    );
     let wsrc = f32s(&weight);
     // [k, k, C]: the filter taps of one (i, j) are contiguous over channels.
     let mut taps = vec![0.0f32; k * k * c];

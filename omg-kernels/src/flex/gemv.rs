@@ -27,6 +27,17 @@ enum Weights<'a> {
     F16(&'a [f16]),
 }
 
+impl Weights<'_> {
+    /// The number of weights.
+    fn len(self) -> usize {
+        match self {
+            Self::F32(w) => w.len(),
+            Self::Bf16(w) => w.len(),
+            Self::F16(w) => w.len(),
+        }
+    }
+}
+
 /// `x` `[…, in]` (≤ FEW_ROWS rows), `weight` `[in, out]`, `bias` `[out]` → `[…, out]`.
 pub(crate) fn few_rows(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
     let bias = bias.as_ref().map(f32s);
@@ -109,12 +120,18 @@ fn product(
     let shape = x.layout().shape().to_vec();
     let k = *shape.last().expect("linear input has a last dim");
     let rows = shape[..shape.len() - 1].iter().product::<usize>();
-    debug_assert!(rows <= FEW_ROWS);
+    // The sizes every tile (and `avx2::half_slab`'s loads) relies on, checked always: a
+    // weight of other than `k` rows would be read past its end, or only in part.
+    assert!(
+        rows <= FEW_ROWS
+            && xs.len() == rows * k
+            && ws.len() == k * n
+            && bias.is_none_or(|b| b.len() == n),
+        "linear kernel: x {shape:?} against a weight of {} values for {n} outputs",
+        ws.len()
+    );
     let column_blocks = n.div_ceil(columns);
-    #[cfg(target_arch = "x86_64")]
-    let f16c = std::is_x86_feature_detected!("f16c");
-    #[cfg(not(target_arch = "x86_64"))]
-    let f16c = false;
+    let f16c = super::isa::isa().f16c;
     // enough tiles for every thread: split the input dim too (partial sums, added below)
     let wanted = 2 * rayon::current_num_threads();
     let k_blocks = wanted
@@ -169,7 +186,7 @@ fn product(
 /// for `rows` inputs.
 #[derive(Clone, Copy)]
 struct Slab {
-    /// The CPU has F16C (with AVX2 and FMA): half weights are widened in registers.
+    /// `isa` allows F16C (with AVX2 and FMA): half weights are widened in registers.
     f16c: bool,
     k: usize,
     n: usize,
@@ -217,8 +234,9 @@ fn body<const FMA: bool>(xs: &[f32], ws: Weights<'_>, tile: &mut [f32], s: Slab)
             Weights::F16(w) => Some((w.reinterpret_cast(), false)),
         };
         if let Some((w, is_bf16)) = half {
-            // SAFETY: FMA is true only in the copy compiled for (and run after detecting)
-            // AVX2 and FMA; `f16c` was detected by `product`.
+            // SAFETY: FMA is true only in the copy compiled for AVX2 and FMA, run after
+            // `isa` reported them; `s.f16c` is `isa`'s F16C (detected on the CPU); the
+            // sizes are `half_slab`'s contract, which it asserts.
             unsafe { avx2::half_slab(xs, w, is_bf16, tile, s) };
             return;
         }
@@ -312,8 +330,8 @@ mod avx2 {
     /// pass, each converted in registers and multiplied into the tile's accumulators.
     ///
     /// # Safety
-    /// The CPU has AVX2, FMA and F16C; `w` holds `k·n` values, `xs` `rows·k`, `tile`
-    /// `rows·width`, and the slab lies inside them.
+    /// The CPU has AVX2, FMA and F16C. The sizes (`w` holds `k·n` values, `xs` `rows·k`,
+    /// `tile` `rows·width`, the slab lies inside them) are asserted: a violation panics.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn half_slab(
         xs: &[f32],
@@ -332,8 +350,15 @@ mod avx2 {
             rows,
             ..
         } = s;
-        debug_assert!(w.len() >= k * n && xs.len() >= rows * k && tile.len() >= rows * width);
-        debug_assert!(c0 + width <= n && k1 <= k);
+        // the sizes the loads and stores below rely on, checked always
+        assert!(
+            w.len() >= k * n
+                && xs.len() >= rows * k
+                && tile.len() >= rows * width
+                && c0 + width <= n
+                && k1 <= k,
+            "half_slab: slab outside its operands"
+        );
         let vectors = width / 8 * 8;
         let mut i = k0;
         while i < k1 {
@@ -343,7 +368,10 @@ mod avx2 {
                 let acc = tile[r * width..(r + 1) * width].as_mut_ptr();
                 let x = &xs[r * k + i..r * k + i + step];
                 let mut c = 0;
-                // SAFETY (loads and stores): c + 8 <= width, inside each segment and row.
+                // SAFETY (loads and stores): c + 8 ≤ width, so each load of a weight
+                // segment reads (i + j)·n + c0 + c + 7 < (i + j + 1)·n ≤ k·n ≤ w.len()
+                // (i + j < k1 ≤ k, c0 + width ≤ n: asserted above), and each access of
+                // `acc` stays inside the row's `width` accumulators.
                 unsafe {
                     if step == 4 {
                         let (x0, x1) = (_mm256_set1_ps(x[0]), _mm256_set1_ps(x[1]));

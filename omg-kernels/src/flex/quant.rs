@@ -33,6 +33,16 @@ pub(crate) fn quant_linear(
     let rows = shape[..shape.len() - 1].iter().product::<usize>();
     let (xs, ss) = (f32s(&x), f32s(&scales));
     let vs = &values.bytes()[..n * layout.row_bytes()];
+    // The sizes the unsafe blocks of both paths rely on (`whole_groups`' loads of each x
+    // row, gemm's operands), checked always: `crate::quant` checked the shapes already.
+    assert!(
+        shape.last() == Some(&layout.in_features)
+            && xs.len() == rows * layout.in_features
+            && ss.len() == n * layout.groups()
+            && bias.as_ref().is_none_or(|b| b.layout().num_elements() == n),
+        "quant_linear kernel: x {shape:?}, {} scales for {layout:?}",
+        ss.len()
+    );
     let mut out = if rows <= FEW_ROWS {
         few_rows(xs, vs, ss, layout, rows)
     } else {
@@ -123,8 +133,8 @@ fn body<const FMA: bool>(xs: &[f32], vs: &[u8], ss: &[f32], t: Task, dst: &mut [
         #[cfg(target_arch = "x86_64")]
         let done = if FMA {
             let full = k / QUANT_GROUP;
-            // SAFETY: FMA is true only in the copy `run` calls after detecting AVX2 and
-            // FMA; `packed`, `scales` and every x row hold `full` whole groups.
+            // SAFETY: FMA is true only in the copy `run` calls after `isa` reported AVX2
+            // and FMA; the sizes are `whole_groups`' contract, which it asserts.
             unsafe { avx2::whole_groups(xs, k, rows, packed, scales, layout.bits, full, &mut acc) };
             full
         } else {
@@ -219,8 +229,9 @@ mod avx2 {
     /// each row's eight lanes.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `packed` holds `full` whole groups, `scales` at least
-    /// `full` scales, every row of `xs` (`rows` rows of `k`) at least `full·64` values.
+    /// The CPU has AVX2 and FMA. The sizes (`packed` holds `full` whole groups, `scales`
+    /// at least `full` scales, every row of `xs`, `rows` rows of `k`, at least `full·64`
+    /// values) are asserted: a violation panics.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn whole_groups(
@@ -233,9 +244,23 @@ mod avx2 {
         full: usize,
         acc: &mut [[f32; 8]],
     ) {
-        debug_assert!(scales.len() >= full && full * QUANT_GROUP <= k && xs.len() >= rows * k);
+        // the sizes the loads below rely on, checked always
+        let group_bytes = match bits {
+            QuantBits::Int8 => QUANT_GROUP,
+            QuantBits::Int4 => QUANT_GROUP / 2,
+        };
+        assert!(
+            scales.len() >= full
+                && packed.len() >= full * group_bytes
+                && full * QUANT_GROUP <= k
+                && xs.len() >= rows * k
+                && acc.len() >= rows,
+            "whole_groups: operands too short for {full} groups of {rows} rows"
+        );
         for (g, &scale) in scales[..full].iter().enumerate() {
-            // SAFETY (all loads below): in bounds by the function's contract.
+            // SAFETY (all loads below): the group's bytes lie inside `packed` (g < full,
+            // asserted above), each x row's 64 values of the group inside `xs`
+            // (r·k + g·64 + 63 < rows·k).
             let w = unsafe {
                 match bits {
                     QuantBits::Int8 => int8_group(packed.as_ptr().add(g * QUANT_GROUP)),
@@ -244,6 +269,8 @@ mod avx2 {
             };
             let s = _mm256_set1_ps(scale);
             for (r, lanes) in acc[..rows].iter_mut().enumerate() {
+                // SAFETY: the 64 loads of x end at r·k + g·64 + 63 < rows·k ≤ xs.len()
+                // (asserted above); `lanes` holds 8 f32.
                 unsafe {
                     let x = xs.as_ptr().add(r * k + g * QUANT_GROUP);
                     let mut p0 = _mm256_mul_ps(_mm256_loadu_ps(x), w[0]);
@@ -286,8 +313,10 @@ fn many_rows(xs: &[f32], vs: &[u8], ss: &[f32], l: QuantLayout, rows: usize) -> 
         });
         // out[:, n0..n0+width] = x [rows, k] · block^T ([k, width]: element (kk, j) at
         // block[j·k + kk])
-        // SAFETY: dst covers rows × width elements of `out` at stride n from column n0;
-        // lhs is rows × k with row stride k; rhs is k × width with column stride k.
+        // SAFETY: dst covers rows × width elements of `out` ([rows, n], n0 + width ≤ n) at
+        // stride n from column n0; lhs is rows × k with row stride k (xs holds rows·k
+        // values: asserted in `quant_linear`); rhs is k × width with column stride k
+        // (block holds width·k).
         unsafe {
             gemm(
                 rows,

@@ -9,9 +9,22 @@ use super::{exp, f32s, multiversion};
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
+/// `silu(gate) ⊙ up` of same-shaped contiguous tensors (covering their buffers, as the
+/// dispatch makes them: `gate`'s storage is written in place when it is not shared).
 pub(crate) fn silu_mul(mut gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+    // the shapes `crate::silu` checked (the passes below zip the two buffers)
+    assert_eq!(
+        gate.layout().shape(),
+        up.layout().shape(),
+        "silu_mul kernel: gate and up shapes"
+    );
     let up = f32s(&up);
     if let Some(g) = gate.try_storage_mut::<f32>() {
+        assert_eq!(
+            g.len(),
+            up.len(),
+            "silu_mul kernel: gate's buffer is its elements"
+        );
         g.par_chunks_mut(CHUNK)
             .zip(up.par_chunks(CHUNK))
             .for_each(|(g, u)| run(None, u, g));
