@@ -5,7 +5,7 @@ call, at the same size, and prints one table: stage, ours, PyTorch, ours/PyTorch
     python3 benches/compare.py [--size small] [--features flex] [--runs 2] [--warmup 1]
                                [--only encoder,llm] [--threads 0]
 
-* Ours: `cargo run --release -p omg-examples --features FEATURES --example bench`
+* Ours: `cargo run --release -p omg-bench --features FEATURES --bin bench -- …`
   (FEATURES picks the backend: flex by default, the fastest CPU backend).
 * PyTorch: `benches/reference/reference.py` in `benches/reference/.venv`, created from
   `benches/reference/requirements.txt` on the first run.
@@ -51,7 +51,7 @@ def cpu_name():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="small", choices=["tiny", "small", "7b"])
-    ap.add_argument("--features", default="flex", help="cargo features of omg-examples (the backend)")
+    ap.add_argument("--features", default="flex", help="cargo features of omg-bench (the backend)")
     ap.add_argument("--only", default="encoder,llm", help="parts both sides time: encoder, llm")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
@@ -76,11 +76,11 @@ def main():
               "--prompt-len", str(args.prompt_len), "--new-tokens", str(args.new_tokens),
               "--only", args.only]
     py = venv_python()
-    subprocess.run(["cargo", "build", "--release", "-p", "omg-examples", "--features", args.features,
-                    "--example", "bench"], cwd=ROOT, check=True)
+    bench = ["--release", "-p", "omg-bench", "--features", args.features, "--bin", "bench"]
+    subprocess.run(["cargo", "build", *bench], cwd=ROOT, check=True)
     started = time.strftime("%Y-%m-%d %H:%M")
-    subprocess.run([os.path.join(ROOT, "target", "release", "examples", "bench"), *common,
-                    "--json", ours_json], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "run", "--quiet", *bench, "--", *common, "--json", ours_json],
+                   cwd=ROOT, check=True)
     ref_cmd = [py, os.path.join(REF, "reference.py"), *common, "--json", ref_json]
     if args.threads:
         ref_cmd += ["--threads", str(args.threads)]

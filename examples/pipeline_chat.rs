@@ -2,19 +2,19 @@
 //! photo, then a streamed turn printed piece by piece.
 //!
 //! ```text
-//! cargo run --release --example pipeline_chat [BUNDLE_DIR]
+//! cargo run --release -p omg-examples --example pipeline_chat [BUNDLE_DIR]
 //! ```
-//! Without an argument it loads the tiny random-weight bundle (gibberish answers).
+//! Without an argument it loads the tiny random-weight demo bundle (gibberish answers).
 
 use std::io::Write;
 
-use omg_examples::{bundle_from_args, load_pipeline_and_photo};
-use omg_llava::{Conversation, GenerateOptions, StreamEvent};
+use omg_examples::load_pipeline_and_photo;
+use omg_llava::{Conversation, GenerateOptions, StreamEvent, Task};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // reuse freed large blocks instead of page-faulting fresh ones on every layer
     omg_llava::reuse_freed_memory();
-    let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
+    let (pipeline, photo) = load_pipeline_and_photo()?;
     // Encode once; every question below reuses the handle.
     let image = pipeline.encode(&photo)?;
     let options = GenerateOptions::default().with_max_new_tokens(32);
@@ -26,11 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("> {question}\n{}\n", answer.text);
     }
 
-    // A streamed turn: same prompt the blocking call would build, text as it comes.
+    // A streamed turn: the same task the blocking call runs, text as it comes.
     let question = "Where could this photo have been taken?";
     println!("> {question}");
-    let prompt = conversation.prompt_for(question);
-    let mut stream = pipeline.stream_prompt(&image, &prompt, &[], &options)?;
+    let task = Task::chat_after(&conversation, question);
+    let mut stream = pipeline.stream(&image, &task, &options)?;
     for event in stream.by_ref() {
         if let StreamEvent::Text(piece) = event? {
             print!("{piece}");
@@ -38,11 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let answer = stream.finish()?;
-    conversation.push(prompt, question, &answer.raw_text);
+    conversation.record(question, &answer);
     println!(
-        "\n\n{} turns, last answer {} tokens",
-        conversation.turns().len(),
-        answer.token_ids.len()
+        "\n\n{} turns, last answer {} tokens ({:?})",
+        conversation.len(),
+        answer.token_ids.len(),
+        answer.finish_reason
     );
     Ok(())
 }

@@ -1,17 +1,17 @@
-//! Object-level use of the Pipeline: questions about a point, a box and a mask of the
-//! photo (in its own pixels), and the encoder's interactive mask for each prompt.
+//! Object-level use of the Pipeline: questions about a point, a rectangle and a mask of
+//! the photo (in its own pixels), and the encoder's own mask for each region.
 //!
 //! ```text
-//! cargo run --release --example pipeline_regions [BUNDLE_DIR]
+//! cargo run --release -p omg-examples --example pipeline_regions [BUNDLE_DIR]
 //! ```
 
-use omg_examples::{bundle_from_args, load_pipeline_and_photo};
-use omg_llava::{BinaryMask, GenerateOptions, Region};
+use omg_examples::load_pipeline_and_photo;
+use omg_llava::{BinaryMask, GenerateOptions, Region, Task};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // reuse freed large blocks instead of page-faulting fresh ones on every layer
     omg_llava::reuse_freed_memory();
-    let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
+    let (pipeline, photo) = load_pipeline_and_photo()?;
     let image = pipeline.encode(&photo)?;
     let options = GenerateOptions::default().with_max_new_tokens(24);
 
@@ -21,8 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| (100..200).contains(&(i / w)) && (150..300).contains(&(i % w)))
         .collect();
     let regions = [
-        Region::Point { x: 200.0, y: 150.0 },
-        Region::Box([50.0, 40.0, 250.0, 220.0]),
+        Region::point(200.0, 150.0),
+        Region::rect(50.0, 40.0, 250.0, 220.0),
         Region::Mask(BinaryMask::from_vec(h, w, data)?),
     ];
 
@@ -34,16 +34,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for region in &regions {
         let kind = match region {
             Region::Point { .. } => "point",
-            Region::Box(_) => "box",
+            Region::Rect(_) => "rectangle",
             Region::Mask(_) => "mask",
         };
         // The official region-caption prompt.
-        let caption = pipeline.describe_region(&image, region, &options)?;
-        // Interactive segmentation: the prompt's own mask.
-        let m = pipeline.interactive(&image, region)?;
+        let caption = pipeline.run(&image, &Task::describe_region(region.clone()), &options)?;
+        // Interactive segmentation: the region's own mask.
+        let m = pipeline.segment_region(&image, region)?;
         println!(
-            "{kind}: {:?}\n  interactive mask: bbox {:?}, area {}, score {:.3}",
-            caption.text, m.bbox, m.area, m.score
+            "{kind}: {:?}\n  its mask: bbox {:?}, area {}, score {:.3}",
+            caption.text,
+            m.bbox(),
+            m.area(),
+            m.score()
         );
     }
     Ok(())

@@ -2,24 +2,23 @@
 //! conversation, with the masks written as overlays on the photo to `out/`.
 //!
 //! ```text
-//! cargo run --release --example pipeline_segment [BUNDLE_DIR]
+//! cargo run --release -p omg-examples --example pipeline_segment [BUNDLE_DIR]
 //! ```
-//! The tiny random-weight bundle (the default) never emits `[SEG]` by itself, so
-//! without an argument `[SEG]` is forced as the second new token to show the mask path.
+//! The demo bundle (the default) never emits `[SEG]` by itself, so on it `[SEG]` is
+//! forced as the second new token to show the mask path.
 
-use omg_decoder::mask::{overlay_many, palette};
-use omg_examples::{bundle_from_args, load_pipeline_and_photo};
+use omg_examples::{load_pipeline_and_photo, on_demo_bundle};
 use omg_llava::{BinaryMask, GenerateOptions};
+use omg_masks::{overlay_many, palette};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // reuse freed large blocks instead of page-faulting fresh ones on every layer
     omg_llava::reuse_freed_memory();
-    let (pipeline, photo) = load_pipeline_and_photo(&bundle_from_args())?;
+    let (pipeline, photo) = load_pipeline_and_photo()?;
     let image = pipeline.encode(&photo)?;
     let mut options = GenerateOptions::default().with_max_new_tokens(24);
-    if std::env::args_os().nth(1).is_none() {
-        let seg = pipeline.model().special.seg.ok_or("no [SEG] token")?;
-        options.forced_tokens = vec![(1, seg)];
+    if on_demo_bundle() {
+        options = options.with_forced_seg(1);
     }
     std::fs::create_dir_all("out")?;
     let rgb = photo.to_rgb8();
@@ -30,9 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(m) = &s.mask {
         println!(
             "  mask: bbox {:?}, area {}, score {:.3}",
-            m.bbox, m.area, m.score
+            m.bbox(),
+            m.area(),
+            m.score()
         );
-        m.mask
+        m.mask()
             .overlay(&rgb, palette(0), 0.5)?
             .save("out/pipeline_segment.png")?;
         println!("  wrote out/pipeline_segment.png");
@@ -45,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "  phrase {:?}: mask area {:?}",
             p.phrase,
-            p.mask.as_ref().map(|m| m.area)
+            p.mask.as_ref().map(|m| m.area())
         );
     }
     let layers: Vec<(&BinaryMask, [u8; 3])> = g
@@ -53,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .masks
         .iter()
         .enumerate()
-        .map(|(k, m)| (&m.mask, palette(k)))
+        .map(|(k, m)| (m.mask(), palette(k)))
         .collect();
     if !layers.is_empty() {
         overlay_many(&rgb, &layers, 0.5)?.save("out/pipeline_ground.png")?;

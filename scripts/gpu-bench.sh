@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
 # The GPU benchmark: our bench on the cuda backend and the PyTorch reference on the same
-# card, in one call of the device tool (see ../shared/docs/gpu.md: the GPU machine has no
-# Rust toolchain, so the binary is built here and carried).
+# card, in one run on the GPU machine. That machine needs no Rust toolchain: the binaries
+# are built beforehand on one that has it, and copied over in .carry/.
 #
-#   scripts/gpu-bench.sh build   # here: the cuda bench, stripped and xz'd, into .carry/
-#   scripts/gpu-bench.sh run     # there: `run` with carry [".carry"], command
-#                                #   `scripts/gpu-bench.sh run`; results land in $OUT
+#   scripts/gpu-bench.sh build   # with a Rust toolchain: bench and llm_bench for cuda,
+#                                #   stripped and xz'd, into .carry/
+#   scripts/gpu-bench.sh run     # on the GPU machine, in a checkout holding .carry/;
+#                                #   results are written to $OUT (default target/bench)
 #
 # SIZE (default 7b) picks the bench size. Ours runs the LLM's linears in bf16
 # (`--llm-weights bf16`, docs/precision.md) and the vision side in f32, as the official
-# code does; PyTorch runs the LLM in bf16 and the encoder under bf16 autocast, as
-# ../shared/docs/gpu.md measured it, plus an f32 pass. `llm_bench` then times the 7B
-# decode in bf16 against the card's copy-bandwidth roofline.
+# code does; PyTorch runs the LLM in bf16 and the encoder under bf16 autocast, plus an
+# f32 pass. `llm_bench` then times the 7B decode in bf16 against the card's
+# copy-bandwidth roofline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-7b}
 
 case "${1:-}" in
 build)
-    cargo build --release -p omg-examples --no-default-features --features cuda \
-        --example bench --example llm_bench
+    cargo build --release -p omg-bench --no-default-features --features cuda \
+        --bin bench --bin llm_bench
     mkdir -p .carry
     for bin in bench llm_bench; do
-        cp "target/release/examples/$bin" ".carry/$bin-cuda"
+        cp "target/release/$bin" ".carry/$bin-cuda"
         strip ".carry/$bin-cuda"
         xz -f -T2 ".carry/$bin-cuda"
     done

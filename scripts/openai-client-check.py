@@ -1,12 +1,15 @@
-# The stock OpenAI Python client against the serve example (tiny bundle): models, a
-# chat completion with the masks extension, the same streamed, and a 400 as the
-# client raises it.  pip install openai; python3 scripts/openai-client-check.py [BASE_URL]
+# The stock OpenAI Python client against omg-server on the built-in demo bundle: models,
+# a chat completion with the masks extension, the same streamed, and a 400 as the client
+# raises it. Start the server first, then run this from the repository root:
+#
+#   cargo run --release -p omg-server -- --addr 127.0.0.1:8080
+#   pip install openai; python3 scripts/openai-client-check.py [BASE_URL]
 import base64, openai
 import sys
 base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
 client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
 print([m.id for m in client.models.list().data])
-url = "data:image/png;base64," + base64.b64encode(open("examples/assets/chelsea.png", "rb").read()).decode()
+url = "data:image/png;base64," + base64.b64encode(open("omg-demo/assets/chelsea.png", "rb").read()).decode()
 messages = [{"role": "user", "content": [{"type": "text", "text": "What is in the picture?"},
                                           {"type": "image_url", "image_url": {"url": url}}]}]
 r = client.chat.completions.create(model=client.models.list().data[0].id, messages=messages, max_tokens=8,

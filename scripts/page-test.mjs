@@ -1,4 +1,4 @@
-// The serve example's web page in headless Chromium (playwright-core): upload a photo,
+// omg-server's web page in headless Chromium (playwright-core): upload a photo,
 // click a point and drag a box, run interactive segmentation and a streamed chat with a
 // forced [SEG], and check that masks are listed and drawn over the photo. Writes a
 // screenshot. Run by scripts/page-test.sh, which starts the server.

@@ -8,8 +8,8 @@
 #
 #   scripts/parity-wgpu.sh [FIXTURE_DIR]
 #
-# FIXTURE_DIR defaults to $OMG_PARITY_DIR, then ../shared/parity, then the repository's
-# copy. Then the f16 LLM weights' error budget on the end-to-end fixture. Exits non-zero
+# FIXTURE_DIR defaults to $OMG_PARITY_DIR, then a `shared/parity` folder beside the
+# checkout if there is one, then the repository's copy (fixtures/parity). Then the f16 LLM weights' error budget on the end-to-end fixture. Exits non-zero
 # if any comparison fails. `.ci/run` calls it after the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."

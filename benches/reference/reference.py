@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch reference timings for `examples/bench.rs`: the same stages at the same sizes.
+"""PyTorch reference timings for the `bench` program of `omg-bench`
+(`benches/src/bin/bench.rs`): the same stages at the same sizes.
 
-Written for this project from `../shared/docs/architecture.md` (no official code copied):
+Written for this project from the official model's architecture (no official code copied):
 
 * ConvNeXt-L trunk (timm layout: stem 4×4 + LayerNorm2d, stages [3, 3, 27, 3] ×
   [192, 384, 768, 1536], blocks dwconv 7×7 → LN → Linear 4C → GELU → Linear → γ, residual);

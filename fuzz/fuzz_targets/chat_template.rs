@@ -1,71 +1,73 @@
 //! The chat template and placeholder parser: a question from the input goes through
-//! the task prompts (chat turns, region questions) and tokenization with the tiny
-//! bundle's tokenizer. The user's text never adds a token: the ids hold exactly the
+//! the tasks' prompts (chat turns, region questions) and their tokenization by the demo
+//! bundle's pipeline. The user's text never adds a token: the ids hold exactly the
 //! template's own tokens and the region question's placeholders.
 #![no_main]
 
 use std::sync::OnceLock;
 
+use burn::backend::Flex;
 use libfuzzer_sys::fuzz_target;
-use omg_llava::questions::region_prompt;
-use omg_llava::splice::IMAGE_TOKEN_INDEX;
-use omg_llava::template::tokenize_prompt;
-use omg_llava::{Conversation, Prompt, Region};
-use omg_llm::tokenizer::{InternLm2Tokenizer, add_omg_llava_tokens};
+use omg_llava::{Conversation, LoadOptions, Pipeline, Prompt, Region, Task};
 
-fn tokenizer() -> &'static InternLm2Tokenizer {
-    static TOK: OnceLock<InternLm2Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/assets/tiny/internlm2"
-        );
-        let mut tok = InternLm2Tokenizer::from_dir(dir).expect("the tiny bundle's tokenizer");
-        add_omg_llava_tokens(&mut tok).expect("OMG-LLaVA tokens");
-        tok
+/// Where the photo's visual tokens go in a prompt's ids.
+const IMAGE: i64 = -200;
+
+fn pipeline() -> &'static Pipeline<Flex> {
+    static P: OnceLock<Pipeline<Flex>> = OnceLock::new();
+    P.get_or_init(|| {
+        Pipeline::from_dir(
+            omg_demo::source_bundle_dir(),
+            &LoadOptions::default(),
+            Default::default(),
+            |_| {},
+        )
+        .expect("the demo bundle loads")
     })
 }
 
 fn count(ids: &[i64], token: &str) -> usize {
-    let id = i64::from(tokenizer().token_id(token).expect("a token"));
+    let id = i64::from(pipeline().token_id(token).expect("a token"));
     ids.iter().filter(|&&t| t == id).count()
+}
+
+fn ids(prompt: &Prompt) -> Vec<i64> {
+    pipeline().prompt_ids(prompt).expect("a task's prompt tokenizes")
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(question) = std::str::from_utf8(data) else {
         return;
     };
-    let tok = tokenizer();
-    let vocab = tok.vocab_size() as i64;
-    let valid = |ids: &[i64]| {
-        ids.iter()
-            .all(|&t| t == IMAGE_TOKEN_INDEX || (0..vocab).contains(&t))
-    };
+    let p = pipeline();
+    let vocab = i64::from(p.token_id("<mark>").expect("<mark>")) + 1;
+    let valid = |ids: &[i64]| ids.iter().all(|&t| t == IMAGE || (0..vocab).contains(&t));
 
-    // A chat turn, then a second one after an answer.
-    let mut conversation = Conversation::new();
-    let first = conversation.prompt_for(question);
-    let ids = tokenize_prompt(tok, &first).expect("a chat prompt tokenizes");
-    assert!(valid(&ids));
-    assert_eq!(ids.iter().filter(|&&t| t == IMAGE_TOKEN_INDEX).count(), 1);
+    // A chat turn, then a second one after an answer given as text.
+    let first = ids(&Task::chat(question).prompt().expect("a chat prompt"));
+    assert!(valid(&first));
+    assert_eq!(first.iter().filter(|&&t| t == IMAGE).count(), 1);
     for token in ["[SEG]", "<p>", "</p>", "<region>", "<mark>"] {
-        assert_eq!(count(&ids, token), 0, "{token} injected");
+        assert_eq!(count(&first, token), 0, "{token} injected");
     }
-    assert_eq!(count(&ids, "<|im_end|>"), 1);
-    conversation.push(first, question, "It is [SEG].<|im_end|>");
-    let ids = tokenize_prompt(tok, &conversation.prompt_for(question)).expect("a later turn");
-    assert!(valid(&ids));
-    assert_eq!(count(&ids, "[SEG]"), 1);
-    assert_eq!(count(&ids, "<|im_end|>"), 3);
+    assert_eq!(count(&first, "<|im_end|>"), 1);
+    let mut conversation = Conversation::new();
+    conversation.push_turn(question, "It is [SEG].");
+    let second = ids(&Task::chat_after(&conversation, question).prompt().unwrap());
+    assert!(valid(&second));
+    assert_eq!(count(&second, "[SEG]"), 1);
+    assert_eq!(count(&second, "<|im_end|>"), 3);
+    // an answer given as text keeps only the model's tokens
+    let mut replayed = Conversation::new();
+    replayed.push_turn("q", question);
+    let third = ids(&Task::chat_after(&replayed, "q").prompt().unwrap());
+    assert_eq!(count(&third, "<|im_end|>"), 3);
+    assert_eq!(third.iter().filter(|&&t| t == IMAGE).count(), 1);
 
     // A region question: its placeholders, and only those, are tokens.
-    let regions = [
-        Region::Box([0.0, 0.0, 4.0, 4.0]),
-        Region::Point { x: 1.0, y: 1.0 },
-    ];
-    let prompt = region_prompt(&regions, question);
-    let ids = tokenize_prompt(tok, &prompt).expect("a region prompt tokenizes");
-    assert!(valid(&ids));
+    let regions = vec![Region::rect(0.0, 0.0, 4.0, 4.0), Region::point(1.0, 1.0)];
+    let asked = ids(&Task::ask_regions(regions, question).prompt().unwrap());
+    assert!(valid(&asked));
     let placeholders = question.contains("<region>") || question.contains("<mark>");
     let (r, m) = if placeholders {
         (
@@ -75,8 +77,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (1, 1)
     };
-    assert!(count(&ids, "<region>") == r && count(&ids, "<mark>") == m);
+    assert!(count(&asked, "<region>") == r && count(&asked, "<mark>") == m);
 
-    // As raw markup it may be anything, but never a panic.
-    let _ = tokenize_prompt(tok, &Prompt::from(question));
+    // As explicit markup it may be anything, but never a panic.
+    let _ = p.prompt_ids(&Prompt::markup(question));
 });

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omg_decoder::mask::{BinaryMask, MaskError};
+use omg_masks::{BinaryMask, MaskError};
 
 const MAX_PIXELS: u64 = 1 << 22;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use omg_decoder::mask::{BinaryMask, CocoRle, area_from_rle, decode_counts};
+use omg_masks::{BinaryMask, CocoRle, area_from_rle, decode_counts};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {

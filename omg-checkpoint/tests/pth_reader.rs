@@ -1,5 +1,5 @@
 //! Tests of the PyTorch `.pth` reader against checkpoints written by real
-//! PyTorch (`tools/make_pth_fixtures.py`) and against corrupted variants.
+//! PyTorch (`tests/data/make_pth_fixtures.py`) and against corrupted variants.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};

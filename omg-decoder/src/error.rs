@@ -12,5 +12,5 @@ pub enum DecoderError {
     Checkpoint(#[from] CheckpointError),
     /// Building a mask output failed.
     #[error(transparent)]
-    Mask(#[from] crate::mask::MaskError),
+    Mask(#[from] omg_masks::MaskError),
 }

@@ -4,7 +4,7 @@
 use burn::tensor::backend::Backend;
 use omg_checkpoint::TensorSource;
 use omg_checkpoint::module_loader::{Layout, load_module};
-use omg_encoder::loader::{LLM_STACK, decoder_stack_key};
+use omg_encoder::loader::{StackNames, decoder_stack_key};
 use omg_encoder::{DecoderStack, MaskDecoderConfig};
 use omg_projector::Text2VisionConfig;
 use omg_projector::loader::load_text2vision;
@@ -12,17 +12,24 @@ use omg_projector::loader::load_text2vision;
 use crate::error::DecoderError;
 use crate::seg_head::SegHead;
 
-/// Official key of a parameter of the task-finetuned decoder copy (a
-/// [`DecoderStack`] named `transformer_decoder_llm` / `mask_embed_llm`) under the head
-/// `prefix`.
+/// The official names of the task-finetuned decoder copy that OMG-LLaVA's RES / GCG
+/// checkpoints keep for `[SEG]` queries, beside OMG-Seg's own decoder in the head.
+pub const SEG_DECODER_NAMES: StackNames = StackNames {
+    decoder: "transformer_decoder_llm",
+    mask_embed: "mask_embed_llm",
+};
+
+/// Official key of a parameter of the task-finetuned decoder copy (a [`DecoderStack`]
+/// named by [`SEG_DECODER_NAMES`]) under the head `prefix`.
 pub fn llm_decoder_key(prefix: &str, path: &str) -> (String, Layout) {
-    decoder_stack_key(prefix, LLM_STACK, path)
+    decoder_stack_key(prefix, SEG_DECODER_NAMES, path)
 }
 
 /// Whether `source` holds the task-finetuned decoder copy under `head_prefix`.
 pub fn has_llm_decoder(source: &dyn TensorSource, head_prefix: &str) -> bool {
     source.contains(&format!(
-        "{head_prefix}transformer_decoder_llm.post_norm.weight"
+        "{head_prefix}{}.post_norm.weight",
+        SEG_DECODER_NAMES.decoder
     ))
 }
 

@@ -9,7 +9,7 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use omg_encoder::preprocess::SquareTransform;
 
 use crate::error::DecoderError;
-use crate::mask::BinaryMask;
+use omg_masks::BinaryMask;
 
 /// Bilinear upsampling of logits `[N, C, h, w]` to `size` `(H, W)`.
 pub fn upsample_logits<B: Backend>(logits: Tensor<B, 4>, size: (usize, usize)) -> Tensor<B, 4> {

@@ -6,10 +6,8 @@
 
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
-use omg_encoder::decoder_layer::LevelMemory;
-use omg_encoder::decoding::{AttentionGuide, DecoderStack, QueryDecoding};
-use omg_encoder::mask_decoder::MaskDecoder;
-use omg_projector::ProjectorMlp;
+use omg_encoder::{DecoderStack, MaskDecoder, QueryDecoding, QueryMemory};
+use omg_projector::{ProjectorMlp, Text2VisionConfig};
 
 use crate::error::DecoderError;
 
@@ -33,22 +31,32 @@ pub struct SegDecoding<B: Backend> {
 }
 
 impl<B: Backend> SegHead<B> {
-    /// The decoder this head uses: the `_llm` copy when present, else the encoder's
-    /// main decoder.
-    pub fn decoder<'a>(&'a self, main: &'a MaskDecoder<B>) -> &'a DecoderStack<B> {
-        self.llm_decoder.as_ref().unwrap_or(&main.decoder)
+    /// A head of `config` with random weights and no decoder copy (the encoder's own
+    /// decoder runs); loading fills a head from a checkpoint instead
+    /// ([`crate::loader::load_seg_head`]).
+    pub fn init(config: &Text2VisionConfig, device: &B::Device) -> Self {
+        Self {
+            text2vision: ProjectorMlp::init(
+                config.llm_hidden_size,
+                config.query_dim,
+                config.depth,
+                config.bias,
+                device,
+            ),
+            llm_decoder: None,
+        }
     }
 
     /// Decodes `[SEG]` hidden states `[N, D]` (final-norm outputs of the LLM) into
-    /// mask logits on the cached features (`mask_features` `[B, C, H/4, W/4]`,
-    /// `levels` of the batch); `batch_idxs[i]` is the image of the i-th state.
+    /// mask logits on the cached features `memory` of a batch of images, through the
+    /// encoder's mask `decoder` (its task-finetuned copy when the checkpoint has one);
+    /// `batch_idxs[i]` is the image of the i-th state.
     pub fn decode(
         &self,
         decoder: &MaskDecoder<B>,
         hidden: Tensor<B, 2>,
         batch_idxs: &[usize],
-        mask_features: &Tensor<B, 4>,
-        levels: &[LevelMemory<B>],
+        memory: QueryMemory<'_, B>,
     ) -> Result<SegDecoding<B>, DecoderError> {
         let [n, _] = hidden.dims();
         let c = decoder.config().feat_channels;
@@ -67,15 +75,13 @@ impl<B: Backend> SegHead<B> {
             .clone()
             .slice([0..n, c..2 * c])
             .reshape([n, 1, c]);
-        let decoding = self
-            .decoder(decoder)
-            .decode_per_image(
+        let decoding = decoder
+            .decode_external(
+                self.llm_decoder.as_ref(),
                 query,
                 query_pos,
                 batch_idxs,
-                mask_features,
-                levels,
-                &AttentionGuide::Predicted,
+                memory,
                 "[SEG] state",
             )
             .map_err(|e| DecoderError::Input(e.to_string()))?;

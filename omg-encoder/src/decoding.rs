@@ -3,7 +3,8 @@
 //! queries from the LLM. Each runs the same layers on the cached multi-scale memory;
 //! they differ in the queries, in how the cross-attention mask of the next layer is
 //! obtained ([`AttentionGuide`]) and in which copy of the layers is used (a
-//! [`DecoderStack`]: the main decoder, or the task-finetuned `_llm` copy for `[SEG]`).
+//! [`DecoderStack`]: the main decoder, or a finetuned copy that a caller brings, see
+//! [`MaskDecoder::decode_external`](crate::MaskDecoder::decode_external)).
 
 use std::collections::HashMap;
 
@@ -123,8 +124,8 @@ fn outside_box(b: [f32; 4], h: usize, w: usize) -> Vec<bool> {
 }
 
 /// The layers, post-norm and mask embedding of one decoder: the main decoder's
-/// (`transformer_decoder`, `mask_embed`), or the task-finetuned copy
-/// (`transformer_decoder_llm`, `mask_embed_llm`) that `[SEG]` queries use.
+/// (`transformer_decoder`, `mask_embed`), or a finetuned copy of the same shapes that
+/// a model decoding its own queries keeps (OMG-LLaVA's `[SEG]` head).
 #[derive(Module, Debug)]
 pub struct DecoderStack<B: Backend> {
     /// Decoder layers, in order.

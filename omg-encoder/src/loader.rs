@@ -147,7 +147,9 @@ pub fn load_pixel_decoder<B: Backend>(
 }
 
 /// The official module names of a [`DecoderStack`](crate::DecoderStack): the layers
-/// and post-norm under `decoder`, the mask MLP under `mask_embed`.
+/// and post-norm under `decoder`, the mask MLP under `mask_embed`. OMG-Seg's own stack
+/// is [`MAIN_STACK`]; a model that keeps a finetuned copy of the stack under other
+/// names (OMG-LLaVA's `[SEG]` head) gives its names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StackNames {
     /// `transformer_decoder` or `transformer_decoder_llm`.
@@ -160,12 +162,6 @@ pub struct StackNames {
 pub const MAIN_STACK: StackNames = StackNames {
     decoder: "transformer_decoder",
     mask_embed: "mask_embed",
-};
-
-/// The task-finetuned copy that OMG-LLaVA's RES / GCG checkpoints use for `[SEG]`.
-pub const LLM_STACK: StackNames = StackNames {
-    decoder: "transformer_decoder_llm",
-    mask_embed: "mask_embed_llm",
 };
 
 /// The `.0` / `.2` / `.4` index of an [`Mlp3`](crate::decoder_layer::Mlp3) linear.
@@ -344,13 +340,17 @@ mod tests {
             mask_decoder_key(p, "decoder.mask_embed.fc1.weight").0,
             "h.mask_embed.2.weight"
         );
+        let copy = StackNames {
+            decoder: "transformer_decoder_copy",
+            mask_embed: "mask_embed_copy",
+        };
         assert_eq!(
-            decoder_stack_key(p, LLM_STACK, "mask_embed.fc2.bias").0,
-            "h.mask_embed_llm.4.bias"
+            decoder_stack_key(p, copy, "mask_embed.fc2.bias").0,
+            "h.mask_embed_copy.4.bias"
         );
         assert_eq!(
-            decoder_stack_key(p, LLM_STACK, "post_norm.gamma").0,
-            "h.transformer_decoder_llm.post_norm.weight"
+            decoder_stack_key(p, copy, "post_norm.gamma").0,
+            "h.transformer_decoder_copy.post_norm.weight"
         );
         assert!(mask_decoder_key(p, "mask_embed.fc0.weight").0.contains('?'));
     }

@@ -170,6 +170,28 @@ impl<B: Backend> EncodedImage<B> {
 }
 
 impl<B: Backend> OmgSeg<B> {
+    /// OMG-Seg of `config` with random weights and unit-norm random class embeddings
+    /// (17 prompts per class, as the official file has): for measuring memory and speed
+    /// at real sizes without the checkpoint.
+    pub fn init_random(config: &OmgSegConfig, device: &B::Device) -> Result<Self, EncoderError> {
+        let dec = &config.mask_decoder;
+        let classes = config.panoptic.num_things + config.panoptic.num_stuff;
+        let raw = Tensor::<B, 3>::random(
+            [classes, 17, dec.clip_dim],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let unit = raw.clone() / raw.square().sum_dim(2).sqrt();
+        Ok(Self {
+            backbone: ConvNext::init(&config.backbone, device),
+            pixel_decoder: PixelDecoder::init(&config.pixel_decoder, device),
+            mask_decoder: MaskDecoder::init(dec, device),
+            prompt: PromptEmbedding::init(dec, device),
+            classes: ClassEmbedding::from_ov_file(unit.into_data(), device)?,
+            config: config.clone(),
+        })
+    }
+
     /// Encodes normalised images `[B, 3, H, W]` (`H`, `W` multiples of 64).
     pub fn encode(&self, pixel_values: Tensor<B, 4>) -> Result<EncodedImage<B>, EncoderError> {
         let [b, c, h, w] = pixel_values.dims();

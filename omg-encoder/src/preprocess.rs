@@ -1,4 +1,4 @@
-//! Image preprocessing, exact to the official OMG-LLaVA Python pipeline (architecture.md §3).
+//! Image preprocessing, exact to the official OMG-LLaVA Python pipeline.
 //!
 //! The official tools do
 //!
@@ -21,7 +21,7 @@
 //!    float32, `normalize` in float32), bit-exact.
 //!
 //! [`preprocess`] / [`preprocess_rgb`] chain them and also return the [`SquareTransform`] that maps
-//! original pixel coordinates into the model's `target × target` frame and back (architecture.md §9.1).
+//! original pixel coordinates into the model's `target × target` frame and back.
 //!
 //! The output is a plain `Vec<f32>` in `[3, target, target]` order; turning it into a tensor of some
 //! backend is the caller's business.
@@ -91,7 +91,7 @@ pub enum PreprocessError {
 /// `((x + pad_x) · s, (y + pad_y) · s)` with `s = target / side` ([`SquareTransform::scale`]).
 ///
 /// Coordinates are continuous pixel coordinates: the same formula is used by the official
-/// `expand2square_points` followed by the multiplication by `1024 / S` (architecture.md §9.1).
+/// `expand2square_points` followed by the multiplication by `1024 / S`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SquareTransform {
     /// Width `W` of the original image.
@@ -170,7 +170,7 @@ impl SquareTransform {
     /// with `x1 = pad_x + W` and `y1 = pad_y + H`.
     ///
     /// This is exactly where `expand2square` pasted the image, and what the official RES/GCG evaluation
-    /// crops. The official demo (`show_mask_pred`, architecture.md §8.2) instead ends the crop at
+    /// crops. The official demo (`show_mask_pred`) instead ends the crop at
     /// `W − pad_y` (or `H − pad_x`), which is one pixel more when `|W − H|` is odd (it keeps one padding
     /// row/column); use [`demo_crop_in_square`](Self::demo_crop_in_square) to reproduce that.
     pub fn crop_in_square(self) -> (u32, u32, u32, u32) {

@@ -2,8 +2,8 @@
 //! `get_center_coords`.
 //!
 //! References: `tests/data/distance_transform_reference.json` (written by
-//! `tests/data/make_distance_transform_reference.py`) and the shared parity fixture
-//! `visual_prompts.safetensors` (`in.regions` → `out.region.center_points`).
+//! `tests/data/make_distance_transform_reference.py`) and the parity fixture
+//! `fixtures/parity/visual_prompts.safetensors` (`in.regions` → `out.region.center_points`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

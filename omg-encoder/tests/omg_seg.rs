@@ -19,7 +19,7 @@ use omg_encoder::{
 type B = Flex;
 
 fn bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/tiny")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/tiny")
 }
 
 fn config() -> OmgSegConfig {

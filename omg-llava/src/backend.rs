@@ -1,15 +1,16 @@
 //! The compute backend chosen at compile time by cargo feature.
 //!
-//! Priority when several are enabled: `cuda`, then `wgpu`, then `flex`, then
-//! `ndarray` (the default). With no backend feature (`default-features = false`),
-//! [`DefaultBackend`] does not exist; every model is generic over `B: Backend`, so
-//! name the backend you want yourself.
+//! `flex` (burn's Flex CPU backend with this project's kernels) is the default. When
+//! several are enabled the priority is `cuda`, then `wgpu`, then `flex`, then `ndarray`.
+//! With no backend feature (`default-features = false`), [`DefaultBackend`] does not
+//! exist; every model is generic over `B: Backend`, so name the backend you want
+//! yourself.
 //!
 //! The GPU backends are burn's `CubeBackend`s named directly, **without** the kernel
 //! fusion layer, even if another crate of the build turns `burn/fusion` on: burn 0.21's
-//! fused matmul reads strided operands wrongly (docs/burn-fusion-matmul.md). The `fusion`
-//! feature selects the fused `burn::backend::{Cuda, Wgpu}` instead, only to check an
-//! upstream fix.
+//! fused matmul reads strided operands wrongly (`docs/burn-fusion-matmul.md`). The
+//! `fusion` feature selects the fused `burn::backend::{Cuda, Wgpu}` instead, only to
+//! check a fix in burn.
 
 #[cfg(all(feature = "cuda", not(feature = "fusion")))]
 mod chosen {

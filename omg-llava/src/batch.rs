@@ -1,4 +1,4 @@
-//! Batched generation: several prompts (each about its own image, or the same one)
+//! Batched generation: several tasks (each about its own photo, or the same one)
 //! answered in one generation, rows left-padded as HF pads decoder-only batches, each
 //! row finishing on its own end token.
 
@@ -10,83 +10,61 @@ use crate::image_handle::ImageHandle;
 use crate::options::GenerateOptions;
 use crate::output::{Answer, MaskOutput};
 use crate::pipeline::Pipeline;
-use crate::region::Region;
 use crate::stream::answer;
-use crate::template::Prompt;
-
-/// One prompt of [`Pipeline::answer_batch`]: a full prompt (template applied, see
-/// [`crate::Conversation::prompt_for`]), the image it is about, and the regions its
-/// placeholders take in order.
-#[derive(Clone)]
-pub struct BatchPrompt<'a, B: Backend> {
-    /// The encoded image.
-    pub image: &'a ImageHandle<B>,
-    /// The prompt.
-    pub prompt: Prompt,
-    /// The regions of its `<region>` / `<mark>` placeholders.
-    pub regions: Vec<Region>,
-}
-
-impl<'a, B: Backend> BatchPrompt<'a, B> {
-    /// A prompt about `image` without regions.
-    pub fn new(image: &'a ImageHandle<B>, prompt: impl Into<Prompt>) -> Self {
-        Self {
-            image,
-            prompt: prompt.into(),
-            regions: Vec::new(),
-        }
-    }
-}
+use crate::task::Task;
 
 impl<B: Backend> Pipeline<B> {
-    /// Answers several prompts in one generation: the prompts are spliced one by one,
-    /// left-padded to the longest, and decoded together (each step one forward pass
-    /// for every row); a row that emits its end token stops while the others go on.
+    /// Answers several tasks in one generation: each task's prompt is spliced alone,
+    /// the rows are left-padded to the longest and decoded together (each step one
+    /// forward pass for every row); a row that emits its end token stops while the
+    /// others go on. One answer per task, in order.
     ///
-    /// With greedy decoding each answer equals [`answer_prompt`](Self::answer_prompt)
-    /// on its own prompt, up to float rounding (padding moves a row's RoPE positions,
-    /// which leaves its attention scores as they are). With sampling the rows draw from
-    /// one random generator, so a row's samples depend on the batch (as in HF).
+    /// With greedy decoding each answer equals [`run`](Self::run) of its task alone, up
+    /// to float rounding (padding moves a row's RoPE positions, which leaves its
+    /// attention scores as they are). With sampling the rows draw from one random
+    /// generator, so a row's samples depend on the batch (as in HF).
     ///
     /// # Errors
     ///
-    /// Those of [`answer_prompt`](Self::answer_prompt) for any row (the first bad row
-    /// is named by its error; nothing is generated).
-    pub fn answer_batch(
+    /// Those of [`run`](Self::run) for any task (the first bad one is named by its
+    /// error; nothing is generated).
+    pub fn run_batch(
         &self,
-        prompts: &[BatchPrompt<'_, B>],
+        tasks: &[(&ImageHandle<B>, &Task)],
         options: &GenerateOptions,
     ) -> Result<Vec<Answer>, OmgLlavaError> {
-        if prompts.is_empty() {
+        if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        let config = self.generation_config(options)?;
         let m = self.model();
-        let rows = prompts
-            .iter()
-            .map(|p| self.prompt_embeds(p.image, &p.prompt, &p.regions, options))
-            .collect::<Result<Vec<_>, _>>()?;
-        let longest = rows.iter().map(|r| r.dims()[1]).max().unwrap_or(0);
+        let mut rows = Vec::with_capacity(tasks.len());
+        for (img, task) in tasks {
+            let prompt = task.prompt()?;
+            rows.push(m.prepare(img, &prompt, task.regions(), options.max_new_tokens)?);
+        }
+        let longest = rows.iter().map(|r| r.length).max().unwrap_or(0);
         let hidden = m.llm.config().hidden_size;
         let device = self.device();
-        let padding: Vec<usize> = rows.iter().map(|r| longest - r.dims()[1]).collect();
+        let padding: Vec<usize> = rows.iter().map(|r| longest - r.length).collect();
+        let prompt_tokens: Vec<usize> = rows.iter().map(|r| r.prompt_tokens).collect();
         let padded: Vec<Tensor<B, 3>> = rows
             .into_iter()
             .zip(&padding)
             .map(|(row, &pad)| {
                 if pad == 0 {
-                    row
+                    row.embeds
                 } else {
-                    Tensor::cat(vec![Tensor::zeros([1, pad, hidden], device), row], 1)
+                    Tensor::cat(vec![Tensor::zeros([1, pad, hidden], device), row.embeds], 1)
                 }
             })
             .collect();
         let embeds = Tensor::cat(padded, 0);
-        let config = self.generation_config(options);
-        // as `stream_prompt`: the repetition penalty sees BOS and the new tokens only
-        let bos = vec![vec![m.special.bos]; prompts.len()];
+        // as `stream`: the repetition penalty sees BOS and the new tokens only
+        let bos = vec![vec![m.tokens.bos]; tasks.len()];
         let mut generator = Generator::from_embeds_padded(&m.llm, embeds, padding, bos, config)?;
-        let mut tokens = vec![Vec::new(); prompts.len()];
-        let mut running = vec![true; prompts.len()];
+        let mut tokens = vec![Vec::new(); tasks.len()];
+        let mut running = vec![true; tasks.len()];
         while let Some(step) = generator.next_step()? {
             for (row, &t) in step.tokens.iter().enumerate() {
                 if running[row] {
@@ -96,11 +74,12 @@ impl<B: Backend> Pipeline<B> {
             running = step.finished.iter().map(|f| !f).collect();
         }
         let captured = generator.captured();
-        prompts
+        tasks
             .iter()
             .zip(tokens)
+            .zip(prompt_tokens)
             .enumerate()
-            .map(|(row, (p, tokens))| {
+            .map(|(row, (((img, _), tokens), prompt_tokens))| {
                 let states: Vec<Tensor<B, 1>> = captured
                     .iter()
                     .filter(|c| c.row == row)
@@ -109,9 +88,9 @@ impl<B: Backend> Pipeline<B> {
                 let masks: Vec<MaskOutput> = if states.is_empty() {
                     Vec::new()
                 } else {
-                    m.decode_seg(p.image, Tensor::stack::<2>(states, 0))?
+                    m.decode_seg(img, Tensor::stack::<2>(states, 0))?
                 };
-                answer(m, tokens, masks)
+                answer(m, tokens, masks, prompt_tokens)
             })
             .collect()
     }

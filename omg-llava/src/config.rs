@@ -1,7 +1,7 @@
 //! The architecture of a whole OMG-LLaVA model (everything except the LLM, whose
-//! numbers come from its HF `config.json`), with the official 7B defaults. A bundle
-//! may carry an `omg_llava_config.json` that overrides any of them (the tiny demo
-//! bundle does); fields it leaves out keep the defaults.
+//! numbers come from its HF `config.json`), with the official 7B defaults: the format
+//! of a bundle's optional `omg_llava_config.json`, which overrides any of them (the tiny
+//! demo bundle carries one); fields it leaves out keep the defaults.
 
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use crate::error::OmgLlavaError;
 /// Architecture numbers of OMG-LLaVA's vision side and projectors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct OmgLlavaConfig {
     /// The OMG-Seg encoder (image size, backbone, pixel and mask decoders, panoptic).
     #[serde(flatten)]

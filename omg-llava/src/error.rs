@@ -4,15 +4,36 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OmgLlavaError {
-    /// A prompt is inconsistent with the images, regions or points given, or too long.
-    #[error("invalid prompt: {0}")]
-    Prompt(String),
-    /// An image, region or option given by the caller is invalid.
-    #[error("invalid input: {0}")]
-    Input(String),
-    /// A checkpoint bundle is incomplete or inconsistent.
-    #[error("checkpoint: {0}")]
-    Bundle(String),
+    /// A generation setting is out of its range.
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The setting (e.g. `top_p`).
+        option: &'static str,
+        /// What is allowed, and what was given.
+        reason: String,
+    },
+    /// Preprocessed pixels do not have the model's input shape.
+    #[error("invalid input: expected normalised pixels of shape {expected:?}, got {found:?}")]
+    PixelShape {
+        /// The shape given.
+        found: Vec<usize>,
+        /// The shape the model takes.
+        expected: Vec<usize>,
+    },
+    /// An [`ImageHandle`](crate::ImageHandle) made by a pipeline of other sizes.
+    #[error(
+        "invalid input: the image was encoded by a model of other sizes (input {found_side}² with {found_channels}-channel visual tokens; this model takes {expected_side}² and {expected_channels} channels)"
+    )]
+    ForeignImage {
+        /// The model input side the handle was encoded at.
+        found_side: usize,
+        /// Channels of the handle's visual tokens.
+        found_channels: usize,
+        /// This model's input side.
+        expected_side: usize,
+        /// This model's LLM hidden size.
+        expected_channels: usize,
+    },
     /// A prompt's markup holds more than one `<image>` (one image per prompt).
     #[error("invalid prompt: a prompt may contain at most one <image>, found {found}")]
     TooManyImages {
@@ -122,6 +143,25 @@ pub enum OmgLlavaError {
         /// The I/O error, when listing it failed.
         reason: Option<String>,
     },
+    /// The class-embedding file does not hold exactly one tensor.
+    #[error("checkpoint: {}: expected one class-embedding tensor, found {found}", path.display())]
+    ClassEmbeddingTensors {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Tensors found in it.
+        found: usize,
+    },
+    /// Downloading a bundle from the Hugging Face hub failed.
+    #[error("hub download of {what} failed: {reason}")]
+    Hub {
+        /// The file or step.
+        what: String,
+        /// The hub client's error.
+        reason: String,
+    },
+    /// A result could not be read back from the device (a backend failure).
+    #[error("reading a result back from the device failed: {0}")]
+    ReadBack(String),
     /// A prompt holds a token id the LLM's embedding table has no row for.
     #[error("invalid prompt: token id {id} has no embedding (vocabulary of {vocab})")]
     TokenOutsideVocabulary {
@@ -140,7 +180,7 @@ pub enum OmgLlavaError {
     },
     /// A photo is larger than the pipeline's [`crate::ImageLimits`].
     #[error(
-        "the image is {width}×{height}; the limit is {} px a side and {} pixels (raise it with Pipeline::with_image_limits if the memory is there)",
+        "invalid input: the image is {width}×{height}; the limit is {} px a side and {} pixels (raise it with Pipeline::with_image_limits if the memory is there)",
         limits.max_side,
         limits.max_pixels
     )]
@@ -157,7 +197,7 @@ pub enum OmgLlavaError {
     Image(#[from] omg_encoder::preprocess::PreprocessError),
     /// The language model failed.
     #[error(transparent)]
-    Llm(#[from] omg_llm::LlmError),
+    Llm(omg_llm::LlmError),
     /// The visual encoder failed.
     #[error(transparent)]
     Encoder(#[from] omg_encoder::EncoderError),
@@ -169,11 +209,22 @@ pub enum OmgLlavaError {
     Decoder(#[from] omg_decoder::DecoderError),
     /// A mask could not be built or decoded (RLE, picture, size).
     #[error(transparent)]
-    Mask(#[from] omg_decoder::MaskError),
+    Mask(#[from] omg_masks::MaskError),
     /// Reading a checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] omg_checkpoint::CheckpointError),
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] omg_llm::tokenizer::TokenizerError),
+}
+
+impl From<omg_llm::LlmError> for OmgLlavaError {
+    fn from(e: omg_llm::LlmError) -> Self {
+        match e {
+            omg_llm::LlmError::TokenOutsideVocabulary { id, vocab } => {
+                Self::TokenOutsideVocabulary { id, vocab }
+            }
+            other => Self::Llm(other),
+        }
+    }
 }

@@ -18,6 +18,7 @@ use crate::error::OmgLlavaError;
 
 /// Where each file of a bundle is on the hub.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HubSources {
     /// Repository of the OMG-LLaVA release files.
     pub release_repo: String,
@@ -50,7 +51,10 @@ impl Default for HubSources {
 }
 
 fn hub_err(what: &str, e: impl std::fmt::Display) -> OmgLlavaError {
-    OmgLlavaError::Bundle(format!("hub download of {what} failed: {e}"))
+    OmgLlavaError::Hub {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
 }
 
 fn get(api: &Api, repo: &str, file: &str) -> Result<PathBuf, OmgLlavaError> {

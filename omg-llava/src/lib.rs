@@ -1,70 +1,104 @@
 //! # omg-llava
 //!
-//! OMG-LLaVA (arXiv 2406.19389) in Rust on [burn](https://burn.dev): one model that
-//! reasons about an image at three levels — the whole image (chat, captions, VQA),
-//! objects (a point, box or mask names a region) and pixels (a sentence in, a mask
-//! out; grounded conversation).
+//! OMG-LLaVA (arXiv 2406.19389) in Rust on burn: one model that reasons about a photo at
+//! three levels — the whole image (chat, captions), objects (a point, box or mask names
+//! a region) and pixels (a sentence in, a mask out; grounded conversation whose phrases
+//! each come with a mask).
 //!
-//! This crate composes the stages (`omg-encoder` → `omg-projector` → `omg-llm` →
-//! `omg-decoder`):
+//! ```no_run
+//! use omg_llava::backend::{DefaultBackend as B, default_device};
+//! use omg_llava::{GenerateOptions, LoadOptions, Pipeline, Region, Task};
 //!
-//! - [`Pipeline`]: the typed API. Encode an image once ([`Pipeline::encode`] →
-//!   [`ImageHandle`]), then chat, caption, ask about [`Region`]s, segment, ground,
-//!   or run OMG-Seg's panoptic and interactive segmentation on it; answers stream
-//!   ([`ResponseStream`]) with each `[SEG]` mask as soon as it exists;
-//! - [`OmgLlava`]: the loaded model, from a [`CheckpointBundle`] of the official
-//!   files (InternLM2 directory, released `.pth`, OMG-Seg `.pth`, class embeddings),
-//!   every key checked before it is returned;
-//! - [`template`], [`splice`]: the official chat template and placeholder splicing;
-//! - [`backend`]: the compute backend chosen by cargo feature (`ndarray` by default,
-//!   `flex`, `wgpu`, `cuda`);
-//! - [`hub`] (feature `hub`): downloading a bundle from the Hugging Face hub.
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pipeline = Pipeline::<B>::from_dir(
+//!     "pretrained/omg_llava",
+//!     &LoadOptions::default(),
+//!     default_device(),
+//!     |step| eprintln!("[{}/{}] {}", step.index, step.total, step.what),
+//! )?;
+//! let img = pipeline.encode(&image::open("photo.jpg")?)?; // encoded once
+//! let opts = GenerateOptions::default(); // greedy, as the official evaluation
 //!
-//! The language model, its tokenizer and generation live in [`omg_llm`], re-exported
-//! here.
+//! let seg = pipeline.segment(&img, "the dog", &opts)?; // a sentence in, a mask out
+//! let about = pipeline.run(
+//!     &img,
+//!     &Task::ask_regions(vec![Region::rect(10.0, 20.0, 200.0, 240.0)], "What is this?"),
+//!     &opts,
+//! )?;
+//! for event in pipeline.stream(&img, &Task::Ground, &opts)? {
+//!     // text pieces as they are generated, each mask as soon as it exists
+//!     let _ = event?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The public surface:
+//!
+//! - [`Pipeline`]: loading ([`Pipeline::from_dir`]), encoding photos
+//!   ([`Pipeline::encode`] → [`ImageHandle`]), running or streaming a [`Task`]
+//!   ([`Pipeline::run`], [`Pipeline::stream`] → [`ResponseStream`] of
+//!   [`StreamEvent`]s), batched generation ([`Pipeline::run_batch`]), shortcuts for
+//!   the common tasks, and OMG-Seg's own panoptic and region segmentation;
+//! - inputs: [`Task`], [`Region`], [`Conversation`], [`Prompt`] (explicit markup for
+//!   prompts no task makes), [`GenerateOptions`] with [`Sampling`], [`LoadOptions`]
+//!   with [`LlmWeights`], [`ImageLimits`], [`CheckpointBundle`] and the architecture
+//!   file of a bundle, [`OmgLlavaConfig`];
+//! - outputs: [`Answer`], [`Segmentation`], [`GroundedAnswer`] / [`GroundedPhrase`],
+//!   [`PanopticSegment`], [`MaskOutput`] / [`MaskSummary`] with the masks' own types
+//!   [`BinaryMask`], [`BBox`], [`CocoRle`]; [`FinishReason`], [`LoadStep`];
+//! - [`RandomWeights`]: a model of real sizes with random weights
+//!   ([`Pipeline::with_random_weights`]), to measure memory and speed without the
+//!   files;
+//! - [`OmgLlavaError`], one typed variant per thing a caller may want to handle;
+//! - [`backend`]: the compute backend chosen by cargo feature; `hub` (feature
+//!   `hub`): downloading the official files; [`reuse_freed_memory`].
 
 pub mod backend;
-pub mod batch;
-pub mod bundle;
-pub mod config;
+mod batch;
+mod bundle;
+mod config;
+mod conversation;
 mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
-pub mod image_handle;
-pub mod limits;
-pub mod masks;
-pub mod model;
-pub mod options;
-pub mod output;
-pub mod pipeline;
-pub mod prepare;
-pub mod questions;
-pub mod region;
-pub mod splice;
-pub mod stream;
-mod tasks;
-pub mod template;
+mod image_handle;
+mod limits;
+mod load;
+mod model;
+mod options;
+mod output;
+mod pipeline;
+mod prepare;
+mod prompt;
+mod random;
+mod region;
+mod shortcuts;
+mod stream;
+mod task;
+mod tokens;
 
-pub use batch::BatchPrompt;
 pub use bundle::CheckpointBundle;
 pub use config::OmgLlavaConfig;
+pub use conversation::Conversation;
 pub use error::OmgLlavaError;
 pub use image_handle::ImageHandle;
 pub use limits::ImageLimits;
-pub use model::{LoadStep, OmgLlava};
-pub use omg_decoder::{BBox, BinaryMask, CocoRle};
-/// Allocator tuning for large tensors; call it early in `main` (see its docs).
-pub use omg_kernels::reuse_freed_memory;
-pub use omg_llm::LlmWeights;
-pub use options::{GenerateOptions, LoadOptions};
+pub use load::LoadStep;
+pub use omg_masks::{BBox, BinaryMask, CocoRle};
+pub use options::{GenerateOptions, LlmWeights, LoadOptions, Sampling};
 pub use output::{
-    Answer, GroundedAnswer, GroundedPhrase, MaskOutput, PanopticOutput, PanopticSegmentOutput,
+    Answer, FinishReason, GroundedAnswer, GroundedPhrase, MaskOutput, MaskSummary, PanopticSegment,
     Segmentation,
 };
 pub use pipeline::Pipeline;
-pub use prepare::PreparedPrompt;
+pub use prompt::Prompt;
+pub use random::RandomWeights;
 pub use region::Region;
 pub use stream::{ResponseStream, StreamEvent};
-pub use template::{Conversation, Prompt};
+pub use task::Task;
 
-pub use omg_llm;
+/// Makes the C allocator reuse freed large blocks (glibc); call it early in `main` of
+/// a CPU program, before large tensors exist. It changes the whole process, which is
+/// why the library does not do it on its own.
+pub use omg_kernels::reuse_freed_memory;

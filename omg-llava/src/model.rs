@@ -1,36 +1,24 @@
-//! The composed OMG-LLaVA model (OMG-Seg encoder → projector → InternLM2 → `[SEG]`
-//! head) and its loading from a [`CheckpointBundle`]. Every file is opened and every
-//! key checked before the model is returned; any missing, mis-shaped or unknown
-//! tensor is an error naming it, and nothing is half-loaded.
+//! The composed model (OMG-Seg encoder → projector → InternLM2 → `[SEG]` head), as
+//! loaded from a bundle, and the steps of it that the Pipeline's tasks share:
+//! encoding photos, and turning mask logits into masks in the photo's pixels.
 
-use crate::options::LoadOptions;
-use burn::tensor::{TensorData, backend::Backend};
-use omg_checkpoint::pth::{PthFile, SINGLE_TENSOR_NAME};
-use omg_checkpoint::safetensors::{SafetensorsFile, open_hf_dir};
-use omg_checkpoint::{CheckpointError, FiniteCheck, TensorSource};
+use burn::tensor::{Tensor, backend::Backend};
 use omg_decoder::SegHead;
-use omg_decoder::loader::load_seg_head;
-use omg_encoder::coco_classes::COCO_PANOPTIC_CLASSES;
-use omg_encoder::{OmgSeg, OmgSegReport, OmgSegWeights, load_omg_seg};
-use omg_llm::loader::{LoadReport, LoraOptions, load_omg_llava_with};
-use omg_llm::tokenizer::{InternLm2Tokenizer, SpecialTokens, add_omg_llava_tokens};
-use omg_llm::{InternLM2, InternLM2Config};
-use omg_projector::VisualProjector;
-use omg_projector::loader::{TEXT2VISION_PREFIX, VISUAL_PROJECTOR_PREFIX, load_visual_projector};
+use omg_decoder::postprocess::masks_in_original;
+use omg_encoder::OmgSeg;
+use omg_encoder::preprocess::SquareTransform;
+use omg_llm::InternLM2;
+use omg_llm::tokenizer::InternLm2Tokenizer;
+use omg_projector::{VisualProjector, project_image};
 
-use crate::bundle::CheckpointBundle;
 use crate::config::OmgLlavaConfig;
 use crate::error::OmgLlavaError;
-
-/// Prefix of the OMG-Seg head inside `omg_seg_convl.pth`.
-pub const OMG_SEG_HEAD_PREFIX: &str = "panoptic_head.";
-/// Prefix of the backbone inside `omg_seg_convl.pth` (when present).
-pub const OMG_SEG_BACKBONE_PREFIX: &str = "backbone.";
-/// Prefix of the OMG-Seg head inside OMG-LLaVA (task-finetune decoder copies).
-pub const LLAVA_HEAD_PREFIX: &str = "visual_encoder.panoptic_head.";
+use crate::image_handle::ImageHandle;
+use crate::output::MaskOutput;
+use crate::tokens::Tokens;
 
 /// The loaded model.
-pub struct OmgLlava<B: Backend> {
+pub(crate) struct OmgLlava<B: Backend> {
     /// OMG-Seg (frozen visual encoder).
     pub encoder: OmgSeg<B>,
     /// Visual projector.
@@ -42,230 +30,105 @@ pub struct OmgLlava<B: Backend> {
     /// Tokenizer with OMG-LLaVA's added tokens.
     pub tokenizer: InternLm2Tokenizer,
     /// Ids of the chat and OMG-LLaVA tokens.
-    pub special: SpecialTokens,
+    pub tokens: Tokens,
     /// Architecture.
     pub config: OmgLlavaConfig,
     /// Class names of the class-embedding rows.
     pub class_names: Vec<String>,
-    /// What loading used.
-    pub report: BundleReport,
-}
-
-/// What loading a bundle used and left.
-#[derive(Debug, Clone, Default)]
-pub struct BundleReport {
-    /// The LLM loader's report.
-    pub llm: LoadReport,
-    /// The OMG-Seg loader's report.
-    pub encoder: OmgSegReport,
-    /// Whether the release carried the task-finetuned `[SEG]` decoder copy.
-    pub finetuned_seg_decoder: bool,
-}
-
-/// One step of a load, for progress display.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadStep {
-    /// 1-based index of the step.
-    pub index: usize,
-    /// Number of steps.
-    pub total: usize,
-    /// What is being loaded.
-    pub what: &'static str,
-}
-
-fn open_any(path: &std::path::Path) -> Result<Box<dyn TensorSource>, OmgLlavaError> {
-    let is_safetensors = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-    Ok(if is_safetensors {
-        Box::new(SafetensorsFile::open(path)?)
-    } else {
-        Box::new(PthFile::open(path)?)
-    })
-}
-
-/// Reads the class-embedding file: a single tensor `(K, P, D)` (or a dict with
-/// exactly one tensor).
-pub fn read_class_embedding(path: &std::path::Path) -> Result<TensorData, OmgLlavaError> {
-    read_class_embedding_from(&PthFile::open(path)?, path)
-}
-
-fn read_class_embedding_from(
-    file: &dyn TensorSource,
-    path: &std::path::Path,
-) -> Result<TensorData, OmgLlavaError> {
-    let names = file.names();
-    let key = if names.iter().any(|n| n == SINGLE_TENSOR_NAME) {
-        SINGLE_TENSOR_NAME.to_owned()
-    } else if names.len() == 1 {
-        names[0].clone()
-    } else {
-        return Err(OmgLlavaError::Bundle(format!(
-            "{}: expected one class-embedding tensor, found {} tensors",
-            path.display(),
-            names.len()
-        )));
-    };
-    Ok(file.read(&key)?)
 }
 
 impl<B: Backend> OmgLlava<B> {
-    /// Loads every file of `bundle` onto `device`; `progress` is called before each
-    /// step.
-    pub fn load(
-        bundle: &CheckpointBundle,
-        device: &B::Device,
-        progress: impl FnMut(LoadStep),
-    ) -> Result<Self, OmgLlavaError> {
-        Self::load_with(bundle, &LoadOptions::default(), device, progress)
-    }
-
-    /// [`Self::load`] with `options` (e.g. int8 LLM weights: each linear is converted
-    /// as it is read, so the f32 LLM never exists in memory).
-    pub fn load_with(
-        bundle: &CheckpointBundle,
-        options: &LoadOptions,
-        device: &B::Device,
-        mut progress: impl FnMut(LoadStep),
-    ) -> Result<Self, OmgLlavaError> {
-        const TOTAL: usize = 5;
-        let mut step = |index, what| {
-            progress(LoadStep {
-                index,
-                total: TOTAL,
-                what,
+    /// Encodes preprocessed photos `[N, 3, S, S]` in one forward pass of the encoder and
+    /// projector, `transforms[i]` being the frame of the `i`-th; one handle per photo,
+    /// each the same as encoding that photo alone (up to the order of floating-point
+    /// sums).
+    pub fn encode_images(
+        &self,
+        pixels: Tensor<B, 4>,
+        transforms: &[SquareTransform],
+    ) -> Result<Vec<ImageHandle<B>>, OmgLlavaError> {
+        let size = self.config.encoder.image_size;
+        let dims = pixels.dims();
+        let n = transforms.len();
+        if n == 0
+            || dims != [n, 3, size, size]
+            || transforms.iter().any(|t| t.target as usize != size)
+        {
+            return Err(OmgLlavaError::PixelShape {
+                found: dims.to_vec(),
+                expected: vec![n.max(1), 3, size, size],
+            });
+        }
+        let encoded = self.encoder.encode(pixels)?;
+        let image = project_image(&self.projector, &encoded, self.config.prior_smooth_ratio)?;
+        let tokens = image.projected.visual_tokens.into_iter();
+        tokens
+            .zip(transforms)
+            .enumerate()
+            .map(|(i, (visual_tokens, &transform))| {
+                let encoded = if n == 1 {
+                    encoded.clone()
+                } else {
+                    encoded.image(i)?
+                };
+                Ok(ImageHandle::new(encoded, visual_tokens, transform))
             })
-        };
-        step(1, "tokenizer and configuration");
-        let config = match &bundle.config {
-            Some(p) => OmgLlavaConfig::from_json_file(p)?,
-            None => OmgLlavaConfig::default(),
-        };
-        let mut tokenizer = InternLm2Tokenizer::from_dir(&bundle.llm_dir)?;
-        let special = add_omg_llava_tokens(&mut tokenizer)?;
-        let llm_config = InternLM2Config::from_json_file(bundle.llm_dir.join("config.json"))?;
-        config.validate(llm_config.hidden_size)?;
-
-        step(2, "OMG-Seg encoder");
-        // With `check_finite`, every source is read through the check.
-        let checked = |source: Box<dyn TensorSource>| -> Box<dyn TensorSource> {
-            if options.check_finite {
-                Box::new(FiniteCheck::new(source))
-            } else {
-                source
-            }
-        };
-        let seg_file = checked(Box::new(PthFile::open(&bundle.omg_seg)?));
-        let clip = bundle
-            .open_clip
-            .as_deref()
-            .map(open_any)
-            .transpose()?
-            .map(checked);
-        let class_data = read_class_embedding_from(
-            checked(Box::new(PthFile::open(&bundle.class_embedding)?)).as_ref(),
-            &bundle.class_embedding,
-        )?;
-        let k = class_data.shape.first().copied().unwrap_or(0);
-        let weights = OmgSegWeights::detect(
-            seg_file.as_ref(),
-            OMG_SEG_HEAD_PREFIX,
-            OMG_SEG_BACKBONE_PREFIX,
-            clip.as_deref(),
-            class_data,
-        )?;
-        let panoptic = &config.encoder.panoptic;
-        if panoptic.num_things + panoptic.num_stuff != k {
-            return Err(OmgLlavaError::InconsistentConfig {
-                field: "encoder.panoptic.num_things + num_stuff",
-                found: panoptic.num_things + panoptic.num_stuff,
-                expected: k,
-                why: "the classes of the class-embedding file",
-            });
-        }
-        let (encoder, encoder_report) = load_omg_seg::<B>(&config.encoder, weights, device)?;
-
-        step(3, "language model");
-        let base = checked(open_hf_dir(&bundle.llm_dir)?);
-        let release = checked(Box::new(PthFile::open(&bundle.omg_llava)?));
-        let lora = match &bundle.adapter_config {
-            Some(p) => LoraOptions::from_adapter_config(p)?,
-            None => LoraOptions::default(),
-        };
-        let (llm, llm_report) = load_omg_llava_with::<B>(
-            &llm_config,
-            base.as_ref(),
-            &release,
-            lora,
-            options.llm_weights,
-            device,
-        )?;
-        if llm.config().hidden_size != config.projector.llm_hidden_size {
-            return Err(OmgLlavaError::InconsistentConfig {
-                field: "projector.llm_hidden_size",
-                found: config.projector.llm_hidden_size,
-                expected: llm.config().hidden_size,
-                why: "the hidden size of the loaded LLM",
-            });
-        }
-
-        step(4, "projectors");
-        let (projector, mut used) = load_visual_projector::<B>(
-            &config.projector,
-            &release,
-            VISUAL_PROJECTOR_PREFIX,
-            device,
-        )?;
-        let (seg_head, seg_used) = load_seg_head::<B>(
-            &config.text2vision,
-            &config.encoder.mask_decoder,
-            &release,
-            TEXT2VISION_PREFIX,
-            LLAVA_HEAD_PREFIX,
-            device,
-        )?;
-        used.extend(seg_used);
-
-        step(5, "checking the release's keys");
-        let used: std::collections::BTreeSet<String> = used.into_iter().collect();
-        if let Some(key) = llm_report.foreign_keys.iter().find(|k| !used.contains(*k)) {
-            return Err(CheckpointError::UnexpectedKey {
-                key: key.clone(),
-                source_name: release.describe(),
-            }
-            .into());
-        }
-        let class_names = match &config.class_names {
-            Some(names) if names.len() == k => names.clone(),
-            Some(names) => {
-                return Err(OmgLlavaError::InconsistentConfig {
-                    field: "class_names (their number)",
-                    found: names.len(),
-                    expected: k,
-                    why: "the classes of the class-embedding file",
-                });
-            }
-            None if k == COCO_PANOPTIC_CLASSES.len() => COCO_PANOPTIC_CLASSES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            None => (0..k).map(|i| format!("class_{i}")).collect(),
-        };
-        let finetuned_seg_decoder = seg_head.llm_decoder.is_some();
-        Ok(Self {
-            encoder,
-            projector,
-            llm,
-            seg_head,
-            tokenizer,
-            special,
-            config,
-            class_names,
-            report: BundleReport {
-                llm: llm_report,
-                encoder: encoder_report,
-                finetuned_seg_decoder,
-            },
-        })
+            .collect()
     }
+
+    /// The masks of `[SEG]` hidden states `hidden` `[N, D]` (final-norm outputs of
+    /// the LLM) on the photo `img`, in its pixels.
+    pub fn decode_seg(
+        &self,
+        img: &ImageHandle<B>,
+        hidden: Tensor<B, 2>,
+    ) -> Result<Vec<MaskOutput>, OmgLlavaError> {
+        let n = hidden.dims()[0];
+        let out = self.seg_head.decode(
+            &self.encoder.mask_decoder,
+            hidden,
+            &vec![0; n],
+            img.encoded().query_memory(),
+        )?;
+        mask_outputs(out.decoding.final_mask_logits(), img.transform())
+    }
+}
+
+/// Mean foreground probability of `logits` where they are positive (0 if none is).
+fn mask_score(logits: &[f32]) -> f32 {
+    let (sum, n) = logits
+        .iter()
+        .filter(|&&x| x > 0.0)
+        .fold((0f64, 0usize), |(s, n), &x| {
+            (s + 1.0 / (1.0 + f64::from(-x).exp()), n + 1)
+        });
+    if n == 0 { 0.0 } else { (sum / n as f64) as f32 }
+}
+
+/// Masks in the photo's pixels, with scores, from final logits `[N, 1, h, w]` at the
+/// mask-feature resolution.
+pub(crate) fn mask_outputs<B: Backend>(
+    logits: Tensor<B, 4>,
+    transform: SquareTransform,
+) -> Result<Vec<MaskOutput>, OmgLlavaError> {
+    let [n, _, h, w] = logits.dims();
+    let values: Vec<f32> = logits
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .map_err(|e| OmgLlavaError::ReadBack(format!("mask logits: {e:?}")))?;
+    let masks = masks_in_original(logits, transform)?;
+    if masks.len() != n || values.len() != n * h * w {
+        return Err(OmgLlavaError::ReadBack(format!(
+            "{} masks and {} logits for {n} queries of {h}×{w}",
+            masks.len(),
+            values.len()
+        )));
+    }
+    Ok(masks
+        .into_iter()
+        .zip(values.chunks(h * w))
+        .map(|(m, v)| MaskOutput::new(m, mask_score(v)))
+        .collect())
 }

@@ -1,20 +1,32 @@
-//! Generation settings of a Pipeline call.
+//! Settings of a Pipeline's generation and of loading a model.
 
-use omg_llm::sampling::Sampling;
+use crate::error::OmgLlavaError;
+
+/// How the next token is chosen.
+pub use omg_llm::sampling::Sampling;
+
+/// Precision of the LLM's linear weights once loaded.
+pub use omg_llm::LlmWeights;
 
 /// Generation settings of a Pipeline call: `GenerateOptions::default()` (greedy, 100
-/// new tokens) or [`GenerateOptions::demo`], adjusted with the `with_*` methods (the
-/// struct is `#[non_exhaustive]`, so new settings can come without breaking callers).
+/// new tokens, as the official evaluation) or [`GenerateOptions::demo`], adjusted with
+/// the `with_*` methods (the struct is `#[non_exhaustive]`, so new settings can come
+/// without breaking callers). The Pipeline checks them before it generates
+/// ([`OmgLlavaError::InvalidOption`] names a bad one).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct GenerateOptions {
-    /// Maximum number of new tokens.
+    /// Maximum number of new tokens (at least 1).
     pub max_new_tokens: usize,
     /// Greedy (the official evaluation, the default) or sampling (the demo).
     pub sampling: Sampling,
-    /// HF repetition penalty (1 = off).
+    /// HF repetition penalty (1 = off; finite and positive).
     pub repetition_penalty: f32,
-    /// Tokens forced at given new-token indices `(index, id)` (HF `forced_decoder_ids`
+    /// Force `[SEG]` as the new token of this index (from 0): shows the mask path on
+    /// weights that never emit it, such as random ones. A `[SEG]` gets its mask when
+    /// it is fed back, so the index must be below `max_new_tokens - 1`.
+    pub forced_seg: Option<usize>,
+    /// Tokens forced at new-token indices `(index, id)` (HF `forced_decoder_ids`
     /// counted from the first new token); for reproductions and tests.
     pub forced_tokens: Vec<(usize, u32)>,
 }
@@ -25,12 +37,27 @@ impl Default for GenerateOptions {
             max_new_tokens: 100,
             sampling: Sampling::Greedy,
             repetition_penalty: 1.0,
+            forced_seg: None,
             forced_tokens: Vec::new(),
         }
     }
 }
 
 impl GenerateOptions {
+    /// The official demo's sampling (temperature 0.1, top-p 0.75, top-k 40).
+    pub fn demo(max_new_tokens: usize, seed: u64) -> Self {
+        Self {
+            max_new_tokens,
+            sampling: Sampling::Sample {
+                temperature: 0.1,
+                top_k: 40,
+                top_p: 0.75,
+                seed,
+            },
+            ..Self::default()
+        }
+    }
+
     /// These options with at most `n` new tokens.
     pub fn with_max_new_tokens(mut self, n: usize) -> Self {
         self.max_new_tokens = n;
@@ -49,46 +76,92 @@ impl GenerateOptions {
         self
     }
 
+    /// These options with `[SEG]` forced as the new token of index `index`.
+    pub fn with_forced_seg(mut self, index: usize) -> Self {
+        self.forced_seg = Some(index);
+        self
+    }
+
     /// These options with tokens forced at new-token indices `(index, id)`.
     pub fn with_forced_tokens(mut self, forced: Vec<(usize, u32)>) -> Self {
         self.forced_tokens = forced;
         self
     }
 
-    /// The official demo's sampling (temperature 0.1, top-p 0.75, top-k 40).
-    pub fn demo(max_new_tokens: usize, seed: u64) -> Self {
-        Self {
-            max_new_tokens,
-            sampling: Sampling::Sample {
-                temperature: 0.1,
-                top_k: 40,
-                top_p: 0.75,
-                seed,
-            },
-            repetition_penalty: 1.0,
-            forced_tokens: Vec::new(),
+    /// Checks the settings (the Pipeline does before generating).
+    ///
+    /// # Errors
+    ///
+    /// [`OmgLlavaError::InvalidOption`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), OmgLlavaError> {
+        let bad = |option: &'static str, reason: String| {
+            Err(OmgLlavaError::InvalidOption { option, reason })
+        };
+        let n = self.max_new_tokens;
+        if n == 0 {
+            return bad("max_new_tokens", "must be at least 1".into());
         }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad(
+                "repetition_penalty",
+                format!(
+                    "must be finite and positive, got {}",
+                    self.repetition_penalty
+                ),
+            );
+        }
+        if let Sampling::Sample {
+            temperature, top_p, ..
+        } = self.sampling
+        {
+            if !(temperature.is_finite() && temperature > 0.0) {
+                return bad(
+                    "temperature",
+                    format!("must be finite and positive, got {temperature}"),
+                );
+            }
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                return bad("top_p", format!("must be in (0, 1], got {top_p}"));
+            }
+        }
+        if let Some(k) = self.forced_seg
+            && k >= n.saturating_sub(1)
+        {
+            return bad(
+                "forced_seg",
+                format!(
+                    "[SEG] at new token {k} needs max_new_tokens of at least {} (a [SEG] gets its mask when it is fed back), got {n}",
+                    k.saturating_add(2)
+                ),
+            );
+        }
+        if let Some(&(k, _)) = self.forced_tokens.iter().find(|(k, _)| *k >= n) {
+            return bad(
+                "forced_tokens",
+                format!("new token {k} is past max_new_tokens {n}"),
+            );
+        }
+        Ok(())
     }
 }
 
-/// Options of [`crate::OmgLlava::load_with`] / [`crate::Pipeline::from_dir_with`]: how the
+/// Options of [`crate::Pipeline::from_dir`] / [`crate::Pipeline::from_bundle`]: how the
 /// weights are held once loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct LoadOptions {
-    /// Precision of the LLM's linear weights (f32, int8 or int4; see
-    /// [`omg_llm::LlmWeights`]). The vision encoder, projectors and `[SEG]` decoder stay
-    /// f32, so masks keep their quality.
-    pub llm_weights: omg_llm::LlmWeights,
-    /// Check that every floating-point weight read is finite, failing with
-    /// [`omg_checkpoint::CheckpointError::NonFinite`] (naming the tensor) otherwise.
-    /// Off by default: it reads every weight once more.
+    /// Precision of the LLM's linear weights (f32, bf16/f16, int8 or int4; see
+    /// [`LlmWeights`]). The vision encoder, projectors and `[SEG]` decoder stay f32, so
+    /// masks keep their quality.
+    pub llm_weights: LlmWeights,
+    /// Check that every floating-point weight read is finite, failing with an error
+    /// naming the tensor otherwise. Off by default: it reads every weight once more.
     pub check_finite: bool,
 }
 
 impl LoadOptions {
     /// These options with the LLM's linears held as `weights`.
-    pub fn with_llm_weights(mut self, weights: omg_llm::LlmWeights) -> Self {
+    pub fn with_llm_weights(mut self, weights: LlmWeights) -> Self {
         self.llm_weights = weights;
         self
     }

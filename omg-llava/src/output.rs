@@ -1,32 +1,53 @@
-//! Typed outputs of the Pipeline: text answers, masks in the original image's pixels
+//! Typed outputs of the Pipeline: text answers, masks in the original photo's pixels
 //! (bitmap, bbox, area, score, COCO RLE), grounded phrases and panoptic segments.
 
-use omg_decoder::{BBox, BinaryMask, CocoRle};
+use omg_masks::{BBox, BinaryMask, CocoRle};
 use serde::Serialize;
 
-/// A mask in the original image's pixels with its summary numbers.
+/// A mask in the original photo's pixels with its summary numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskOutput {
-    /// The binary mask (`height × width` of the original image).
-    pub mask: BinaryMask,
-    /// Tight box of the mask (`None` if it is empty).
-    pub bbox: Option<BBox>,
-    /// Number of pixels in the mask.
-    pub area: u64,
-    /// Confidence in `[0, 1]`: for `[SEG]` and prompt masks the mean foreground
-    /// probability inside the mask; for panoptic segments the class score.
-    pub score: f32,
+    mask: BinaryMask,
+    bbox: Option<BBox>,
+    area: u64,
+    score: f32,
 }
 
 impl MaskOutput {
     /// Wraps a mask with its bbox and area.
-    pub fn new(mask: BinaryMask, score: f32) -> Self {
+    pub(crate) fn new(mask: BinaryMask, score: f32) -> Self {
         Self {
             bbox: mask.bbox(),
             area: mask.area(),
             mask,
             score,
         }
+    }
+
+    /// The binary mask (`height × width` of the original photo).
+    pub fn mask(&self) -> &BinaryMask {
+        &self.mask
+    }
+
+    /// The mask, taken out.
+    pub fn into_mask(self) -> BinaryMask {
+        self.mask
+    }
+
+    /// Tight box of the mask (`None` if it is empty).
+    pub fn bbox(&self) -> Option<BBox> {
+        self.bbox
+    }
+
+    /// Number of pixels in the mask.
+    pub fn area(&self) -> u64 {
+        self.area
+    }
+
+    /// Confidence in `[0, 1]`: for `[SEG]` and region masks the mean foreground
+    /// probability inside the mask; for panoptic segments the class score.
+    pub fn score(&self) -> f32 {
+        self.score
     }
 
     /// COCO compressed RLE (byte-identical to pycocotools).
@@ -47,6 +68,7 @@ impl MaskOutput {
 
 /// Serializable form of a [`MaskOutput`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct MaskSummary {
     /// `[x, y, width, height]`.
     pub bbox: Option<[u32; 4]>,
@@ -58,8 +80,20 @@ pub struct MaskSummary {
     pub segmentation: CocoRle,
 }
 
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FinishReason {
+    /// The model ended its turn (`<|im_end|>` or `</s>`).
+    Stop,
+    /// The answer reached the number of new tokens asked for.
+    Length,
+}
+
 /// A generated answer.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Answer {
     /// The answer text without the end-of-turn marker.
     pub text: String,
@@ -70,10 +104,16 @@ pub struct Answer {
     /// One mask per `[SEG]` that has a hidden state (a `[SEG]` generated last has
     /// none), in order.
     pub masks: Vec<MaskOutput>,
+    /// Tokens of the prompt the answer was generated from (the image's visual tokens
+    /// counted as one).
+    pub prompt_tokens: usize,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
 }
 
 /// A phrase of a grounded answer (`<p> phrase </p> [SEG]`) with its mask.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GroundedPhrase {
     /// The phrase text, trimmed.
     pub phrase: String,
@@ -84,47 +124,73 @@ pub struct GroundedPhrase {
 
 /// A grounded conversation answer.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct GroundedAnswer {
-    /// The raw answer.
-    pub answer: Answer,
-    /// The caption: the answer with tags and `[SEG]` removed, whitespace collapsed.
+    /// The caption: the answer with tags and `[SEG]` removed, whitespace collapsed (the
+    /// official `process_and_save_output`).
     pub caption: String,
     /// The phrases with their masks.
     pub phrases: Vec<GroundedPhrase>,
+    /// The answer.
+    pub answer: Answer,
+}
+
+impl From<Answer> for GroundedAnswer {
+    /// The phrases of an answer, the k-th `<p>…</p>` with the k-th mask.
+    fn from(answer: Answer) -> Self {
+        let phrases = phrases(&answer.text)
+            .into_iter()
+            .enumerate()
+            .map(|(k, phrase)| GroundedPhrase {
+                phrase,
+                mask: answer.masks.get(k).cloned(),
+            })
+            .collect();
+        Self {
+            caption: caption(&answer.text),
+            phrases,
+            answer,
+        }
+    }
 }
 
 /// A referring / reasoning segmentation result.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Segmentation {
-    /// The raw answer (its `masks` holds every `[SEG]` mask).
-    pub answer: Answer,
     /// The mask of the first `[SEG]`, as the official RES evaluation uses
     /// (`None` if the model produced none).
     pub mask: Option<MaskOutput>,
+    /// The answer (its `masks` holds every `[SEG]` mask).
+    pub answer: Answer,
+}
+
+impl From<Answer> for Segmentation {
+    /// The first mask of an answer.
+    fn from(answer: Answer) -> Self {
+        Self {
+            mask: answer.masks.first().cloned(),
+            answer,
+        }
+    }
 }
 
 /// One segment of a panoptic segmentation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PanopticSegmentOutput {
+#[non_exhaustive]
+pub struct PanopticSegment {
     /// Class index.
     pub class_id: usize,
     /// Class name.
     pub label: String,
     /// Thing (countable) or stuff.
     pub is_thing: bool,
-    /// The segment's mask; `score` is the class score.
+    /// The segment's mask; its score is the class score.
     pub mask: MaskOutput,
 }
 
-/// The panoptic segmentation of an image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PanopticOutput {
-    /// The segments.
-    pub segments: Vec<PanopticSegmentOutput>,
-}
-
 /// `<p>…</p>` phrases of a grounded answer, in order.
-pub fn phrases(text: &str) -> Vec<String> {
+pub(crate) fn phrases(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("<p>") {
@@ -137,8 +203,8 @@ pub fn phrases(text: &str) -> Vec<String> {
 }
 
 /// The caption of a grounded answer: every `<…>` tag and `[SEG]` removed,
-/// whitespace collapsed (the official `process_and_save_output`).
-pub fn caption(text: &str) -> String {
+/// whitespace collapsed.
+fn caption(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find('<') {

@@ -1,7 +1,9 @@
-//! The typed `Pipeline`: a loaded model on a device, images encoded once
-//! ([`Pipeline::encode`] → [`ImageHandle`]), and answers to full prompts, streamed or
-//! whole. The typed tasks (chat, regions, segmentation, …) are in `tasks.rs`, the
-//! prompt preparation in `prepare.rs`.
+//! The typed [`Pipeline`]: a loaded model on a device, photos encoded once
+//! ([`Pipeline::encode`] → [`ImageHandle`]), and [`Task`]s answered on them, streamed
+//! ([`Pipeline::stream`]) or whole ([`Pipeline::run`]). The shortcuts of the common
+//! tasks are in `shortcuts.rs`, batched generation in `batch.rs`.
+
+use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use image::DynamicImage;
@@ -11,64 +13,75 @@ use omg_llm::generation::{GenerationConfig, Generator};
 use crate::bundle::CheckpointBundle;
 use crate::error::OmgLlavaError;
 use crate::image_handle::ImageHandle;
-use crate::model::{LoadStep, OmgLlava};
-use crate::options::GenerateOptions;
+use crate::limits::ImageLimits;
+use crate::load::LoadStep;
+use crate::model::OmgLlava;
+use crate::options::{GenerateOptions, LoadOptions};
 use crate::output::Answer;
+use crate::prompt::{Prompt, tokenize_prompt};
 use crate::region::Region;
 use crate::stream::ResponseStream;
+use crate::task::Task;
 
-/// The OMG-LLaVA pipeline on backend `B`.
+/// OMG-LLaVA loaded on a device of backend `B`.
+///
+/// Load it from a bundle directory ([`from_dir`](Self::from_dir)), encode a photo once
+/// ([`encode`](Self::encode)), then ask [`Task`]s about it. `Pipeline` is `Send + Sync`:
+/// threads may share one and run tasks at the same time.
 pub struct Pipeline<B: Backend> {
     model: OmgLlava<B>,
     device: B::Device,
-    image_limits: crate::ImageLimits,
+    image_limits: ImageLimits,
 }
 
 impl<B: Backend> Pipeline<B> {
-    /// A pipeline around a loaded model.
-    pub fn new(model: OmgLlava<B>, device: B::Device) -> Self {
+    /// Loads the bundle in directory `dir` (found as
+    /// [`CheckpointBundle::from_dir`] describes) onto `device`; `progress` is called
+    /// before each loading step.
+    pub fn from_dir(
+        dir: impl AsRef<Path>,
+        options: &LoadOptions,
+        device: B::Device,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, OmgLlavaError> {
+        Self::from_bundle(&CheckpointBundle::from_dir(dir)?, options, device, progress)
+    }
+
+    /// Loads the files of `bundle` onto `device`. Every file is opened and every key
+    /// checked before the pipeline is returned: a missing, mis-shaped or unknown tensor
+    /// is an error naming it.
+    pub fn from_bundle(
+        bundle: &CheckpointBundle,
+        options: &LoadOptions,
+        device: B::Device,
+        progress: impl FnMut(LoadStep),
+    ) -> Result<Self, OmgLlavaError> {
+        let model = OmgLlava::load(bundle, options, &device, progress)?;
+        Ok(Self::from_model(model, device, ImageLimits::default()))
+    }
+
+    /// A pipeline around a built model.
+    pub(crate) fn from_model(
+        model: OmgLlava<B>,
+        device: B::Device,
+        image_limits: ImageLimits,
+    ) -> Self {
         Self {
             model,
             device,
-            image_limits: crate::ImageLimits::default(),
+            image_limits,
         }
     }
 
     /// This pipeline with other limits on the photos it accepts.
-    pub fn with_image_limits(mut self, limits: crate::ImageLimits) -> Self {
+    pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
         self.image_limits = limits;
         self
     }
 
     /// The limits on the photos this pipeline accepts.
-    pub fn image_limits(&self) -> crate::ImageLimits {
+    pub fn image_limits(&self) -> ImageLimits {
         self.image_limits
-    }
-
-    /// Loads a checkpoint bundle directory (see [`CheckpointBundle::from_dir`]).
-    pub fn from_dir(
-        dir: impl AsRef<std::path::Path>,
-        device: B::Device,
-        progress: impl FnMut(LoadStep),
-    ) -> Result<Self, OmgLlavaError> {
-        Self::from_dir_with(dir, &crate::LoadOptions::default(), device, progress)
-    }
-
-    /// [`Self::from_dir`] with load `options` (e.g. int8 LLM weights).
-    pub fn from_dir_with(
-        dir: impl AsRef<std::path::Path>,
-        options: &crate::LoadOptions,
-        device: B::Device,
-        progress: impl FnMut(LoadStep),
-    ) -> Result<Self, OmgLlavaError> {
-        let bundle = CheckpointBundle::from_dir(dir)?;
-        let model = OmgLlava::load_with(&bundle, options, &device, progress)?;
-        Ok(Self::new(model, device))
-    }
-
-    /// The model.
-    pub fn model(&self) -> &OmgLlava<B> {
-        &self.model
     }
 
     /// The device.
@@ -76,18 +89,34 @@ impl<B: Backend> Pipeline<B> {
         &self.device
     }
 
-    /// Preprocesses and encodes an image once; every query on it reuses the handle.
-    /// A photo past the pipeline's [`crate::ImageLimits`] is an error before anything
-    /// is allocated for it.
+    /// The class names of panoptic segmentation, by class index.
+    pub fn class_names(&self) -> &[String] {
+        &self.model.class_names
+    }
+
+    /// The id of `token` in this model's tokenizer (`"[SEG]"`, `"<|im_end|>"`, …).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.model.tokenizer.token_id(token)
+    }
+
+    /// The language model's positions: a prompt (visual tokens included) and its new
+    /// tokens must fit in them.
+    pub fn max_positions(&self) -> usize {
+        self.model.llm.config().max_position_embeddings
+    }
+
+    /// Preprocesses and encodes a photo once; every query on it reuses the handle.
+    /// A photo past the pipeline's [`ImageLimits`] is an error before anything is
+    /// allocated for it.
     pub fn encode(&self, image: &DynamicImage) -> Result<ImageHandle<B>, OmgLlavaError> {
         let mut handles = self.encode_batch(std::slice::from_ref(image))?;
         Ok(handles.remove(0))
     }
 
-    /// Preprocesses and encodes several images in one forward pass of the encoder and
-    /// projector (see [`OmgLlava::encode_images`](crate::OmgLlava::encode_images)); one
-    /// handle per image, in order. Every image is checked against the
-    /// [`crate::ImageLimits`] before any is preprocessed.
+    /// Preprocesses and encodes several photos in one forward pass of the encoder and
+    /// projector; one handle per photo, in order, each the same as encoding that photo
+    /// alone (up to the order of floating-point sums). Every photo is checked against
+    /// the [`ImageLimits`] before any is preprocessed.
     pub fn encode_batch(
         &self,
         images: &[DynamicImage],
@@ -118,93 +147,103 @@ impl<B: Backend> Pipeline<B> {
         self.model.encode_images(pixels, &transforms)
     }
 
-    /// Encodes an already preprocessed image `[1, 3, S, S]` (padded, resized to the
-    /// model size and CLIP-normalised) whose original frame is given by `transform`
-    /// (which the masks are returned in: it is held to the [`crate::ImageLimits`]).
-    pub fn encode_normalized(
+    /// Encodes a photo preprocessed elsewhere: `pixels` `[1, 3, S, S]` is the photo of
+    /// `photo_size` (width, height) padded to its centred square, resized to the model
+    /// size `S` and CLIP-normalised, as the official preprocessing does. Masks and
+    /// regions are in the photo's pixels, which are held to the [`ImageLimits`].
+    pub fn encode_pixels(
         &self,
         pixels: Tensor<B, 4>,
-        transform: SquareTransform,
+        photo_size: (u32, u32),
     ) -> Result<ImageHandle<B>, OmgLlavaError> {
-        self.image_limits
-            .check(transform.orig_width, transform.orig_height)?;
-        self.model.encode_image(pixels, transform)
+        let (width, height) = photo_size;
+        self.image_limits.check(width, height)?;
+        let size = self.model.config.encoder.image_size as u32;
+        let transform = SquareTransform::new(width, height, size);
+        let mut handles = self.model.encode_images(pixels, &[transform])?;
+        Ok(handles.remove(0))
     }
 
-    /// Starts a streamed answer to a full prompt (template applied), with `regions`
-    /// consumed by its `<region>` / `<mark>` placeholders in order.
-    ///
-    /// A `&str` or `String` prompt is all markup: every token spelled in it is a token
-    /// (the official behaviour). Build a [`Prompt`](crate::Prompt) with plain parts,
-    /// or use [`Conversation::prompt_for`](crate::Conversation::prompt_for), to keep a
-    /// user's text as text.
+    /// Starts a streamed answer to `task` on `img`: text pieces as they are generated,
+    /// each `[SEG]` mask as soon as it exists.
+    pub fn stream<'a>(
+        &'a self,
+        img: &'a ImageHandle<B>,
+        task: &Task,
+        options: &GenerateOptions,
+    ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
+        self.stream_prompt(img, &task.prompt()?, task.regions(), options)
+    }
+
+    /// Answers `task` on `img` to the end: [`stream`](Self::stream), collected.
+    pub fn run(
+        &self,
+        img: &ImageHandle<B>,
+        task: &Task,
+        options: &GenerateOptions,
+    ) -> Result<Answer, OmgLlavaError> {
+        self.stream(img, task, options)?.finish()
+    }
+
+    /// Starts a streamed answer to a prompt of your own (chat template applied), with
+    /// `regions` taken by its `<region>` / `<mark>` placeholders in order. The
+    /// [`Task`]s cover the official prompts; see [`Prompt`] for keeping a user's text
+    /// plain.
     pub fn stream_prompt<'a>(
         &'a self,
         img: &'a ImageHandle<B>,
-        prompt: impl Into<crate::Prompt>,
+        prompt: &Prompt,
         regions: &[Region],
         options: &GenerateOptions,
     ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
+        let config = self.generation_config(options)?;
         let m = &self.model;
-        let embeds = self.prompt_embeds(img, &prompt.into(), regions, options)?;
-        let config = self.generation_config(options);
+        let prepared = m.prepare(img, prompt, regions, options.max_new_tokens)?;
         // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
         // alone, so the repetition penalty sees BOS and the new tokens only.
-        let generator = Generator::from_embeds(&m.llm, embeds, vec![vec![m.special.bos]], config)?;
-        Ok(ResponseStream::new(m, img, generator))
+        let generator =
+            Generator::from_embeds(&m.llm, prepared.embeds, vec![vec![m.tokens.bos]], config)?;
+        Ok(ResponseStream::new(
+            m,
+            img,
+            generator,
+            prepared.prompt_tokens,
+        ))
     }
 
-    /// The spliced input embeddings `[1, L, D]` of one prompt, refused with
-    /// [`OmgLlavaError::PromptTooLong`] when `L` plus the new tokens exceed the context.
-    pub(crate) fn prompt_embeds(
+    /// The token ids the language model is given for `prompt`, −200 where the photo's
+    /// visual tokens go (to count or inspect what a task sends).
+    pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<i64>, OmgLlavaError> {
+        tokenize_prompt(&self.model.tokenizer, prompt)
+    }
+
+    /// The LLM's generation settings for `options` (checked): the model's end and stop
+    /// tokens, `[SEG]` hidden states captured.
+    pub(crate) fn generation_config(
         &self,
-        img: &ImageHandle<B>,
-        prompt: &crate::Prompt,
-        regions: &[Region],
         options: &GenerateOptions,
-    ) -> Result<Tensor<B, 3>, OmgLlavaError> {
-        let spliced = self.prepare_prompt(img, prompt, regions)?.spliced;
-        let length = spliced.lengths[0];
-        let limit = self.model.llm.config().max_position_embeddings;
-        if length + options.max_new_tokens > limit {
-            return Err(OmgLlavaError::PromptTooLong {
-                prompt_tokens: length,
-                max_new_tokens: options.max_new_tokens,
-                limit,
-            });
+    ) -> Result<GenerationConfig, OmgLlavaError> {
+        options.validate()?;
+        let t = &self.model.tokens;
+        let mut forced: Vec<(usize, u32)> = options.forced_tokens.clone();
+        if let Some(k) = options.forced_seg {
+            forced.push((k, t.seg));
         }
-        Ok(spliced.inputs_embeds)
-    }
-
-    /// The LLM's generation settings for `options`: the model's end and stop tokens,
-    /// `[SEG]` hidden states captured.
-    pub(crate) fn generation_config(&self, options: &GenerateOptions) -> GenerationConfig {
-        let m = &self.model;
-        let mut config = GenerationConfig {
+        Ok(GenerationConfig {
             max_new_tokens: options.max_new_tokens,
             sampling: options.sampling,
             repetition_penalty: options.repetition_penalty,
-            eos_token_id: Some(m.special.eos),
-            stop_token_ids: vec![m.special.im_end],
-            pad_token_id: m.special.eos,
-            forced_tokens: options.forced_tokens.iter().copied().collect(),
+            eos_token_id: Some(t.eos),
+            stop_token_ids: vec![t.im_end],
+            pad_token_id: t.eos,
+            forced_tokens: forced.into_iter().collect(),
+            capture_hidden_for: vec![t.seg],
             ..GenerationConfig::greedy(options.max_new_tokens)
-        };
-        if let Some(seg) = m.special.seg {
-            config.capture_hidden_for = vec![seg];
-        }
-        config
+        })
     }
 
-    /// Answers a full prompt (template applied) to the end; see
-    /// [`stream_prompt`](Self::stream_prompt).
-    pub fn answer_prompt(
-        &self,
-        img: &ImageHandle<B>,
-        prompt: impl Into<crate::Prompt>,
-        regions: &[Region],
-        options: &GenerateOptions,
-    ) -> Result<Answer, OmgLlavaError> {
-        self.stream_prompt(img, prompt, regions, options)?.finish()
+    /// The model, for the task shortcuts and batched generation.
+    pub(crate) fn model(&self) -> &OmgLlava<B> {
+        &self.model
     }
 }

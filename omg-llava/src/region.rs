@@ -2,13 +2,13 @@
 //! model frame exactly as the official tools do (pad to the centred square, scale to
 //! the model size; masks zero-padded and nearest-resized).
 
-use omg_decoder::BinaryMask;
 use omg_encoder::preprocess::SquareTransform;
 use omg_encoder::{PromptBatch, RegionMask};
+use omg_masks::BinaryMask;
 
 use crate::error::OmgLlavaError;
 
-/// A region of the image named by the user, in original-image pixels.
+/// A region of the photo named by the user, in the photo's pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Region {
     /// A point `(x, y)` (a `<mark>` in the prompt).
@@ -18,15 +18,16 @@ pub enum Region {
         /// Row.
         y: f32,
     },
-    /// A box `[x1, y1, x2, y2]` (a `<region>` in the prompt).
-    Box([f32; 4]),
-    /// A mask of the image's size (a `<region>` in the prompt).
+    /// A rectangle `[x1, y1, x2, y2]`, `x1 < x2`, `y1 < y2` (a box prompt: a
+    /// `<region>` in the prompt).
+    Rect([f32; 4]),
+    /// A mask of the photo's size (a `<region>` in the prompt).
     Mask(BinaryMask),
 }
 
 /// The kind of placeholder a region uses in the prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placeholder {
+pub(crate) enum Placeholder {
     /// `<region>` (boxes and masks).
     Region,
     /// `<mark>` (points).
@@ -34,15 +35,32 @@ pub enum Placeholder {
 }
 
 impl Region {
+    /// A point `(x, y)`.
+    pub fn point(x: f32, y: f32) -> Self {
+        Region::Point { x, y }
+    }
+
+    /// A rectangle with corners `(x1, y1)`, `(x2, y2)`.
+    pub fn rect(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
+        Region::Rect([x1, y1, x2, y2])
+    }
+
     /// The placeholder the official tools use for this kind of prompt.
-    pub fn placeholder(&self) -> Placeholder {
+    pub(crate) fn placeholder(&self) -> Placeholder {
         match self {
             Region::Point { .. } => Placeholder::Mark,
             _ => Placeholder::Region,
         }
     }
 
-    /// Checks the region against an image of `width × height`.
+    /// Checks the region against a photo of `width × height`: a point inside it, a
+    /// finite rectangle that overlaps it, a non-empty mask of its size.
+    ///
+    /// # Errors
+    ///
+    /// [`OmgLlavaError::PointOutside`], [`OmgLlavaError::DegenerateBox`],
+    /// [`OmgLlavaError::BoxOutside`], [`OmgLlavaError::RegionMaskSize`] or
+    /// [`OmgLlavaError::EmptyRegionMask`].
     pub fn validate(&self, width: u32, height: u32) -> Result<(), OmgLlavaError> {
         let (w, h) = (width as f32, height as f32);
         match self {
@@ -56,7 +74,7 @@ impl Region {
                     });
                 }
             }
-            Region::Box(b) => {
+            Region::Rect(b) => {
                 let finite = b.iter().all(|v| v.is_finite());
                 if !finite || b[0] >= b[2] || b[1] >= b[3] {
                     return Err(OmgLlavaError::DegenerateBox { bbox: *b });
@@ -90,7 +108,10 @@ impl Region {
 /// A mask in original pixels → the model frame: zero-padded to the centred square
 /// (`expand2square_mask`) and nearest-resized to `target` (as torch `nearest`). The
 /// mask must have the size of the image `t` was made for.
-pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> Result<RegionMask, OmgLlavaError> {
+pub(crate) fn mask_to_model(
+    mask: &BinaryMask,
+    t: SquareTransform,
+) -> Result<RegionMask, OmgLlavaError> {
     if mask.width() != t.orig_width as usize || mask.height() != t.orig_height as usize {
         return Err(OmgLlavaError::RegionMaskSize {
             width: mask.width(),
@@ -118,7 +139,7 @@ pub fn mask_to_model(mask: &BinaryMask, t: SquareTransform) -> Result<RegionMask
 /// order of appearance (the order `<mark>` and `<region>` consume them). Boxes and
 /// masks are separate prompt batches because they steer attention differently; each
 /// keeps its index among the `<region>` placeholders.
-pub struct ModelFramePrompts {
+pub(crate) struct ModelFramePrompts {
     /// Point prompts (`<mark>` order).
     pub points: Vec<(f32, f32)>,
     /// Box prompts with their `<region>` index.
@@ -143,7 +164,7 @@ impl ModelFramePrompts {
                     let (mx, my) = t.to_model(f64::from(*x), f64::from(*y));
                     out.points.push((mx as f32, my as f32));
                 }
-                Region::Box(b) => {
+                Region::Rect(b) => {
                     let m = t.box_to_model(b.map(f64::from));
                     out.boxes.push((region_index, m.map(|v| v as f32)));
                     region_index += 1;

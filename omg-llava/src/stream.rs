@@ -1,6 +1,8 @@
 //! Streaming answers: text pieces as tokens are generated, and each `[SEG]` mask as
 //! soon as its hidden state exists (when the `[SEG]` token is fed back).
 
+use std::collections::VecDeque;
+
 use burn::tensor::{Tensor, backend::Backend};
 use omg_llm::generation::Generator;
 use omg_llm::tokenizer::StreamDecoder;
@@ -8,17 +10,22 @@ use omg_llm::tokenizer::StreamDecoder;
 use crate::error::OmgLlavaError;
 use crate::image_handle::ImageHandle;
 use crate::model::OmgLlava;
-use crate::output::{Answer, MaskOutput};
+use crate::output::{Answer, FinishReason, MaskOutput, phrases};
 
 /// What a streamed answer yields.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum StreamEvent {
-    /// A piece of text (the pieces concatenate to the full answer).
+    /// A piece of text. The pieces concatenate to the answer as generated without its
+    /// end-of-turn token (`Answer::raw_text` less `<|im_end|>` or `</s>`).
     Text(String),
     /// The mask of the `index`-th `[SEG]`.
     Mask {
         /// Position among the answer's masks.
         index: usize,
+        /// The `index`-th `<p>…</p>` phrase of the text so far, if the answer has that
+        /// many (a grounded answer's phrase precedes its `[SEG]`).
+        phrase: Option<String>,
         /// The mask.
         mask: Box<MaskOutput>,
     },
@@ -35,9 +42,11 @@ pub struct ResponseStream<'a, B: Backend> {
     image: &'a ImageHandle<B>,
     generator: Generator<'a, B>,
     decoder: StreamDecoder<'a>,
+    prompt_tokens: usize,
     tokens: Vec<u32>,
+    text: String,
     masks: Vec<MaskOutput>,
-    pending: std::collections::VecDeque<StreamEvent>,
+    pending: VecDeque<StreamEvent>,
     decoded_captures: usize,
     done: bool,
 }
@@ -47,18 +56,26 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
         model: &'a OmgLlava<B>,
         image: &'a ImageHandle<B>,
         generator: Generator<'a, B>,
+        prompt_tokens: usize,
     ) -> Self {
         Self {
             model,
             image,
             generator,
             decoder: model.tokenizer.stream_decoder(false),
+            prompt_tokens,
             tokens: Vec::new(),
+            text: String::new(),
             masks: Vec::new(),
-            pending: Default::default(),
+            pending: VecDeque::new(),
             decoded_captures: 0,
             done: false,
         }
+    }
+
+    /// Tokens of the prompt (the image's visual tokens counted as one).
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt_tokens
     }
 
     /// Decodes the masks of `[SEG]` states captured since the last call.
@@ -73,9 +90,12 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
             .collect();
         self.decoded_captures = captured.len();
         let hidden = Tensor::stack::<2>(new, 0);
+        let found = phrases(&self.text);
         for mask in self.model.decode_seg(self.image, hidden)? {
+            let index = self.masks.len();
             self.pending.push_back(StreamEvent::Mask {
-                index: self.masks.len(),
+                index,
+                phrase: found.get(index).cloned(),
                 mask: Box::new(mask.clone()),
             });
             self.masks.push(mask);
@@ -83,22 +103,27 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
         Ok(())
     }
 
+    fn push_text(&mut self, piece: String) {
+        if !piece.is_empty() {
+            self.text.push_str(&piece);
+            self.pending.push_back(StreamEvent::Text(piece));
+        }
+    }
+
     fn advance(&mut self) -> Result<(), OmgLlavaError> {
         match self.generator.next_step()? {
             Some(step) => {
                 let token = step.tokens[0];
                 self.tokens.push(token);
-                let piece = self.decoder.push(token)?;
-                if !piece.is_empty() {
-                    self.pending.push_back(StreamEvent::Text(piece));
+                if !is_end(self.model, token) {
+                    let piece = self.decoder.push(token)?;
+                    self.push_text(piece);
                 }
                 self.decode_new_masks()?;
             }
             None => {
                 let rest = self.decoder.finish()?;
-                if !rest.is_empty() {
-                    self.pending.push_back(StreamEvent::Text(rest));
-                }
+                self.push_text(rest);
                 self.decode_new_masks()?;
                 self.done = true;
             }
@@ -111,7 +136,7 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
         while !self.done {
             self.advance()?;
         }
-        answer(self.model, self.tokens, self.masks)
+        answer(self.model, self.tokens, self.masks, self.prompt_tokens)
     }
 }
 
@@ -134,11 +159,17 @@ impl<B: Backend> Iterator for ResponseStream<'_, B> {
     }
 }
 
+/// Whether `token` ends the model's turn.
+fn is_end<B: Backend>(model: &OmgLlava<B>, token: u32) -> bool {
+    token == model.tokens.im_end || token == model.tokens.eos
+}
+
 /// The answer of generated `tokens`: decoded, and without its end-of-turn marker.
 pub(crate) fn answer<B: Backend>(
     model: &OmgLlava<B>,
     tokens: Vec<u32>,
     masks: Vec<MaskOutput>,
+    prompt_tokens: usize,
 ) -> Result<Answer, OmgLlavaError> {
     let raw_text = model.tokenizer.decode(&tokens, false)?;
     let mut text = raw_text.trim_end().to_owned();
@@ -147,10 +178,16 @@ pub(crate) fn answer<B: Backend>(
             text = t.trim_end().to_owned();
         }
     }
+    let finish_reason = match tokens.last() {
+        Some(&t) if is_end(model, t) => FinishReason::Stop,
+        _ => FinishReason::Length,
+    };
     Ok(Answer {
         text,
         raw_text,
         token_ids: tokens,
         masks,
+        prompt_tokens,
+        finish_reason,
     })
 }

@@ -8,15 +8,18 @@ use std::path::{Path, PathBuf};
 use burn::backend::Flex;
 use image::{DynamicImage, ImageBuffer, Luma, Rgb, Rgba};
 use omg_checkpoint::CheckpointError;
-use omg_decoder::MaskError;
-use omg_llava::{BinaryMask, GenerateOptions, LoadOptions, OmgLlavaError, Pipeline, Region};
+use omg_llava::{
+    BinaryMask, GenerateOptions, LoadOptions, MaskOutput, OmgLlavaError, PanopticSegment, Pipeline,
+    Region, Task,
+};
+use omg_masks::MaskError;
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
 
 type B = Flex;
 
 fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/tiny")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/tiny")
 }
 
 /// A copy of the tiny bundle to damage.
@@ -39,7 +42,7 @@ fn bundle_copy() -> tempfile::TempDir {
 }
 
 fn load(dir: &Path, options: LoadOptions) -> Result<Pipeline<B>, OmgLlavaError> {
-    Pipeline::<B>::from_dir_with(dir, &options, Default::default(), |_| {})
+    Pipeline::<B>::from_dir(dir, &options, Default::default(), |_| {})
 }
 
 /// The checkpoint error inside a load error, whichever stage raised it.
@@ -307,9 +310,28 @@ fn pipeline() -> Pipeline<B> {
     load(&tiny(), LoadOptions::default()).expect("the tiny bundle loads")
 }
 
-fn tokens(p: &Pipeline<B>, img: &DynamicImage) -> Vec<f32> {
+/// What the pipeline makes of a picture: its number of visual tokens, a forced-`[SEG]`
+/// answer (ids, mask and score, which depend on every visual token through the LLM)
+/// and the panoptic segments (masks and class scores). The visual tokens themselves are
+/// private; two pictures with the same fingerprint, compared exactly, were encoded
+/// alike.
+type Fingerprint = (usize, Vec<u32>, Vec<MaskOutput>, Vec<PanopticSegment>);
+
+fn tokens(p: &Pipeline<B>, img: &DynamicImage) -> Fingerprint {
     let handle = p.encode(img).unwrap();
-    handle.visual_tokens.into_data().to_vec::<f32>().unwrap()
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(3)
+        .with_forced_seg(0);
+    let answer = p
+        .run(&handle, &Task::chat("What is it?"), &options)
+        .unwrap();
+    assert_eq!(answer.masks.len(), 1);
+    (
+        handle.visual_token_count(),
+        answer.token_ids,
+        answer.masks,
+        p.panoptic(&handle).unwrap(),
+    )
 }
 
 #[test]
@@ -349,12 +371,10 @@ fn a_one_pixel_picture_answers_in_its_own_frame() {
     let p = pipeline();
     let img = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(1, 1, Rgb([200, 30, 30])));
     let handle = p.encode(&img).unwrap();
-    let mask = p
-        .interactive(&handle, &Region::Point { x: 0.5, y: 0.5 })
-        .unwrap();
-    assert_eq!((mask.mask.width(), mask.mask.height()), (1, 1));
+    let mask = p.segment_region(&handle, &Region::point(0.5, 0.5)).unwrap();
+    assert_eq!((mask.mask().width(), mask.mask().height()), (1, 1));
     assert!(matches!(
-        p.interactive(&handle, &Region::Point { x: 1.0, y: 0.5 }),
+        p.segment_region(&handle, &Region::point(1.0, 0.5)),
         Err(OmgLlavaError::PointOutside { .. })
     ));
     let zero = DynamicImage::new_rgb8(1, 0);
@@ -367,8 +387,8 @@ fn more_regions_than_placeholders_and_the_reverse() {
     let handle = p.encode(&DynamicImage::new_rgb8(40, 30)).unwrap();
     let options = GenerateOptions::default().with_max_new_tokens(2);
     let boxes = [
-        Region::Box([1.0, 1.0, 10.0, 10.0]),
-        Region::Box([5.0, 5.0, 20.0, 20.0]),
+        Region::rect(1.0, 1.0, 10.0, 10.0),
+        Region::rect(5.0, 5.0, 20.0, 20.0),
     ];
     let mismatch = |regions: &[Region], question: &str| match p
         .ask_regions(&handle, regions, question, &options)
@@ -392,7 +412,7 @@ fn more_regions_than_placeholders_and_the_reverse() {
 fn a_question_longer_than_the_context_is_a_typed_error() {
     let p = pipeline();
     let handle = p.encode(&DynamicImage::new_rgb8(16, 16)).unwrap();
-    let limit = p.model().llm.config().max_position_embeddings;
+    let limit = p.max_positions();
     let question = "cat ".repeat(limit);
     match p.segment(
         &handle,
@@ -458,7 +478,7 @@ fn miniz_stored(data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mask_pictures_of_every_kind_and_their_failures() {
-    let limit = omg_decoder::mask::DEFAULT_DECODE_PIXELS;
+    let limit = omg_masks::DEFAULT_DECODE_PIXELS;
     // 8-bit grayscale: non-zero is inside.
     let m = BinaryMask::from_image_bytes(&png(3, 1, 0, 8, &[vec![0, 255, 1]]), limit).unwrap();
     assert_eq!(

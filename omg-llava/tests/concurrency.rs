@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
-use omg_llava::output::{Answer, MaskOutput, PanopticOutput, Segmentation};
-use omg_llava::{Conversation, GenerateOptions, ImageHandle, Pipeline, Region};
+use omg_llava::{
+    Answer, Conversation, GenerateOptions, ImageHandle, LoadOptions, MaskOutput, PanopticSegment,
+    Pipeline, Region, Segmentation, Task,
+};
 
 type B = Flex;
 
@@ -20,7 +22,7 @@ const _: fn() = || {
 };
 
 fn assets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets")
 }
 
 /// What one query returns.
@@ -29,7 +31,7 @@ enum Outcome {
     Chat(Answer),
     Segment(Segmentation),
     Region(Answer),
-    Panoptic(PanopticOutput),
+    Panoptic(Vec<PanopticSegment>),
     Interactive(MaskOutput),
 }
 
@@ -37,10 +39,7 @@ fn query(p: &Pipeline<B>, images: &[ImageHandle<B>], which: usize) -> Outcome {
     let img = &images[which % 2];
     let options = GenerateOptions::default()
         .with_max_new_tokens(4)
-        .with_forced_tokens(vec![(
-            1,
-            p.model().special.seg.expect("the bundle adds [SEG]"),
-        )]);
+        .with_forced_seg(1);
     match which / 2 {
         0 => Outcome::Chat(
             p.chat(
@@ -55,23 +54,26 @@ fn query(p: &Pipeline<B>, images: &[ImageHandle<B>], which: usize) -> Outcome {
         2 => Outcome::Region(
             p.ask_regions(
                 img,
-                &[Region::Box([10.0, 20.0, 200.0, 150.0])],
+                &[Region::rect(10.0, 20.0, 200.0, 150.0)],
                 "What is in <region>?",
                 &options,
             )
             .unwrap(),
         ),
         3 => Outcome::Panoptic(p.panoptic(img).unwrap()),
-        _ => Outcome::Interactive(
-            p.interactive(img, &Region::Point { x: 100.0, y: 80.0 })
-                .unwrap(),
-        ),
+        _ => Outcome::Interactive(p.segment_region(img, &Region::point(100.0, 80.0)).unwrap()),
     }
 }
 
 #[test]
 fn four_threads_get_the_results_of_a_sequential_run() {
-    let p = Pipeline::<B>::from_dir(assets().join("tiny"), Default::default(), |_| {}).unwrap();
+    let p = Pipeline::<B>::from_dir(
+        assets().join("tiny"),
+        &LoadOptions::default(),
+        Default::default(),
+        |_| {},
+    )
+    .unwrap();
     let photo = image::open(assets().join("chelsea.png")).unwrap();
     let images = vec![p.encode(&photo).unwrap(), p.encode(&photo.fliph()).unwrap()];
     // five kinds of query on two images
@@ -101,10 +103,9 @@ fn four_threads_get_the_results_of_a_sequential_run() {
     // a stream started here is consumed on another (scoped) thread
     let streamed = std::thread::scope(|s| {
         let stream = p
-            .stream_prompt(
+            .stream(
                 &images[0],
-                Conversation::new().prompt_for("What is in the picture?"),
-                &[],
+                &Task::chat("What is in the picture?"),
                 &GenerateOptions::default().with_max_new_tokens(4),
             )
             .unwrap();

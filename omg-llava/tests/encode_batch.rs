@@ -1,26 +1,26 @@
 //! `Pipeline::encode_batch`: several photos of different sizes in one encoder pass give
-//! the handles that encoding each alone gives: the same visual tokens (up to the order
-//! of floating-point sums), queries, answers and masks.
+//! the handles that encoding each alone gives: the same number of visual tokens, and
+//! (up to the order of floating-point sums) the same answers, masks and scores.
 
 use std::path::Path;
 
 use burn::backend::Flex;
 use image::{DynamicImage, ImageBuffer, Rgb};
-use omg_llava::{Conversation, GenerateOptions, ImageLimits, OmgLlavaError, Pipeline, Region};
+use omg_llava::{
+    Conversation, GenerateOptions, ImageLimits, LoadOptions, OmgLlavaError, PanopticSegment,
+    Pipeline, Region,
+};
 
 type B = Flex;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
-
 fn pipeline() -> Pipeline<B> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/tiny");
-    Pipeline::<B>::from_dir(dir, Default::default(), |_| {}).unwrap()
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/tiny");
+    Pipeline::<B>::from_dir(dir, &LoadOptions::default(), Default::default(), |_| {}).unwrap()
 }
 
 fn photos() -> Vec<DynamicImage> {
     let chelsea =
-        image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/chelsea.png"))
+        image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/chelsea.png"))
             .unwrap();
     let tall = DynamicImage::ImageRgb8(ImageBuffer::from_fn(90, 160, |x, y| {
         Rgb([
@@ -39,26 +39,19 @@ fn a_batch_encodes_as_each_image_alone() {
     let photos = photos();
     let batch = p.encode_batch(&photos).unwrap();
     assert_eq!(batch.len(), photos.len());
-    let seg = p.model().special.seg.unwrap();
     let options = GenerateOptions::default()
         .with_max_new_tokens(5)
-        .with_forced_tokens(vec![(1, seg)]);
+        .with_forced_seg(1);
     for (photo, b) in photos.iter().zip(&batch) {
         let one = p.encode(photo).unwrap();
         assert_eq!((b.width(), b.height()), (photo.width(), photo.height()));
-        assert_eq!(b.valid_queries, one.valid_queries);
-        let (x, y) = (
-            b.visual_tokens.clone().into_data().to_vec::<f32>().unwrap(),
-            one.visual_tokens
-                .clone()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap(),
-        );
-        let d = common::max_diff(&x, &y);
-        assert!(d <= 1e-4, "visual tokens differ by {d}");
+        // the same valid object queries (the visual tokens are pixel tokens, the
+        // separator and one token per valid query)
+        assert_eq!(b.visual_token_count(), one.visual_token_count());
 
-        // Queries on the batch's handle answer as on the single one.
+        // Queries on the batch's handle answer as on the single one. The visual tokens
+        // are private; the [SEG] mask's score (a continuous function of every visual
+        // token through the LLM) stands for them.
         let ask = |h| {
             p.chat(
                 h,
@@ -71,25 +64,24 @@ fn a_batch_encodes_as_each_image_alone() {
         let (a, e) = (ask(b), ask(&one));
         assert_eq!(a.token_ids, e.token_ids);
         assert_eq!(a.masks.len(), 1);
-        let iou = a.masks[0].mask.iou(&e.masks[0].mask).unwrap();
+        let iou = a.masks[0].mask().iou(e.masks[0].mask()).unwrap();
         assert!(iou >= 0.999, "IoU {iou}");
-        let point = Region::Point {
-            x: photo.width() as f32 / 2.0,
-            y: photo.height() as f32 / 3.0,
-        };
+        let d = (a.masks[0].score() - e.masks[0].score()).abs();
+        assert!(d <= 1e-4, "[SEG] mask scores differ by {d}");
+        let point = Region::point(photo.width() as f32 / 2.0, photo.height() as f32 / 3.0);
         let (m, n) = (
-            p.interactive(b, &point).unwrap(),
-            p.interactive(&one, &point).unwrap(),
+            p.segment_region(b, &point).unwrap(),
+            p.segment_region(&one, &point).unwrap(),
         );
-        assert!(m.mask.iou(&n.mask).unwrap_or(1.0) >= 0.999);
+        assert!(m.mask().iou(n.mask()).unwrap_or(1.0) >= 0.999);
+        assert!((m.score() - n.score()).abs() <= 1e-4);
         let (pa, pb) = (p.panoptic(b).unwrap(), p.panoptic(&one).unwrap());
-        let labels = |x: &omg_llava::PanopticOutput| {
-            x.segments
-                .iter()
-                .map(|s| s.label.clone())
-                .collect::<Vec<_>>()
-        };
+        let labels = |x: &[PanopticSegment]| x.iter().map(|s| s.label.clone()).collect::<Vec<_>>();
         assert_eq!(labels(&pa), labels(&pb));
+        for (x, y) in pa.iter().zip(&pb) {
+            assert!((x.mask.score() - y.mask.score()).abs() <= 1e-4);
+            assert!(x.mask.mask().iou(y.mask.mask()).unwrap_or(1.0) >= 0.999);
+        }
     }
 }
 

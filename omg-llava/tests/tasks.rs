@@ -9,10 +9,12 @@ use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData};
 use omg_checkpoint::TensorSource;
 use omg_checkpoint::safetensors::SafetensorsFile;
-use omg_decoder::mask::area_from_rle;
-use omg_encoder::preprocess::SquareTransform;
-use omg_llava::omg_llm::sampling::Sampling;
-use omg_llava::{BinaryMask, Conversation, GenerateOptions, ImageHandle, Pipeline};
+use omg_llava::{
+    BinaryMask, Conversation, FinishReason, GenerateOptions, ImageHandle, LoadOptions, Pipeline,
+    Sampling, StreamEvent, Task,
+};
+use omg_llm::tokenizer::InternLm2Tokenizer;
+use omg_masks::area_from_rle;
 
 type B = Flex;
 
@@ -20,11 +22,29 @@ type B = Flex;
 mod common;
 
 fn assets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets")
 }
 
 fn pipeline() -> Pipeline<B> {
-    Pipeline::<B>::from_dir(assets().join("tiny"), Default::default(), |_| {}).unwrap()
+    Pipeline::<B>::from_dir(
+        assets().join("tiny"),
+        &LoadOptions::default(),
+        Default::default(),
+        |_| {},
+    )
+    .unwrap()
+}
+
+/// The bundle's own tokenizer (the model's is not public), for the ids of plain words.
+fn bundle_tokenizer() -> InternLm2Tokenizer {
+    InternLm2Tokenizer::from_dir(assets().join("tiny/internlm2")).expect("the bundle's tokenizer")
+}
+
+/// The id of a word that is one token.
+fn one_token_word(word: &str) -> u32 {
+    let ids = bundle_tokenizer().encode(word, false).unwrap();
+    assert_eq!(ids.len(), 1, "{word:?} is one token");
+    ids[0]
 }
 
 /// The e2e fixture: its image encoded, its question, generated ids and final mask.
@@ -45,12 +65,12 @@ fn fixture(p: &Pipeline<B>) -> Fixture {
     let shape = px.shape.to_vec();
     let side = shape[2];
     let handle = p
-        .encode_normalized(
+        .encode_pixels(
             Tensor::from_data(
                 TensorData::new(px.convert::<f32>().into_vec::<f32>().unwrap(), shape),
                 &Default::default(),
             ),
-            SquareTransform::new(side as u32, side as u32, side as u32),
+            (side as u32, side as u32),
         )
         .unwrap();
     let ints = |k: &str| {
@@ -83,7 +103,7 @@ fn fixture(p: &Pipeline<B>) -> Fixture {
 fn chat_reproduces_the_official_ids_and_mask_and_the_summary_agrees() {
     let p = pipeline();
     let f = fixture(&p);
-    let seg = p.model().special.seg.unwrap();
+    let seg = p.token_id("[SEG]").unwrap();
     let forced = f
         .ids
         .iter()
@@ -100,7 +120,10 @@ fn chat_reproduces_the_official_ids_and_mask_and_the_summary_agrees() {
     assert_eq!(answer.token_ids, f.ids);
     assert_eq!(answer.masks.len(), 1);
     let out = &answer.masks[0];
-    assert_eq!(out.mask.array().iter().copied().collect::<Vec<_>>(), f.mask);
+    assert_eq!(
+        out.mask().array().iter().copied().collect::<Vec<_>>(),
+        f.mask
+    );
 
     // The summary against the fixture's mask, decoded here by hand.
     let area = f.mask.iter().filter(|&&b| b).count() as u64;
@@ -123,7 +146,13 @@ fn chat_reproduces_the_official_ids_and_mask_and_the_summary_agrees() {
     );
     assert_eq!(summary.segmentation.size, [f.side as u32, f.side as u32]);
     assert_eq!(area_from_rle(&summary.segmentation).unwrap(), area);
-    assert_eq!(BinaryMask::from_rle(&out.rle()).unwrap(), out.mask);
+    assert_eq!(BinaryMask::from_rle(&out.rle()).unwrap(), *out.mask());
+    assert_eq!(out.area(), area);
+    assert_eq!(summary.score, out.score());
+    assert_eq!(
+        summary.bbox,
+        out.bbox().map(|b| [b.x, b.y, b.width, b.height])
+    );
     assert!((0.0..=1.0).contains(&summary.score) && summary.score > 0.0);
 }
 
@@ -131,14 +160,12 @@ fn chat_reproduces_the_official_ids_and_mask_and_the_summary_agrees() {
 fn segment_and_ground_with_forced_tokens() {
     let p = pipeline();
     let f = fixture(&p);
-    let special = &p.model().special;
     let (seg, p_start, p_end) = (
-        special.seg.unwrap(),
-        special.p_start.unwrap(),
-        special.p_end.unwrap(),
+        p.token_id("[SEG]").unwrap(),
+        p.token_id("<p>").unwrap(),
+        p.token_id("</p>").unwrap(),
     );
-    let word = p.model().tokenizer.encode("dog", false).unwrap();
-    assert_eq!(word.len(), 1, "a one-token word");
+    let word = [one_token_word("dog")];
 
     // segment: the [SEG] of the answer gives the mask; without one there is none.
     let forced = GenerateOptions::default()
@@ -146,7 +173,10 @@ fn segment_and_ground_with_forced_tokens() {
         .with_forced_tokens(vec![(1, seg)]);
     let s = p.segment(&f.handle, "the dog", &forced).unwrap();
     let mask = s.mask.expect("a mask for the forced [SEG]");
-    assert_eq!((mask.mask.width(), mask.mask.height()), (f.side, f.side));
+    assert_eq!(
+        (mask.mask().width(), mask.mask().height()),
+        (f.side, f.side)
+    );
     assert_eq!(s.answer.token_ids[1], seg);
     let none = GenerateOptions::default()
         .with_max_new_tokens(2)
@@ -231,8 +261,8 @@ fn sampling_is_seeded_and_the_repetition_penalty_bites() {
 fn the_end_token_is_kept_in_the_raw_text_and_stripped_from_the_text() {
     let p = pipeline();
     let f = fixture(&p);
-    let im_end = p.model().special.im_end;
-    let word = p.model().tokenizer.encode("dog", false).unwrap();
+    let im_end = p.token_id("<|im_end|>").unwrap();
+    let word = [one_token_word("dog")];
     let options = GenerateOptions::default()
         .with_max_new_tokens(8)
         .with_forced_tokens(vec![(0, word[0]), (1, im_end)]);
@@ -245,8 +275,126 @@ fn the_end_token_is_kept_in_the_raw_text_and_stripped_from_the_text() {
         a.raw_text,
         format!(
             "{}<|im_end|>",
-            p.model().tokenizer.decode(&word, false).unwrap()
+            bundle_tokenizer().decode(&word, false).unwrap()
         )
     );
     assert_eq!(a.text, "dog");
+}
+
+#[test]
+fn the_finish_reason_and_the_prompt_length_are_reported() {
+    let p = pipeline();
+    let f = fixture(&p);
+    let im_end = p.token_id("<|im_end|>").unwrap();
+    let word = one_token_word("dog");
+    let task = Task::chat("What is it?");
+    let prompt_tokens = p.prompt_ids(&task.prompt().unwrap()).unwrap().len();
+    // the model ends its turn: Stop
+    let stop = GenerateOptions::default()
+        .with_max_new_tokens(8)
+        .with_forced_tokens(vec![(0, word), (1, im_end)]);
+    let a = p.run(&f.handle, &task, &stop).unwrap();
+    assert_eq!(a.token_ids, [word, im_end]);
+    assert_eq!(a.finish_reason, FinishReason::Stop);
+    assert_eq!(a.prompt_tokens, prompt_tokens);
+    // every new token asked for is generated, none an end: Length
+    let length = GenerateOptions::default()
+        .with_max_new_tokens(3)
+        .with_forced_tokens(vec![(0, word), (1, word), (2, word)]);
+    let a = p.run(&f.handle, &task, &length).unwrap();
+    assert_eq!(a.token_ids, [word; 3]);
+    assert_eq!(a.finish_reason, FinishReason::Length);
+    assert_eq!(a.prompt_tokens, prompt_tokens);
+    // an end token as the last one asked for is still a Stop
+    let last = GenerateOptions::default()
+        .with_max_new_tokens(2)
+        .with_forced_tokens(vec![(0, word), (1, im_end)]);
+    assert_eq!(
+        p.run(&f.handle, &task, &last).unwrap().finish_reason,
+        FinishReason::Stop
+    );
+    // the prompt length of other tasks, the stream's count included
+    for task in [
+        Task::Caption,
+        Task::Ground,
+        Task::segment("the dog"),
+        Task::chat_after(
+            &{
+                let mut c = Conversation::new();
+                c.push_turn("What is it?", "A <p>dog</p> [SEG].");
+                c
+            },
+            "And its colour?",
+        ),
+    ] {
+        let expected = p.prompt_ids(&task.prompt().unwrap()).unwrap().len();
+        let stream = p.stream(&f.handle, &task, &length).unwrap();
+        assert_eq!(stream.prompt_tokens(), expected, "{task:?}");
+        assert_eq!(stream.finish().unwrap().prompt_tokens, expected, "{task:?}");
+    }
+}
+
+#[test]
+fn a_streamed_mask_comes_with_its_phrase_and_the_text_pieces_make_the_answer() {
+    let p = pipeline();
+    let f = fixture(&p);
+    let (seg, p_start, p_end, im_end) = (
+        p.token_id("[SEG]").unwrap(),
+        p.token_id("<p>").unwrap(),
+        p.token_id("</p>").unwrap(),
+        p.token_id("<|im_end|>").unwrap(),
+    );
+    let word = one_token_word("dog");
+    // `<p> dog </p> [SEG] dog <|im_end|>`: the [SEG] gets its mask when it is fed back
+    let tokens = [p_start, word, p_end, seg, word, im_end];
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(tokens.len() + 2)
+        .with_forced_tokens(tokens.iter().copied().enumerate().collect());
+    let mut text = String::new();
+    let mut masks = Vec::new();
+    for event in p.stream(&f.handle, &Task::Ground, &options).unwrap() {
+        match event.unwrap() {
+            StreamEvent::Text(piece) => {
+                assert!(!piece.is_empty());
+                text.push_str(&piece);
+            }
+            StreamEvent::Mask {
+                index,
+                phrase,
+                mask,
+            } => {
+                assert_eq!(index, masks.len());
+                // the mask comes once its phrase has been streamed
+                assert!(text.contains("</p>"), "{text:?}");
+                masks.push((phrase, *mask));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(masks.len(), 1);
+    assert_eq!(masks[0].0.as_deref(), Some("dog"));
+    let answer = p.run(&f.handle, &Task::Ground, &options).unwrap();
+    assert_eq!(answer.token_ids, tokens);
+    assert_eq!(answer.finish_reason, FinishReason::Stop);
+    assert_eq!(answer.masks, [masks[0].1.clone()]);
+    let raw = answer
+        .raw_text
+        .strip_suffix("<|im_end|>")
+        .expect("the raw text ends with <|im_end|>");
+    assert_eq!(text, raw);
+    assert!(!text.contains("<|im_end|>"));
+
+    // a [SEG] without a phrase before it: a mask without a phrase
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(3)
+        .with_forced_tokens(vec![(0, word), (1, seg), (2, word)]);
+    let phrases: Vec<Option<String>> = p
+        .stream(&f.handle, &Task::segment("the dog"), &options)
+        .unwrap()
+        .filter_map(|e| match e.unwrap() {
+            StreamEvent::Mask { phrase, .. } => Some(phrase),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(phrases, [None]);
 }

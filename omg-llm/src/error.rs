@@ -39,6 +39,14 @@ pub enum LlmError {
         /// The backend's name for the device.
         backend: String,
     },
+    /// A token id has no row in the embedding table.
+    #[error("token id {id} has no embedding (vocabulary of {vocab})")]
+    TokenOutsideVocabulary {
+        /// The id.
+        id: i64,
+        /// Rows of the embedding table.
+        vocab: usize,
+    },
     /// The sequence would exceed the capacity of the KV cache.
     #[error("sequence of {needed} tokens exceeds the KV cache capacity of {capacity} tokens")]
     ContextOverflow {

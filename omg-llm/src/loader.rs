@@ -7,19 +7,20 @@
 //!   `model.layers.{i}.feed_forward.{w1,w2,w3}.weight`,
 //!   `model.layers.{i}.{attention_norm,ffn_norm}.weight`, `model.norm.weight`,
 //!   `output.weight`.
-//! - **The released OMG-LLaVA `.pth`** on top of that base: keys under `llm.` (PEFT
-//!   wraps them in `base_model.model.`). LoRA pairs
+//! - **A PEFT LoRA release** on top of that base ([`PeftRelease`]): a checkpoint whose
+//!   language-model keys sit under a prefix (a multimodal release keeps them beside
+//!   other modules' weights; PEFT wraps them in `base_model.model.`). LoRA pairs
 //!   `<module>.lora_A.<adapter>.weight` `(r, in)` / `<module>.lora_B.<adapter>.weight`
 //!   `(out, r)` are merged as `W + (lora_alpha / r)·B·A` (for `wqkv`, `wo`, `w1`, `w2`,
 //!   `w3` and the head `output`); base weights under `<module>.base_layer.weight`
-//!   (PEFT ≥ 0.7) or `<module>.weight` (older PEFT) and the resized
-//!   `tok_embeddings` / `output` tables replace the base model's.
+//!   (PEFT ≥ 0.7) or `<module>.weight` (older PEFT) and resized `tok_embeddings` /
+//!   `output` tables replace the base model's.
 //!
 //! Every parameter must be found (else [`CheckpointError::MissingKey`] naming the
-//! official key); every key of the base checkpoint and every `llm.` key of the
-//! release must be used or be on [`IGNORED_KEY_SUFFIXES`] (else
-//! [`CheckpointError::UnexpectedKey`]). Keys of the release outside `llm.` belong to
-//! other components and are returned in [`LoadReport::foreign_keys`].
+//! official key); every key of the base checkpoint and every key of the release under
+//! its prefix must be used or be on [`IGNORED_KEY_SUFFIXES`] (else
+//! [`CheckpointError::UnexpectedKey`]). Keys of the release outside the prefix belong
+//! to other components and are returned in [`LoadReport::foreign_keys`].
 //! Shapes are checked against the configuration before anything is built, so a
 //! failed load never yields a half-loaded model.
 //!
@@ -47,18 +48,12 @@ use omg_kernels::{QuantBits, QuantizedMatrix};
 /// InternLM2 checkpoints carry (the model recomputes them from `rope_theta`).
 pub const IGNORED_KEY_SUFFIXES: &[&str] = &["rotary_emb.inv_freq"];
 
-/// Options for merging the LoRA adapters of a released OMG-LLaVA checkpoint.
+/// Options for merging the LoRA adapters of a PEFT release.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LoraOptions {
     /// PEFT `lora_alpha`; the merge scale is `lora_alpha / r` with `r` read from the
-    /// adapter shapes. The official OMG-LLaVA finetune uses `r = 512`, `alpha = 256`.
+    /// adapter shapes.
     pub lora_alpha: f64,
-}
-
-impl Default for LoraOptions {
-    fn default() -> Self {
-        Self { lora_alpha: 256.0 }
-    }
 }
 
 impl LoraOptions {
@@ -85,6 +80,19 @@ impl LoraOptions {
     }
 }
 
+/// A PEFT LoRA release applied on top of a base checkpoint: the language model's keys
+/// of `source` are those under `prefix` (e.g. `"llm."`); the others belong to other
+/// components and are listed in [`LoadReport::foreign_keys`].
+#[derive(Clone, Copy)]
+pub struct PeftRelease<'a> {
+    /// The release checkpoint.
+    pub source: &'a dyn TensorSource,
+    /// The prefix of the language model's keys in it.
+    pub prefix: &'a str,
+    /// How the LoRA pairs are merged.
+    pub lora: LoraOptions,
+}
+
 /// What a load used, for the caller's bookkeeping.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
@@ -92,8 +100,8 @@ pub struct LoadReport {
     pub lora_merged: Vec<String>,
     /// Official names whose base tensor came from the release checkpoint.
     pub from_release: Vec<String>,
-    /// Keys of the release checkpoint outside `llm.` (projectors, visual encoder …),
-    /// left for other components.
+    /// Keys of the release checkpoint outside its prefix (projectors, visual encoder
+    /// …), left for other components.
     pub foreign_keys: Vec<String>,
     /// Keys skipped because they are on [`IGNORED_KEY_SUFFIXES`].
     pub ignored_keys: Vec<String>,
@@ -201,8 +209,8 @@ fn is_ignored(key: &str) -> bool {
     IGNORED_KEY_SUFFIXES.iter().any(|s| key.ends_with(s))
 }
 
-/// The `llm.` tensors of a released OMG-LLaVA checkpoint, grouped by the official
-/// HF name they modify.
+/// The language-model tensors of a PEFT release, grouped by the official HF name they
+/// modify.
 #[derive(Debug, Default)]
 struct ReleaseEntry {
     base: Option<String>,
@@ -229,11 +237,12 @@ fn set_once(
 
 fn parse_release(
     release: &dyn TensorSource,
+    prefix: &str,
 ) -> Result<(BTreeMap<String, ReleaseEntry>, Vec<String>), CheckpointError> {
     let mut entries: BTreeMap<String, ReleaseEntry> = BTreeMap::new();
     let mut foreign = Vec::new();
     for key in release.names() {
-        let Some(rest) = key.strip_prefix("llm.") else {
+        let Some(rest) = key.strip_prefix(prefix) else {
             foreign.push(key);
             continue;
         };
@@ -438,15 +447,7 @@ pub fn load_hf_with<B: Backend>(
     weights: LlmWeights,
     device: &B::Device,
 ) -> Result<InternLM2<B>, LlmError> {
-    load(
-        config,
-        source,
-        None,
-        LoraOptions::default(),
-        weights,
-        device,
-    )
-    .map(|(m, _)| m)
+    load(config, source, None, weights, device).map(|(m, _)| m)
 }
 
 /// Builds an [`InternLM2`] from a HF model directory (`config.json` and
@@ -461,54 +462,36 @@ pub fn load_hf_dir<B: Backend>(
     load_hf(&config, source.as_ref(), device)
 }
 
-/// Builds the OMG-LLaVA LLM: the HF base weights of `base` (built for
-/// `base_config`) with the `llm.` tensors of a released OMG-LLaVA checkpoint
-/// (`release`) applied on top: LoRA merged, resized embedding and head rows
-/// replacing the base ones. The vocabulary size becomes the release embedding's row
-/// count.
-pub fn load_omg_llava<B: Backend>(
+/// Builds a fine-tuned InternLM2: the HF base weights of `base` (built for
+/// `base_config`) with a PEFT `release` applied on top: LoRA merged, replaced tensors
+/// (resized embedding and head rows) taking the base ones' place. The vocabulary size
+/// becomes the release embedding's row count when the release replaces it. The
+/// linears are converted to `weights` as they are read (LoRA merged first, then
+/// converted or quantized).
+pub fn load_hf_peft<B: Backend>(
     base_config: &InternLM2Config,
     base: &dyn TensorSource,
-    release: &dyn TensorSource,
-    lora: LoraOptions,
-    device: &B::Device,
-) -> Result<(InternLM2<B>, LoadReport), LlmError> {
-    load(
-        base_config,
-        base,
-        Some(release),
-        lora,
-        LlmWeights::F32,
-        device,
-    )
-}
-
-/// [`load_omg_llava`] with the linears converted to `weights` as they are read (LoRA
-/// merged first, then quantized).
-pub fn load_omg_llava_with<B: Backend>(
-    base_config: &InternLM2Config,
-    base: &dyn TensorSource,
-    release: &dyn TensorSource,
-    lora: LoraOptions,
+    release: PeftRelease<'_>,
     weights: LlmWeights,
     device: &B::Device,
 ) -> Result<(InternLM2<B>, LoadReport), LlmError> {
-    load(base_config, base, Some(release), lora, weights, device)
+    load(base_config, base, Some(release), weights, device)
 }
 
 fn load<B: Backend>(
     base_config: &InternLM2Config,
     base: &dyn TensorSource,
-    release: Option<&dyn TensorSource>,
-    lora: LoraOptions,
+    peft: Option<PeftRelease<'_>>,
     weights: LlmWeights,
     device: &B::Device,
 ) -> Result<(InternLM2<B>, LoadReport), LlmError> {
     let mut report = LoadReport::default();
-    let (mut entries, foreign) = match release {
-        Some(r) => parse_release(r)?,
+    let (mut entries, foreign) = match peft {
+        Some(p) => parse_release(p.source, p.prefix)?,
         None => (BTreeMap::new(), Vec::new()),
     };
+    let release = peft.map(|p| p.source);
+    let lora = peft.map_or(LoraOptions { lora_alpha: 1.0 }, |p| p.lora);
     report.foreign_keys = foreign;
 
     // The release's embedding table decides the vocabulary (resized for added tokens).

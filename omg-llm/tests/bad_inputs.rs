@@ -37,7 +37,7 @@ fn a_model_whose_unknown_piece_is_missing_is_refused() {
 fn empty_truncated_and_garbage_models_are_invalid() {
     let good = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/assets/tiny/internlm2/tokenizer.model"),
+            .join("../omg-demo/assets/tiny/internlm2/tokenizer.model"),
     )
     .unwrap();
     assert!(InternLm2Tokenizer::from_sentencepiece_bytes(&good).is_ok());

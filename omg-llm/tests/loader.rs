@@ -9,7 +9,7 @@ use burn::tensor::TensorData;
 use omg_checkpoint::pth::PthFile;
 use omg_checkpoint::safetensors::SafetensorsFile;
 use omg_checkpoint::{CheckpointError, TensorInfo, TensorSource};
-use omg_llm::loader::{LoraOptions, load_hf, load_hf_dir, load_omg_llava};
+use omg_llm::loader::{LoraOptions, PeftRelease, load_hf, load_hf_dir, load_hf_peft};
 use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LlmError};
 use safetensors::{Dtype, tensor::TensorView};
 
@@ -99,7 +99,18 @@ fn load_bundle(release: &dyn TensorSource) -> Result<InternLM2<B>, LlmError> {
     let config = InternLM2Config::from_json_file(b.join("internlm2/config.json"))?;
     let base = SafetensorsFile::open(b.join("internlm2/model.safetensors"))?;
     let lora = LoraOptions::from_adapter_config(b.join("adapter_config.json"))?;
-    let (model, report) = load_omg_llava(&config, &base, release, lora, &Default::default())?;
+    let release = PeftRelease {
+        source: release,
+        prefix: "llm.",
+        lora,
+    };
+    let (model, report) = load_hf_peft(
+        &config,
+        &base,
+        release,
+        omg_llm::LlmWeights::F32,
+        &Default::default(),
+    )?;
     assert_eq!(
         report.lora_merged.len(),
         2 * 5 + 1,
@@ -429,15 +440,13 @@ fn load_release(weights: omg_llm::LlmWeights) -> (InternLM2<B>, omg_llm::loader:
     let base = SafetensorsFile::open(b.join("internlm2/model.safetensors")).unwrap();
     let lora = LoraOptions::from_adapter_config(b.join("adapter_config.json")).unwrap();
     let release = PthFile::open(b.join("omg_llava_tiny.pth")).unwrap();
-    let (model, report) = omg_llm::loader::load_omg_llava_with::<B>(
-        &config,
-        &base,
-        &release,
+    let release = PeftRelease {
+        source: &release,
+        prefix: "llm.",
         lora,
-        weights,
-        &Default::default(),
-    )
-    .unwrap();
+    };
+    let (model, report) =
+        load_hf_peft::<B>(&config, &base, release, weights, &Default::default()).unwrap();
     (model, report)
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use omg_llm::tokenizer::{InternLm2Tokenizer, TextSpan, add_omg_llava_tokens};
+use omg_llm::tokenizer::{InternLm2Tokenizer, TextSpan};
 use serde_json::Value;
 
 #[path = "../../fixtures/test_support.rs"]
@@ -19,7 +19,8 @@ fn tokenizers() -> (InternLm2Tokenizer, InternLm2Tokenizer) {
     let base = InternLm2Tokenizer::from_tokenizer_json(tiny_dir().join("tokenizer.json"))
         .expect("tokenizer.json");
     let mut omg = base.clone();
-    add_omg_llava_tokens(&mut omg).expect("OMG-LLaVA tokens");
+    omg.add_special_tokens(&["[SEG]", "<p>", "</p>", "<region>"]);
+    omg.add_special_tokens(&["<mark>"]);
     (base, omg)
 }
 

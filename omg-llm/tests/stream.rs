@@ -1,4 +1,5 @@
-//! Streaming detokenization on the tiny InternLM2 tokenizer shipped with the examples.
+//! Streaming detokenization on the tiny InternLM2 tokenizer of the demo bundle
+//! (`omg-demo/assets/tiny`).
 
 use std::path::Path;
 
@@ -6,7 +7,7 @@ use omg_llm::tokenizer::InternLm2Tokenizer;
 
 #[test]
 fn streamed_pieces_concatenate_to_the_full_decode() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/tiny/internlm2");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/tiny/internlm2");
     let tok = InternLm2Tokenizer::from_dir(dir).unwrap();
     for text in [
         "Hello world",
@@ -43,7 +44,7 @@ fn streamed_pieces_concatenate_to_the_full_decode() {
 /// streamed pieces always concatenate to the full decode.
 #[test]
 fn streamed_random_ids_concatenate_to_the_full_decode() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/assets/tiny/internlm2");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/tiny/internlm2");
     let tok = InternLm2Tokenizer::from_dir(dir).unwrap();
     let vocab = tok.vocab_size() as u64;
     let byte = |b: u8| {

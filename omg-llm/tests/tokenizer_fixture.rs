@@ -1,16 +1,16 @@
 //! Parity of the InternLM2 tokenizer with the official HF tokenizers, on the
-//! `tokenizer_tiny` fixture (`shared/parity/tokenizer_tiny`, see `shared/parity/README.md`).
+//! `tokenizer_tiny` fixture (`fixtures/parity/tokenizer_tiny`, see
+//! `fixtures/parity/README.md`).
 //!
-//! The fixture directory is `$OMG_PARITY_DIR` if set, else `<workspace>/../shared/parity`
-//! (else the repository's copy, see `tests/common`).
-//! A missing fixture is a test failure, not a skip.
+//! The fixture directory is found by `fixtures/test_support.rs` (`$OMG_PARITY_DIR` if
+//! set, else the repository's copy). A missing fixture is a test failure, not a skip.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use omg_llm::tokenizer::{
-    InternLm2Tokenizer, SpecialTokens, TokenizerError, add_omg_llava_tokens,
+    InternLm2Tokenizer, TokenizerError,
     sentencepiece::{ModelProto, PieceType, extract_merges},
 };
 use serde_json::Value;
@@ -295,14 +295,17 @@ fn special_token_ids() {
             "[{name}] lookup never encodes"
         );
         assert_eq!(tok.id_to_token(512), None, "[{name}]");
-        let st = SpecialTokens::resolve(&tok).unwrap();
         assert_eq!(
-            (st.bos, st.eos, st.im_start, st.im_end),
-            (1, 2, 8, 7),
+            (
+                tok.bos_id(),
+                tok.eos_id(),
+                tok.token_id("<|im_start|>"),
+                tok.token_id("<|im_end|>")
+            ),
+            (1, 2, Some(8), Some(7)),
             "[{name}]"
         );
-        assert_eq!(st.seg, None);
-        assert_eq!(st.mark, None);
+        assert_eq!(tok.token_id("<mark>"), None);
     }
 }
 
@@ -316,28 +319,31 @@ fn e2e_token_ids() -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Adds OMG-LLaVA's tokens in the official order (`[SEG]`, `<p>`, `</p>`, `<region>`,
+/// then `<mark>`), as a fine-tune adds tokens.
+fn add_release_tokens(tok: &mut InternLm2Tokenizer) {
+    tok.add_special_tokens(&["[SEG]", "<p>", "</p>", "<region>"]);
+    tok.add_special_tokens(&["<mark>"]);
+}
+
 #[test]
-fn omg_llava_tokens_get_official_ids() {
+fn added_tokens_get_official_ids() {
     let official = e2e_token_ids();
     for (name, mut tok) in both() {
-        let st = add_omg_llava_tokens(&mut tok).expect("add tokens");
-        assert_eq!(st.seg, Some(512), "[{name}]");
-        assert_eq!(st.p_start, Some(513), "[{name}]");
-        assert_eq!(st.p_end, Some(514), "[{name}]");
-        assert_eq!(st.region, Some(515), "[{name}]");
-        assert_eq!(st.mark, Some(516), "[{name}]");
+        add_release_tokens(&mut tok);
         for (token, id) in [
-            ("[SEG]", st.seg),
-            ("<p>", st.p_start),
-            ("</p>", st.p_end),
-            ("<region>", st.region),
-            ("<mark>", st.mark),
+            ("[SEG]", 512),
+            ("<p>", 513),
+            ("</p>", 514),
+            ("<region>", 515),
+            ("<mark>", 516),
         ] {
-            assert_eq!(i64::from(id.unwrap()), official[token], "[{name}] {token}");
-            assert_eq!(tok.id_to_token(id.unwrap()).as_deref(), Some(token));
+            assert_eq!(tok.token_id(token), Some(id), "[{name}] {token}");
+            assert_eq!(i64::from(id), official[token], "[{name}] {token}");
+            assert_eq!(tok.id_to_token(id).as_deref(), Some(token));
         }
-        assert_eq!(i64::from(st.bos), official["bos"]);
-        assert_eq!(i64::from(st.eos), official["eos"]);
+        assert_eq!(i64::from(tok.bos_id()), official["bos"]);
+        assert_eq!(i64::from(tok.eos_id()), official["eos"]);
         assert_eq!(tok.vocab_size(), 517, "[{name}]");
 
         // Added tokens are matched whole, never split, and are special; each text
@@ -400,7 +406,7 @@ fn e2e_prompt_ids_match_official() {
     let prompt =
         "<|im_start|>user\n<image>\nPlease segment the dog.<|im_end|>\n<|im_start|>assistant\n";
     for (name, mut tok) in both() {
-        add_omg_llava_tokens(&mut tok).unwrap();
+        add_release_tokens(&mut tok);
         // xtuner/OMG-LLaVA: split at <image>, chunk 0 with BOS, later chunks without.
         let mut ids: Vec<i64> = Vec::new();
         for (i, chunk) in prompt.split("<image>").enumerate() {
@@ -702,9 +708,15 @@ fn builds_internlm2_sized_model() {
     assert_eq!(tok.vocab_size(), N);
     assert_eq!(tok.token_id("<|im_start|>"), Some(92543));
     assert_eq!(tok.token_id("<|plugin|>"), Some(92538));
-    let st = add_omg_llava_tokens(&mut tok).unwrap();
-    assert_eq!((st.seg, st.mark), (Some(92544), Some(92548)));
-    assert_eq!((st.im_start, st.im_end), (92543, 92542));
+    add_release_tokens(&mut tok);
+    assert_eq!(
+        (tok.token_id("[SEG]"), tok.token_id("<mark>")),
+        (Some(92544), Some(92548))
+    );
+    assert_eq!(
+        (tok.token_id("<|im_start|>"), tok.token_id("<|im_end|>")),
+        (Some(92543), Some(92542))
+    );
     // The chat tokens are special (split out) even though their pieces are NORMAL.
     let ids = tok.encode("<|im_start|>user\nab<|im_end|>", true).unwrap();
     assert_eq!(ids[..2], [1, 92543]);

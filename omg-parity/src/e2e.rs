@@ -11,6 +11,7 @@ use omg_llm::LlmWeights;
 use omg_llm::generation::{GenerationConfig, Generator};
 use omg_llm::loader::load_hf_with;
 use omg_projector::project_image;
+use omg_projector::splice::{PlaceholderIds, splice};
 
 use crate::ParityError;
 use crate::checker::{Checker, load_f32};
@@ -21,7 +22,6 @@ use crate::llm::config_from_shapes;
 use crate::projector::load_projector;
 use crate::seg_head::{check_seg, load_heads};
 use crate::tolerance::Tolerances;
-use omg_llava::splice::{PlaceholderIds, id_tensor, splice};
 
 fn token_id(fx: &Fixture, name: &str) -> Result<i64, ParityError> {
     fx.json(&format!("/token_ids/{name}"))
@@ -145,13 +145,9 @@ pub fn run_e2e_with<B: Backend>(
     let (is, ids) = fx.i64("in.input_ids")?;
     let rows: Vec<Vec<i64>> = ids.chunks(is[1]).map(|r| r.to_vec()).collect();
     let vocab = config.vocab_size;
-    let spliced = splice(
+    let spliced = splice::<B, ParityError>(
         &rows,
-        |t| {
-            let e = llm.embed(id_tensor::<B>(t, vocab, device)?.unsqueeze_dim(0))?;
-            let [_, n, d] = e.dims();
-            Ok(e.reshape([n, d]))
-        },
+        |t| Ok(llm.embed_ids(t)?),
         &proj.visual_tokens,
         None,
         None,
@@ -222,13 +218,7 @@ pub fn run_e2e_with<B: Backend>(
 
     // [SEG] → mask.
     let idx = vec![0; generated.captured.len()];
-    let seg_out = seg_head.decode(
-        &decoder,
-        hidden,
-        &idx,
-        &encoded.mask_features,
-        &encoded.levels,
-    )?;
+    let seg_out = seg_head.decode(&decoder, hidden, &idx, encoded.query_memory())?;
     check_seg(
         &mut c,
         fx,

@@ -32,8 +32,8 @@ pub enum ParityError {
     /// The fixture is incomplete or inconsistent.
     #[error("malformed fixture: {0}")]
     Malformed(String),
-    /// The sidecar names a stage this version does not implement yet.
-    #[error("stage `{0}` is not implemented yet")]
+    /// The sidecar names a stage this version does not check (a failure, never a skip).
+    #[error("stage `{0}` is not known to this version")]
     UnknownStage(String),
     /// Loading or running the model failed.
     #[error(transparent)]

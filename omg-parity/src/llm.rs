@@ -4,8 +4,9 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use omg_checkpoint::{PrefixView, TensorSource};
+use omg_llm::LlmWeights;
 use omg_llm::generation::{GenerationConfig, Generator};
-use omg_llm::loader::{LoraOptions, load_hf, load_omg_llava};
+use omg_llm::loader::{LoraOptions, PeftRelease, load_hf, load_hf_peft};
 use omg_llm::{ForwardOptions, ForwardOutput, InternLM2, InternLM2Config, LogitsFor};
 
 use crate::ParityError;
@@ -315,7 +316,7 @@ pub(crate) fn config_from_shapes(
 }
 
 /// Stage `checkpoint_format`: the base LLM under `hf.`, the released `.pth` layout
-/// under `pth.`, loaded through [`load_omg_llava`] and compared on its logits.
+/// under `pth.`, loaded through [`load_hf_peft`] and compared on its logits.
 pub fn run_checkpoint_format<B: Backend>(
     fx: &Fixture,
     device: &B::Device,
@@ -328,8 +329,12 @@ pub fn run_checkpoint_format<B: Backend>(
         .json("/lora_config/lora_alpha")
         .and_then(|v| v.as_f64())
         .ok_or_else(|| fx.malformed("no `lora_config.lora_alpha` in the sidecar"))?;
-    let (model, report) =
-        load_omg_llava::<B>(&config, &base, &release, LoraOptions { lora_alpha }, device)?;
+    let peft = PeftRelease {
+        source: &release,
+        prefix: "llm.",
+        lora: LoraOptions { lora_alpha },
+    };
+    let (model, report) = load_hf_peft::<B>(&config, &base, peft, LlmWeights::F32, device)?;
     let mut results = Vec::new();
     // Every LoRA adapter of the release was merged, and every merged weight matches
     // the peft merge stored under `merged.`.

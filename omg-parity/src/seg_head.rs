@@ -8,7 +8,7 @@ use omg_decoder::postprocess::{binarize, upsample_logits};
 use omg_decoder::{SegDecoding, SegHead};
 use omg_encoder::decoder_layer::LevelMemory;
 use omg_encoder::loader::load_mask_decoder;
-use omg_encoder::{MaskDecoder, MaskDecoderConfig};
+use omg_encoder::{MaskDecoder, MaskDecoderConfig, QueryMemory};
 
 use crate::ParityError;
 use crate::checker::{Checker, load_f32};
@@ -106,7 +106,15 @@ pub fn run_seg_head<B: Backend>(
     let idx: Vec<usize> = idx.into_iter().map(|i| i.max(0) as usize).collect();
     let hidden = load_f32::<B, 2>(fx, "in.seg_hidden_states", device)?;
     let out = head
-        .decode(&decoder, hidden, &idx, &mask_features, &levels)
+        .decode(
+            &decoder,
+            hidden,
+            &idx,
+            QueryMemory {
+                mask_features: &mask_features,
+                levels: &levels,
+            },
+        )
         .map_err(|e| fx.malformed(e))?;
     let [_, _, h, w] = fx.shape("in.pixel_values")?[..] else {
         return Err(fx.malformed("in.pixel_values must be (B,3,H,W)"));

@@ -14,7 +14,7 @@ use crate::fixture::{Fixture, Weights};
 use crate::hparams::mask_decoder_config;
 use crate::projector::load_projector;
 use crate::tolerance::Tolerances;
-use omg_llava::splice::{PlaceholderIds, id_tensor, splice};
+use omg_projector::splice::{IMAGE_TOKEN_INDEX, PlaceholderIds, splice};
 
 const HEAD: &str = "visual_encoder.panoptic_head.";
 
@@ -179,7 +179,7 @@ pub fn run_visual_prompts<B: Backend>(
         let positions: Vec<usize> = row
             .iter()
             .enumerate()
-            .filter(|&(_, &t)| t == omg_llava::splice::IMAGE_TOKEN_INDEX)
+            .filter(|&(_, &t)| t == IMAGE_TOKEN_INDEX)
             .map(|(i, _)| i)
             .collect();
         let (start, block) = match positions[..] {
@@ -195,9 +195,15 @@ pub fn run_visual_prompts<B: Backend>(
     }
     let table = load_f32::<B, 2>(fx, "llm.model.tok_embeddings.weight", device)?;
     let vocab = table.dims()[0];
-    let spliced = splice(
+    let spliced = splice::<B, ParityError>(
         &rows,
-        |t| Ok(table.clone().select(0, id_tensor::<B>(t, vocab, device)?)),
+        |t| {
+            if let Some(&bad) = t.iter().find(|&&v| v < 0 || v as usize >= vocab) {
+                return Err(fx.malformed(format!("token id {bad} outside the table of {vocab}")));
+            }
+            let ids = TensorData::new(t.to_vec(), [t.len()]);
+            Ok(table.clone().select(0, Tensor::from_data(ids, device)))
+        },
         &images,
         Some(region_emb),
         Some(point_emb),

@@ -1,6 +1,6 @@
-//! The golden fixtures of `../shared/parity` (or `$OMG_PARITY_DIR`, or the repository's
-//! copy in `tests/fixtures`), checked through
-//! the same harness as the `omg-parity` binary.
+//! The golden fixtures (`fixtures/parity`, or the folder `fixtures/test_support.rs`
+//! finds, e.g. `$OMG_PARITY_DIR`), checked through the same harness as the `omg-parity`
+//! binary.
 
 use std::path::{Path, PathBuf};
 

@@ -43,8 +43,9 @@ impl ProjectorConfig {
         self.feat_channels + self.query_dim()
     }
 
-    /// Checks that every size is usable ([`ProjectorError::ZeroSize`] names the one
-    /// that is not).
+    /// Checks that every size is usable
+    /// ([`ProjectorError::ZeroSize`](crate::ProjectorError::ZeroSize) names the one that
+    /// is not).
     pub fn validate(&self) -> Result<(), crate::ProjectorError> {
         for (name, v) in [
             ("query_channels", self.query_channels),

@@ -16,6 +16,10 @@ pub enum ProjectorError {
     /// Inputs have shapes the projector was not built for.
     #[error("projector input: {0}")]
     Shape(String),
+    /// Token ids and the visual blocks, regions or points given to
+    /// [`splice`](crate::splice::splice) do not match.
+    #[error("splicing: {0}")]
+    Splice(String),
     /// Loading weights failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),

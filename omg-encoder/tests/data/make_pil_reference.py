@@ -8,11 +8,11 @@ official Python pipeline exactly:
     image = expand2square(image, tuple(int(x * 255) for x in image_processor.image_mean))
     pixel_values = image_processor.preprocess(image, return_tensors="pt")["pixel_values"][0]
 
-with `image_processor = CLIPImageProcessor(size=1024, crop_size=1024, resample=3, ...)` (architecture.md §3).
+with `image_processor = CLIPImageProcessor(size=1024, crop_size=1024, resample=3, ...)`.
 This script runs that pipeline with real Pillow and transformers 4.36.2 and stores, in `preprocess/`:
 
 - `synth_*.png`: small synthetic RGB inputs (seeded numpy, so the script is reproducible). The real
-  photo input is `examples/assets/chelsea.png` (scikit-image's CC0 sample, see examples/assets/README.md).
+  photo input is `omg-demo/assets/chelsea.png` (scikit-image's CC0 sample, see omg-demo/assets/README.md).
 - `<name>_sq<T>.png`: `expand2square(...).resize((T, T), Image.BICUBIC)`, the uint8 image that
   `CLIPImageProcessor` normalises (the script checks that transformers' own resize gives the same bytes).
 - `<name>_resize_<W>x<H>.png`: `Image.resize((W, H), Image.BICUBIC)` of the non-square input as Pillow <= 12
@@ -166,7 +166,7 @@ def main() -> None:
         path = OUT / f"{name}.png"
         save_png(Image.fromarray(arr, "RGB"), path)
         inputs[name] = (path, path.relative_to(HERE).as_posix())
-    inputs["chelsea"] = (PHOTO, "../../../examples/assets/chelsea.png")
+    inputs["chelsea"] = (PHOTO, "../../../omg-demo/assets/chelsea.png")
 
     # name -> (targets with a uint8 reference, targets with a float reference)
     plan = {

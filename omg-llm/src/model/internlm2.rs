@@ -187,6 +187,23 @@ impl<B: Backend> InternLM2<B> {
         Ok(self.embed_unchecked(ids))
     }
 
+    /// Token embeddings of one sequence of `ids` (checked on the host) → `[T, hidden]`.
+    ///
+    /// # Errors
+    ///
+    /// [`LlmError::TokenOutsideVocabulary`] naming the first id without a row.
+    pub fn embed_ids(&self, ids: &[i64]) -> Result<Tensor<B, 2>, LlmError> {
+        let vocab = self.config.vocab_size;
+        if let Some(&id) = ids.iter().find(|&&v| v < 0 || v as u64 >= vocab as u64) {
+            return Err(LlmError::TokenOutsideVocabulary { id, vocab });
+        }
+        let tensor = Tensor::<B, 1, Int>::from_data(
+            burn::tensor::TensorData::new(ids.to_vec(), [ids.len()]),
+            &self.device(),
+        );
+        Ok(self.embed_unchecked(tensor.unsqueeze_dim(0)).squeeze_dim(0))
+    }
+
     /// [`Self::embed`] of ids already known to be below `vocab_size` (checked on the
     /// host by [`Self::check_ids`], or sampled from the logits).
     pub(crate) fn embed_unchecked(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {

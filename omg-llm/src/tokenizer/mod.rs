@@ -16,8 +16,9 @@
 //! `add_bos` prepends `<s>` only, and decoding uses the `tokenizers` decoder (which,
 //! unlike the slow sentencepiece tokenizer, inserts no spaces around special tokens).
 //!
-//! [`add_omg_llava_tokens`] adds OMG-LLaVA's `[SEG]`, `<p>`, `</p>`, `<region>` and
-//! `<mark>` tokens in the official order and resolves them into [`SpecialTokens`].
+//! [`InternLm2Tokenizer::add_special_tokens`] adds tokens a fine-tune introduced (as HF
+//! `add_tokens(…, special_tokens=True)`); [`InternLm2Tokenizer::token_id`] looks any
+//! token up whole.
 
 pub mod sentencepiece;
 mod spans;
@@ -53,6 +54,13 @@ pub const UNK_TOKEN: &str = "<unk>";
 pub const IM_START_TOKEN: &str = "<|im_start|>";
 /// Chat turn end token of the InternLM2 chat template.
 pub const IM_END_TOKEN: &str = "<|im_end|>";
+/// The start of a user turn in InternLM2's chat template (`internlm2_chat`, no system
+/// prompt): a turn is `USER_TURN_START + text + ASSISTANT_TURN_START`, and the answer
+/// follows.
+pub const USER_TURN_START: &str = "<|im_start|>user\n";
+/// The end of a user turn and the start of the assistant's, in InternLM2's chat
+/// template.
+pub const ASSISTANT_TURN_START: &str = "<|im_end|>\n<|im_start|>assistant\n";
 /// The InternLM2 chat tokens (`additional_special_tokens` of `internlm2-chat-7b`).
 ///
 /// When building from a `tokenizer.model`, these are registered as special tokens if
@@ -65,17 +73,6 @@ pub const INTERNLM2_CHAT_TOKENS: [&str; 6] = [
     "<|interpreter|>",
     "<|plugin|>",
 ];
-/// OMG-LLaVA's segmentation token.
-pub const SEG_TOKEN: &str = "[SEG]";
-/// OMG-LLaVA's phrase start token (grounded captions).
-pub const P_START_TOKEN: &str = "<p>";
-/// OMG-LLaVA's phrase end token (grounded captions).
-pub const P_END_TOKEN: &str = "</p>";
-/// OMG-LLaVA's region (mask / box visual prompt) token.
-pub const REGION_TOKEN: &str = "<region>";
-/// OMG-LLaVA's point visual prompt token.
-pub const MARK_TOKEN: &str = "<mark>";
-
 /// Errors of tokenizer loading, encoding and decoding.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -580,86 +577,4 @@ fn read_added_tokens_decoder(path: &Path) -> Result<Vec<(u32, AddedToken)>, Toke
         out.push((id, token));
     }
     Ok(out)
-}
-
-/// The chat / OMG-LLaVA tokens, resolved by whole-token lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpecialTokens {
-    /// `<s>`.
-    pub bos: u32,
-    /// `</s>` (generation stops here; also the padding id).
-    pub eos: u32,
-    /// `<|im_start|>`.
-    pub im_start: u32,
-    /// `<|im_end|>`.
-    pub im_end: u32,
-    /// `[SEG]`, once added.
-    pub seg: Option<u32>,
-    /// `<p>`, once added.
-    pub p_start: Option<u32>,
-    /// `</p>`, once added.
-    pub p_end: Option<u32>,
-    /// `<region>`, once added.
-    pub region: Option<u32>,
-    /// `<mark>`, once added.
-    pub mark: Option<u32>,
-}
-
-impl SpecialTokens {
-    /// Looks the tokens up in `tok`; fails when `<s>`, `</s>`, `<|im_start|>` or
-    /// `<|im_end|>` is missing (the OMG-LLaVA tokens are optional).
-    ///
-    /// # Errors
-    ///
-    /// [`TokenizerError::MissingToken`] naming the first missing required token.
-    pub fn resolve(tok: &InternLm2Tokenizer) -> Result<Self, TokenizerError> {
-        let required = |token: &str| {
-            tok.token_id(token)
-                .ok_or_else(|| TokenizerError::MissingToken {
-                    token: token.to_owned(),
-                })
-        };
-        Ok(Self {
-            bos: tok.bos_id(),
-            eos: tok.eos_id(),
-            im_start: required(IM_START_TOKEN)?,
-            im_end: required(IM_END_TOKEN)?,
-            seg: tok.token_id(SEG_TOKEN),
-            p_start: tok.token_id(P_START_TOKEN),
-            p_end: tok.token_id(P_END_TOKEN),
-            region: tok.token_id(REGION_TOKEN),
-            mark: tok.token_id(MARK_TOKEN),
-        })
-    }
-}
-
-/// Adds OMG-LLaVA's tokens in the official order (`OMG_LLaVA._add_special_tokens`):
-/// `["[SEG]", "<p>", "</p>", "<region>"]`, then (after the LLM embedding resize)
-/// `["<mark>"]`, all with `special_tokens=True`. Returns the resolved [`SpecialTokens`]
-/// (all OMG-LLaVA fields are `Some`).
-///
-/// With InternLM2-chat-7b (92544 tokens) this gives `[SEG]` = 92544 … `<mark>` = 92548;
-/// `<mark>` lies outside the resized 92548-row embedding table.
-///
-/// # Errors
-///
-/// [`TokenizerError::MissingToken`] when `<|im_start|>` / `<|im_end|>` are not tokens.
-pub fn add_omg_llava_tokens(tok: &mut InternLm2Tokenizer) -> Result<SpecialTokens, TokenizerError> {
-    tok.add_special_tokens(&[SEG_TOKEN, P_START_TOKEN, P_END_TOKEN, REGION_TOKEN]);
-    tok.add_special_tokens(&[MARK_TOKEN]);
-    let special = SpecialTokens::resolve(tok)?;
-    for (token, id) in [
-        (SEG_TOKEN, special.seg),
-        (P_START_TOKEN, special.p_start),
-        (P_END_TOKEN, special.p_end),
-        (REGION_TOKEN, special.region),
-        (MARK_TOKEN, special.mark),
-    ] {
-        if id.is_none() {
-            return Err(TokenizerError::MissingToken {
-                token: token.to_owned(),
-            });
-        }
-    }
-    Ok(special)
 }

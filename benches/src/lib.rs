@@ -1,0 +1,82 @@
+//! Helpers shared by the benchmark programs of omg-llava-rs (`bench`, `llm_bench`):
+//! peak memory, the backend's memory bandwidth, an InternLM2 with random weights made
+//! through the real loader, and timed greedy generation.
+
+#![warn(missing_docs)]
+
+use burn::tensor::backend::Backend;
+use omg_llm::{InternLM2, InternLM2Config, LlmError};
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Memory bandwidth of backend `B` on `device`: an in-place elementwise op over
+/// 256 MiB, `runs` times after one warm-up (the buffer is touched first, so no page
+/// faults are timed). Returns the times in ms and the GB/s (bytes read + written) of
+/// the median run.
+pub fn copy_bandwidth<B: Backend>(device: &B::Device, runs: usize) -> (Vec<f64>, f64) {
+    use burn::tensor::Tensor;
+    let n = 64 << 20;
+    let mut x = Tensor::<B, 1>::ones([n], device) * 2.0;
+    let _ = B::sync(device);
+    let mut ms = Vec::new();
+    for run in 0..runs.max(1) + 1 {
+        let t = std::time::Instant::now();
+        x = x + 1.0;
+        let _ = B::sync(device);
+        if run > 0 {
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    (ms, (2 * 4 * n) as f64 / (median * 1e-3) / 1e9)
+}
+
+/// An InternLM2 of `config`'s shapes with deterministic random weights, loaded through
+/// the real loader from an [`omg_checkpoint::SyntheticSource`], so the linears are
+/// converted to `weights` one tensor at a time (the f32 model never exists).
+pub fn random_llm<B: Backend>(
+    config: &InternLM2Config,
+    weights: omg_llm::LlmWeights,
+    device: &B::Device,
+) -> Result<InternLM2<B>, LlmError> {
+    let source =
+        omg_checkpoint::SyntheticSource::new(omg_llm::loader::official_tensors(config), 2406);
+    omg_llm::loader::load_hf_with(config, &source, weights, device)
+}
+
+/// Times greedy generation from a synthetic `prompt_len`-token prompt: the prefill, then
+/// `new_tokens` decode steps after the first (which only reads the prefill's logits).
+/// Returns (prefill seconds, decode seconds per token, decode steps timed).
+pub fn time_generation<B: Backend>(
+    llm: &InternLM2<B>,
+    prompt_len: usize,
+    new_tokens: usize,
+) -> Result<(f64, f64, usize), LlmError> {
+    use omg_llm::generation::{GenerationConfig, Generator};
+    let vocab = llm.config().vocab_size;
+    let prompt: Vec<u32> = (0..prompt_len).map(|i| (i * 7919 % vocab) as u32).collect();
+    let mut config = GenerationConfig::greedy(new_tokens + 1);
+    config.eos_token_id = None;
+    let t = std::time::Instant::now();
+    let mut generator = Generator::from_ids(llm, &prompt, 1, config)?;
+    let prefill = t.elapsed().as_secs_f64();
+    generator.next_step()?;
+    let t = std::time::Instant::now();
+    let mut steps = 0;
+    while generator.next_step()?.is_some() {
+        steps += 1;
+    }
+    Ok((
+        prefill,
+        t.elapsed().as_secs_f64() / steps.max(1) as f64,
+        steps,
+    ))
+}

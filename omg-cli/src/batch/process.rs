@@ -1,0 +1,124 @@
+//! One manifest input through the Pipeline: its output record, an error line
+//! instead when the input is bad (a missing image, a region outside it, …).
+
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use omg_llava::{GenerateOptions, Pipeline};
+use serde::{Deserialize, Serialize};
+
+use super::Input;
+use crate::jobs::{JobKind, run_job};
+use crate::records::OutputMask;
+
+/// Wall-clock times of one input, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Timings {
+    /// Reading and encoding the image.
+    pub encode_ms: f64,
+    /// The task itself (generation, masks).
+    pub task_ms: f64,
+}
+
+/// One results line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    /// The input's id.
+    pub id: String,
+    /// The task run.
+    pub task: JobKind,
+    /// The image file as the manifest gives it.
+    pub image: String,
+    /// Image width (absent when the image could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Image height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// The answer (`segment`, `ground`, `caption`, `region`); for `ground` without
+    /// the `<p>` tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The masks.
+    #[serde(default)]
+    pub masks: Vec<OutputMask>,
+    /// How long it took.
+    pub timings: Timings,
+    /// Why this input failed (then there are no masks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runs several inputs, their images encoded in one forward pass
+/// (`Pipeline::encode_batch`); one output per input, in order. An image that cannot
+/// be read or is past the pipeline's limits fails alone. `encode_ms` is each image's
+/// share of the batch's reading and encoding time.
+pub fn process_batch<B: Backend>(
+    p: &Pipeline<B>,
+    inputs: &[Input],
+    default_task: JobKind,
+    options: &GenerateOptions,
+) -> Vec<Output> {
+    let t0 = Instant::now();
+    let mut outs: Vec<Output> = inputs
+        .iter()
+        .map(|input| Output {
+            id: input.id.clone(),
+            task: input.task.unwrap_or(default_task),
+            image: input.image.display().to_string(),
+            width: None,
+            height: None,
+            text: None,
+            masks: Vec::new(),
+            timings: Timings::default(),
+            error: None,
+        })
+        .collect();
+    // The readable photos within the limits, and the index of their input.
+    let (mut photos, mut owners) = (Vec::new(), Vec::new());
+    for (k, input) in inputs.iter().enumerate() {
+        match image::open(&input.image_path) {
+            Ok(photo) => {
+                outs[k].width = Some(photo.width());
+                outs[k].height = Some(photo.height());
+                match p.image_limits().check(photo.width(), photo.height()) {
+                    Ok(()) => {
+                        photos.push(photo);
+                        owners.push(k);
+                    }
+                    Err(e) => outs[k].error = Some(e.to_string()),
+                }
+            }
+            Err(e) => {
+                outs[k].error = Some(format!("cannot read {}: {e}", input.image_path.display()));
+            }
+        }
+    }
+    let handles = match p.encode_batch(&photos) {
+        Ok(handles) => handles,
+        Err(e) => {
+            for &k in &owners {
+                outs[k].error = Some(e.to_string());
+            }
+            return outs;
+        }
+    };
+    let share = t0.elapsed().as_secs_f64() * 1e3 / inputs.len().max(1) as f64;
+    for out in &mut outs {
+        out.timings.encode_ms = share;
+    }
+    for (&k, handle) in owners.iter().zip(&handles) {
+        let out = &mut outs[k];
+        let t1 = Instant::now();
+        let input = &inputs[k];
+        match run_job(p, handle, &input.job(default_task), options) {
+            Ok(done) => {
+                out.text = done.text;
+                out.masks = done.masks;
+            }
+            Err(e) => out.error = Some(e.to_string()),
+        }
+        out.timings.task_ms = t1.elapsed().as_secs_f64() * 1e3;
+    }
+    outs
+}

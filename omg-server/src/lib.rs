@@ -1,0 +1,205 @@
+//! # omg-server
+//!
+//! OMG-LLaVA over HTTP: the `omg-server` crate puts a loaded
+//! [`Pipeline`](omg_llava::Pipeline) behind an axum + tokio server (the model crates have
+//! no web dependency). Its binary is `omg-server --addr 127.0.0.1:8080 [--bundle DIR]`;
+//! this library holds the routes, so that they can be embedded or tested.
+//!
+//! - [`openai`]: `POST /v1/chat/completions`, OpenAI-compatible (streaming included),
+//!   with `masks` and `regions` extensions;
+//! - [`tasks`]: `POST /v1/segment`, `/v1/ground`, `/v1/caption`, `/v1/regions`,
+//!   `/v1/interactive`, `/v1/panoptic` (JSON or multipart in, typed JSON out);
+//! - `GET /health`, `GET /v1/models`, and `GET /`: a self-contained web page;
+//! - [`options`]: the generation fields of a request, as the Pipeline's
+//!   `GenerateOptions`;
+//! - [`worker`]: the model thread, its bounded queue (503 + `Retry-After` past it) and
+//!   the LRU cache of encoded photos;
+//! - [`images`]: data URLs and file bytes to photos, within the pipeline's limits;
+//! - [`error`]: every failure as a status and OpenAI's error object.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod images;
+pub mod openai;
+pub mod options;
+pub mod tasks;
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub use error::ApiError;
+pub use worker::Queue;
+
+use omg_cli::jobs::JobKind;
+use tasks::run_endpoint;
+
+/// The web page served at `/` (plain HTML, CSS and JavaScript; no build step, no CDN).
+pub const PAGE: &str = include_str!("page.html");
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ServeConfig {
+    /// The model id of `/v1/models` and the responses.
+    pub model_name: String,
+    /// Requests allowed to wait for the model besides the one running; more get 503.
+    pub queue_capacity: usize,
+    /// Encoded photos kept (LRU).
+    pub cache_size: usize,
+    /// Largest request body, in bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// Largest `max_tokens` a request may ask for.
+    pub max_tokens_limit: usize,
+    /// `max_tokens` of a request that gives none.
+    pub default_max_tokens: usize,
+    /// The `Retry-After` of a 503, in seconds.
+    pub retry_after_s: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            model_name: "omg-llava".into(),
+            queue_capacity: 8,
+            cache_size: 16,
+            max_body_bytes: 32 << 20,
+            max_tokens_limit: 2048,
+            default_max_tokens: 100,
+            retry_after_s: 2,
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    /// The model worker's queue.
+    pub queue: Queue,
+    /// The settings.
+    pub config: Arc<ServeConfig>,
+}
+
+/// The server's routes on a started worker.
+pub fn router(queue: Queue, config: ServeConfig) -> Router {
+    let max_body = config.max_body_bytes;
+    let state = AppState {
+        queue,
+        config: Arc::new(config),
+    };
+    let task = |kind: JobKind| move |s: State<AppState>, r: Request| run_endpoint(kind, s, r);
+    Router::new()
+        .route("/", get(page))
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/segment", post(task(JobKind::Segment)))
+        .route("/v1/ground", post(task(JobKind::Ground)))
+        .route("/v1/caption", post(task(JobKind::Caption)))
+        .route("/v1/regions", post(task(JobKind::Region)))
+        .route("/v1/panoptic", post(task(JobKind::Panoptic)))
+        .route("/v1/interactive", post(task(JobKind::Interactive)))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let stats = &s.queue.stats;
+    axum::Json(json!({
+        "status": "ok",
+        "model": s.config.model_name,
+        "backend": omg_llava::backend::NAME,
+        "queue": {
+            "waiting": stats.waiting.load(Ordering::SeqCst),
+            "capacity": s.queue.capacity(),
+            "done": stats.done.load(Ordering::SeqCst),
+            "refused": stats.refused.load(Ordering::SeqCst),
+        },
+        "cache": {
+            "capacity": s.config.cache_size,
+            "encoded": stats.encoded.load(Ordering::SeqCst),
+        },
+    }))
+    .into_response()
+}
+
+async fn models(State(s): State<AppState>) -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{"id": s.config.model_name, "object": "model", "created": 0, "owned_by": "omg-llava-rs"}],
+    }))
+    .into_response()
+}
+
+/// A request's body, within the `--max-body-mib` limit (413 `body_too_large` past it).
+pub(crate) async fn body_bytes(
+    state: &AppState,
+    request: Request,
+) -> Result<axum::body::Bytes, ApiError> {
+    use axum::extract::FromRequest;
+    axum::body::Bytes::from_request(request, state)
+        .await
+        .map_err(|e| {
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "bad_body"
+            };
+            let message = format!(
+                "{} (the limit is {} bytes)",
+                e.body_text(),
+                state.config.max_body_bytes
+            );
+            ApiError::new(e.status(), code, message)
+        })
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Starts a server on a thread of its own (its own tokio runtime) on `listener`, for
+/// tests and for embedding; it runs until the process ends.
+pub fn spawn(listener: std::net::TcpListener, router: Router) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("omg-server".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                serve(listener, router, std::future::pending()).await
+            })
+        })?;
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! `POST /v1/chat/completions`, OpenAI-compatible: `messages` with text and
+//! `image_url` parts (one image per conversation, as a data URL), `max_tokens` (or
+//! `max_completion_tokens`), `temperature`, `top_p`, `seed`, `stream` (server-sent
+//! events in OpenAI's chunk format, ending with `data: [DONE]`). Extensions:
+//! `regions` in the request (points, boxes, RLE masks the question's `<region>` /
+//! `<mark>` placeholders refer to; single-turn only), `masks` in the response (one per
+//! `[SEG]`, with the phrase it grounds when the answer has `<p>` tags), and
+//! `force_seg` (force `[SEG]` at a new-token index: shows masks on random weights).
+//!
+//! Choices made where OpenAI and OMG-LLaVA differ: a missing `temperature` (or 0)
+//! decodes greedily, as the official evaluation; `system` messages are accepted and
+//! ignored (the official chat template has no system turn); `n` must be 1;
+//! `usage.prompt_tokens` counts the prompt's text tokens with the image as one.
+//!
+//! The prompts are the Pipeline's: a chat turn is `Task::chat_after` the earlier turns
+//! (each recorded with `Conversation::push_turn`), a question with regions is
+//! `Task::ask_regions`.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use omg_cli::records::{OutputMask, RegionSpec};
+use omg_llava::{
+    Conversation, FinishReason, GenerateOptions, GroundedAnswer, ImageHandle, Region, StreamEvent,
+    Task,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::images::PhotoBytes;
+use super::options::{SamplingFields, generate_options};
+use super::worker::{B, Worker};
+use super::{AppState, ServeConfig};
+
+/// A chat completion request (the fields OMG-LLaVA uses; other OpenAI fields are
+/// accepted and ignored).
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Stream the answer as server-sent events.
+    #[serde(default)]
+    pub stream: bool,
+    /// `stream_options.include_usage` adds a last chunk with the usage.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Number of choices (only 1).
+    #[serde(default)]
+    pub n: Option<usize>,
+    /// `max_tokens`, `temperature`, `top_p`, `seed`, `force_seg`.
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+    /// Extension: regions the last question refers to.
+    #[serde(default)]
+    pub regions: Vec<RegionSpec>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage`.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// One message.
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// Text, or a list of parts.
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// A message's content.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Text and image parts.
+    Parts(Vec<Part>),
+}
+
+/// A content part.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part {
+    /// `{"type": "text", "text": "..."}`.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// `{"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`.
+    ImageUrl {
+        /// The image.
+        image_url: ImageUrl,
+    },
+}
+
+/// An `image_url` part's target.
+#[derive(Debug, Deserialize)]
+pub struct ImageUrl {
+    /// A data URL.
+    pub url: String,
+}
+
+/// The conversation of a request: its photo, the earlier (question, answer) turns and
+/// the question to answer.
+struct Dialogue {
+    photo: PhotoBytes,
+    history: Vec<(String, String)>,
+    question: String,
+}
+
+fn read_dialogue(messages: &[Message]) -> Result<Dialogue, ApiError> {
+    let bad = |m: String| ApiError::bad_request("bad_messages", m);
+    let mut photo = None;
+    let mut history = Vec::new();
+    let mut pending: Option<String> = None;
+    for (k, m) in messages.iter().enumerate() {
+        let (mut text, mut images) = (Vec::new(), Vec::new());
+        match &m.content {
+            None => {}
+            Some(Content::Text(t)) => text.push(t.clone()),
+            Some(Content::Parts(parts)) => {
+                for part in parts {
+                    match part {
+                        Part::Text { text: t } => text.push(t.clone()),
+                        Part::ImageUrl { image_url } => images.push(&image_url.url),
+                    }
+                }
+            }
+        }
+        let text = text.join("\n");
+        match m.role.as_str() {
+            "system" | "developer" => {}
+            "user" => {
+                if pending.is_some() {
+                    return Err(bad(format!(
+                        "messages[{k}]: two user messages in a row; put an assistant message between them"
+                    )));
+                }
+                for url in images {
+                    if photo.is_some() {
+                        return Err(bad(
+                            "the conversation has more than one image; OMG-LLaVA takes one image per conversation".into(),
+                        ));
+                    }
+                    photo = Some(PhotoBytes::from_data_url(url)?);
+                }
+                pending = Some(text);
+            }
+            "assistant" => {
+                let question = pending.take().ok_or_else(|| {
+                    bad(format!(
+                        "messages[{k}]: an assistant message must follow a user message"
+                    ))
+                })?;
+                history.push((question, text));
+            }
+            other => return Err(bad(format!("messages[{k}]: unknown role {other:?}"))),
+        }
+    }
+    let question = pending.ok_or_else(|| bad("the last message must be a user message".into()))?;
+    let photo = photo.ok_or_else(|| {
+        bad(
+            "the conversation has no image: add an image_url part (a data URL) to a user message"
+                .into(),
+        )
+    })?;
+    Ok(Dialogue {
+        photo,
+        history,
+        question,
+    })
+}
+
+/// The Pipeline's task for the last question: a question about `regions` (a single
+/// turn), or a chat turn after the history (each earlier answer recorded as the client
+/// gives it, its `[SEG]` and `<p>` tags kept as the model's tokens).
+fn chat_task(d: &Dialogue, regions: Vec<Region>) -> Result<Task, ApiError> {
+    if !regions.is_empty() {
+        if !d.history.is_empty() {
+            return Err(ApiError::bad_request(
+                "bad_regions",
+                "regions are supported in a single-turn conversation only",
+            ));
+        }
+        return Ok(Task::ask_regions(regions, d.question.clone()));
+    }
+    let mut conversation = Conversation::new();
+    for (q, a) in &d.history {
+        conversation.push_turn(q, a);
+    }
+    Ok(Task::chat_after(&conversation, d.question.clone()))
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The response masks of an answer, in order, each with the `<p>` phrase it grounds
+/// when the answer has that many phrases.
+fn answer_masks(grounded: &GroundedAnswer) -> Vec<OutputMask> {
+    grounded
+        .answer
+        .masks
+        .iter()
+        .enumerate()
+        .map(|(k, m)| OutputMask::with_phrase(m, grounded.phrases.get(k).map(|p| p.phrase.clone())))
+        .collect()
+}
+
+/// What the worker sends a streaming handler.
+enum Chunk {
+    Text(String),
+    Mask(usize, OutputMask),
+    Done {
+        finish_reason: FinishReason,
+        usage: Value,
+    },
+    Failed(ApiError),
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let body = super::body_bytes(&state, request).await?;
+    let request: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "bad_json",
+            format!("the request is not a chat completion request: {e}"),
+        )
+    })?;
+    if request.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("bad_n", "only n = 1 is supported"));
+    }
+    let dialogue = read_dialogue(&request.messages)?;
+    let regions = request
+        .regions
+        .iter()
+        .map(RegionSpec::to_region)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request("bad_regions", e.to_string()))?;
+    let task = chat_task(&dialogue, regions)?;
+    let sampling = request.sampling.clone();
+    let limits = state.config.clone();
+    let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let model = state.config.model_name.clone();
+    let created = now();
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+
+    if !request.stream {
+        let answer = state
+            .queue
+            .run(move |w| {
+                let (options, img) = prepare(w, &dialogue.photo, &sampling, &limits)?;
+                Ok(w.pipeline.run(&img, &task, &options)?)
+            })
+            .await?;
+        let usage = usage(answer.prompt_tokens, answer.token_ids.len());
+        let finish = answer.finish_reason;
+        let grounded = GroundedAnswer::from(answer);
+        return Ok(Json(json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": grounded.answer.text},
+                "finish_reason": finish,
+                "logprobs": null
+            }],
+            "usage": usage,
+            "masks": answer_masks(&grounded),
+        }))
+        .into_response());
+    }
+
+    // Streaming: the worker reports first whether the request could start (so a bad
+    // image or a prompt too long is a 4xx, not an event), then sends chunks.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Chunk>();
+    state.queue.submit(Box::new(move |w| {
+        let started = prepare(w, &dialogue.photo, &sampling, &limits);
+        let (options, img) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut stream = match w.pipeline.stream(&img, &task, &options) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = started_tx.send(Err(e.into()));
+                return;
+            }
+        };
+        let _ = started_tx.send(Ok(()));
+        for event in stream.by_ref() {
+            let chunk = match event {
+                Ok(StreamEvent::Text(piece)) => Chunk::Text(piece),
+                Ok(StreamEvent::Mask {
+                    index,
+                    phrase,
+                    mask,
+                }) => Chunk::Mask(index, OutputMask::with_phrase(&mask, phrase)),
+                // an event this server does not send
+                Ok(_) => continue,
+                Err(e) => {
+                    let _ = tx.send(Chunk::Failed(e.into()));
+                    return;
+                }
+            };
+            if tx.send(chunk).is_err() {
+                // the client went away: stop generating
+                return;
+            }
+        }
+        let done = match stream.finish() {
+            Ok(answer) => Chunk::Done {
+                finish_reason: answer.finish_reason,
+                usage: usage(answer.prompt_tokens, answer.token_ids.len()),
+            },
+            Err(e) => Chunk::Failed(e.into()),
+        };
+        let _ = tx.send(done);
+    }))?;
+    started_rx
+        .await
+        .map_err(|_| ApiError::internal("the request failed inside the model (a panic)"))??;
+
+    let head = chunk_json(
+        &id,
+        created,
+        &model,
+        json!({"role": "assistant", "content": ""}),
+        None,
+    );
+    let queued = std::collections::VecDeque::from([data(&head)]);
+    let events = futures_util::stream::unfold((rx, queued, false), move |state| {
+        let (id, model) = (id.clone(), model.clone());
+        async move {
+            let (mut rx, mut queued, mut closed) = state;
+            loop {
+                if let Some(event) = queued.pop_front() {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (rx, queued, closed),
+                    ));
+                }
+                if closed {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(Chunk::Text(piece)) => queued.push_back(data(&chunk_json(
+                        &id,
+                        created,
+                        &model,
+                        json!({"content": piece}),
+                        None,
+                    ))),
+                    Some(Chunk::Mask(index, mask)) => {
+                        let mut c = chunk_json(&id, created, &model, json!({}), None);
+                        let mut m = serde_json::to_value(mask).unwrap_or(Value::Null);
+                        m["index"] = json!(index);
+                        c["masks"] = json!([m]);
+                        queued.push_back(data(&c));
+                    }
+                    Some(Chunk::Done {
+                        finish_reason,
+                        usage,
+                    }) => {
+                        let mut c =
+                            chunk_json(&id, created, &model, json!({}), Some(finish_reason));
+                        if include_usage {
+                            c["usage"] = usage;
+                        }
+                        queued.push_back(data(&c));
+                        queued.push_back(Event::default().data("[DONE]"));
+                        closed = true;
+                    }
+                    Some(Chunk::Failed(e)) => {
+                        queued.push_back(data(&e.body()));
+                        closed = true;
+                    }
+                    None => {
+                        let e = ApiError::internal("the request failed inside the model (a panic)");
+                        queued.push_back(data(&e.body()));
+                        closed = true;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events).into_response())
+}
+
+/// What answering a request needs from the worker: the generation options and the
+/// encoded photo (from the cache).
+fn prepare(
+    w: &mut Worker,
+    photo: &PhotoBytes,
+    sampling: &SamplingFields,
+    config: &ServeConfig,
+) -> Result<(GenerateOptions, Rc<ImageHandle<B>>), ApiError> {
+    let options = generate_options(sampling, config)?;
+    let img = w.image(photo)?;
+    Ok((options, img))
+}
+
+fn data(value: &Value) -> Event {
+    Event::default().data(value.to_string())
+}
+
+fn chunk_json(
+    id: &str,
+    created: u64,
+    model: &str,
+    delta: Value,
+    finish: Option<FinishReason>,
+) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+    })
+}
+
+fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    })
+}
