@@ -23,31 +23,19 @@ use crate::tokens::add_omg_llava_tokens;
 /// The sizes of a model built with random weights
 /// ([`Pipeline::with_random_weights`]): the official vision side (OMG-Seg ConvNeXt-L at
 /// 1024², the projectors) and an InternLM2 of the given sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RandomWeights {
-    /// Hidden size of the language model.
-    pub llm_hidden_size: usize,
-    /// Decoder layers of the language model.
-    pub llm_layers: usize,
-    /// Vocabulary of the language model.
-    pub llm_vocab: usize,
-    /// Whether the language model has the exact shapes of InternLM2-chat-7B (else
-    /// InternLM2's proportions scaled to the hidden size).
-    official_llm: bool,
+    /// The language model's architecture.
+    llm: InternLM2Config,
     /// Precision of the LLM's linear weights.
-    pub llm_weights: LlmWeights,
+    llm_weights: LlmWeights,
 }
 
 impl RandomWeights {
     /// OMG-LLaVA-7B's shapes (InternLM2-chat-7B, 7.7 B parameters in all).
     pub fn official_7b(llm_weights: LlmWeights) -> Self {
-        let c = InternLM2Config::internlm2_chat_7b();
         Self {
-            llm_hidden_size: c.hidden_size,
-            llm_layers: c.num_hidden_layers,
-            llm_vocab: c.vocab_size,
-            official_llm: true,
+            llm: InternLM2Config::internlm2_chat_7b(),
             llm_weights,
         }
     }
@@ -55,20 +43,10 @@ impl RandomWeights {
     /// The official vision side with a smaller InternLM2 (InternLM2's proportions at
     /// `hidden_size` and `layers`, its vocabulary).
     pub fn scaled(hidden_size: usize, layers: usize, llm_weights: LlmWeights) -> Self {
+        let vocab = InternLM2Config::internlm2_chat_7b().vocab_size;
         Self {
-            llm_hidden_size: hidden_size,
-            llm_layers: layers,
-            llm_vocab: InternLM2Config::internlm2_chat_7b().vocab_size,
-            official_llm: false,
+            llm: InternLM2Config::scaled(hidden_size, layers, vocab),
             llm_weights,
-        }
-    }
-
-    fn llm_config(&self) -> InternLM2Config {
-        if self.official_llm {
-            InternLM2Config::internlm2_chat_7b()
-        } else {
-            InternLM2Config::scaled(self.llm_hidden_size, self.llm_layers, self.llm_vocab)
         }
     }
 }
@@ -78,14 +56,14 @@ impl<B: Backend> Pipeline<B> {
     /// the InternLM2 directory `tokenizer_dir` (a tokenizer whose ids fit the
     /// vocabulary, such as the demo bundle's). Its answers are meaningless; its memory
     /// and speed are those of a real model of these sizes. The LLM's linears are
-    /// converted to `sizes.llm_weights` one tensor at a time, so a 7B model in int8
-    /// never exists in f32.
+    /// converted to the precision `sizes` names one tensor at a time, so a 7B model in
+    /// int8 never exists in f32.
     pub fn with_random_weights(
         sizes: &RandomWeights,
         tokenizer_dir: impl AsRef<Path>,
         device: B::Device,
     ) -> Result<Self, OmgLlavaError> {
-        let llm_config = sizes.llm_config();
+        let llm_config = &sizes.llm;
         llm_config.validate()?;
         let mut config = OmgLlavaConfig::default();
         config.projector.llm_hidden_size = llm_config.hidden_size;
@@ -93,10 +71,10 @@ impl<B: Backend> Pipeline<B> {
         config.validate(llm_config.hidden_size)?;
         let encoder = OmgSeg::init_random(&config.encoder, &device)?;
         let llm = match sizes.llm_weights {
-            LlmWeights::F32 => InternLM2::init(&llm_config, &device)?,
+            LlmWeights::F32 => InternLM2::init(llm_config, &device)?,
             weights => {
-                let source = SyntheticSource::new(official_tensors(&llm_config), 2406);
-                load_hf_with(&llm_config, &source, weights, &device)?
+                let source = SyntheticSource::new(official_tensors(llm_config), 2406);
+                load_hf_with(llm_config, &source, weights, &device)?
             }
         };
         let mut tokenizer = InternLm2Tokenizer::from_dir(tokenizer_dir)?;
