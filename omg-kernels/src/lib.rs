@@ -21,8 +21,9 @@
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
 //!   (token-by-token decoding reads every weight once per step);
 //! * [`quant_linear`]: a linear layer whose weight is int8 or int4 with group scales
-//!   ([`QuantizedMatrix`]), unpacked on the fly (fused dequantize-GEMV for decoding,
-//!   dequantize-by-blocks + gemm for prefill);
+//!   ([`QuantizedMatrix`]), multiplied in integers with the input quantized per group
+//!   too (AVX-512 VNNI byte and word products where the CPU has them), a GEMV for
+//!   decoding and a register-tiled GEMM for prefill, reading the weight as stored;
 //! * [`conv2d_same`]: a stride-1, zero-padded k×k convolution as k² large matrix
 //!   products (the pixel decoder's 3×3 FPN convolution);
 //! * [`gelu`]: exact (erf) GELU;
@@ -137,7 +138,7 @@ pub use linear::{
     FEW_ROWS, half_linear, half_linear_fallback, linear, linear_fallback, linear_with,
 };
 pub use quant::{dequantize, quant_linear, quant_linear_fallback};
-pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix};
+pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix, activation_level};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};
 pub use silu::{silu_mul, silu_mul_fallback};
 
@@ -153,8 +154,8 @@ pub fn has_fast_kernels<B: burn::tensor::backend::Backend>() -> bool {
     }
 }
 
-/// The instruction sets the Flex kernels of this process use: `"avx2+fma+f16c"`,
-/// `"avx2+fma"` or `"portable"` (what the CPU has, narrowed by `OMG_KERNELS_ISA`: see
+/// The instruction sets the Flex kernels of this process use:
+/// `"avx512-vnni+avx2+fma+f16c"`, `"avx2+fma+f16c"`, `"avx2+fma"` or `"portable"` (what the CPU has, narrowed by `OMG_KERNELS_ISA`: see
 /// the crate docs); `"none"` without the `flex` feature (no kernels).
 ///
 /// # Panics

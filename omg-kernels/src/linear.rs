@@ -11,7 +11,7 @@ use crate::cast_float;
 use crate::dispatch::{Dim, Entry, Site, dispatch, expect, fallback, is_f32};
 
 /// Most input rows (product of the leading dims) the few-row kernel takes; more rows
-/// run burn's matmul (compute-bound, where it is the right tool).
+/// run a register-tiled AVX-512 kernel where the CPU has AVX-512, else burn's matmul.
 pub const FEW_ROWS: usize = 8;
 
 /// `layer` applied to `x` `[…, in]` → `[…, out]`, as `Linear::forward`.
@@ -132,7 +132,7 @@ impl<B: Backend, const D: usize> Entry<B> for Affine<D> {
     }
 
     fn kernel_takes(&self, (x, weight, bias): &Self::Operands) -> bool {
-        rows(&x.dims()) <= FEW_ROWS
+        (rows(&x.dims()) <= FEW_ROWS || many_rows_kernel())
             && is_f32(x)
             && is_f32(weight)
             && bias.as_ref().is_none_or(is_f32)
@@ -140,11 +140,28 @@ impl<B: Backend, const D: usize> Entry<B> for Affine<D> {
 
     #[cfg(feature = "flex")]
     fn kernel(self, (x, weight, bias): (FlexTensor, FlexTensor, Option<FlexTensor>)) -> FlexTensor {
+        #[cfg(target_arch = "x86_64")]
+        if rows(x.layout().shape()) > FEW_ROWS {
+            return crate::flex::sgemm::many_rows(x, weight, bias);
+        }
         crate::flex::gemv::few_rows(x, weight, bias)
     }
 
     fn fallback(self, (x, weight, bias): Self::Operands) -> Tensor<B, D> {
         burn_linear(x, weight, bias)
+    }
+}
+
+/// Whether the Flex kernel takes more than [`FEW_ROWS`] f32 rows: on x86-64 CPUs with
+/// AVX-512 (and `OMG_KERNELS_ISA` allowing it).
+fn many_rows_kernel() -> bool {
+    #[cfg(all(feature = "flex", target_arch = "x86_64"))]
+    {
+        crate::flex::isa::isa().avx512_vnni
+    }
+    #[cfg(not(all(feature = "flex", target_arch = "x86_64")))]
+    {
+        false
     }
 }
 

@@ -1,15 +1,26 @@
 //! `y = x · Wᵀ + b` from a weight in the quantized format of [`crate::quant_format`],
-//! without a float copy of `W` on Flex, and in plain burn ops on the other backends.
+//! with the input rows quantized too (one scale per group of 64 input channels, as the
+//! weight): integer products without a float copy of `W` on Flex, the same arithmetic
+//! in plain burn ops on the other backends.
 
 use burn::tensor::{DType, Int, Tensor, backend::Backend};
 #[cfg(feature = "flex")]
 use burn_flex::FlexTensor;
 
 use crate::dispatch::{Dim, Entry, Site, dispatch, expect, fallback, is_f32};
-use crate::quant_format::{QUANT_GROUP, QuantBits, QuantLayout};
+use crate::quant_format::{QUANT_GROUP, QuantBits, QuantLayout, activation_level};
 
 /// `x` `[…, in]` · `Wᵀ` + `bias` → `[…, out]`, with `W` given by quantized `values` and
 /// `scales` of `layout` (as made by [`crate::QuantizedMatrix::into_tensors`]).
+///
+/// Each row of `x` is quantized in groups of [`QUANT_GROUP`] input channels, as the
+/// weight: `s = absmax / L` and `q = round_half_even(x · (1/s))` in `[−L, L]` (0 where
+/// `s = 0`), with `L` = [`activation_level`]`(layout.bits)`: int16 values (L = 32767)
+/// under an int8 weight, which keeps the error of int8 weights alone, and int8 values
+/// (L = 127) under an int4 weight (the arithmetic of llama.cpp's `Q4_0 × Q8_0`). A
+/// group's product `Σ q_x · q_w` is then exact, and the result is
+/// `Σ_g s_x · s_w · Σ q_x · q_w` in f32. A row is quantized on its own, whatever the
+/// other rows hold.
 ///
 /// # Panics
 /// If `x`'s last dim is not `layout.in_features` or the tensors do not have the
@@ -25,8 +36,9 @@ pub fn quant_linear<B: Backend, const D: usize>(
     dispatch(QuantLinear::<D> { layout }, (x, values, scales, bias))
 }
 
-/// [`quant_linear`] in burn's ops: [`dequantize`], then burn's `linear` (the reference
-/// of the kernel, and the path of the other backends), with the same shape check.
+/// [`quant_linear`] in burn's ops: the rows of `x` quantized and [`dequantize`]d, the
+/// weight [`dequantize`]d, then burn's `linear` (the reference of the kernel, and the path
+/// of the other backends), with the same shape check.
 pub fn quant_linear_fallback<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     values: Tensor<B, 2, Int>,
@@ -86,8 +98,40 @@ impl<B: Backend, const D: usize> Entry<B> for QuantLinear<D> {
 
     fn fallback(self, (x, values, scales, bias): Self::Operands) -> Tensor<B, D> {
         let weight = dequantize_checked(values, scales, self.layout);
+        let x = quantized_rows(x, activation_level(self.layout.bits));
         burn::tensor::module::linear(x, weight.transpose(), bias)
     }
+}
+
+/// `x` `[…, in]` with each row's groups of [`QUANT_GROUP`] values replaced by
+/// `s · q` as [`quant_linear`] quantizes them with `level`.
+fn quantized_rows<B: Backend, const D: usize>(x: Tensor<B, D>, level: f32) -> Tensor<B, D> {
+    let dims = x.dims();
+    let k = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    if rows == 0 || k == 0 {
+        return x;
+    }
+    let groups = k.div_ceil(QUANT_GROUP);
+    let padded = groups * QUANT_GROUP;
+    let x2 = x.reshape([rows, k]);
+    let x2 = if padded > k {
+        let zeros = Tensor::zeros([rows, padded - k], &x2.device());
+        Tensor::cat(vec![x2, zeros], 1)
+    } else {
+        x2
+    };
+    let x3 = x2.reshape([rows, groups, QUANT_GROUP]);
+    let scale = x3.clone().abs().max_dim(2) / level;
+    let inverse = scale
+        .clone()
+        .recip()
+        .mask_fill(scale.clone().equal_elem(0.0), 0.0);
+    let q = (x3 * inverse).round().clamp(-level, level);
+    (q * scale)
+        .reshape([rows, padded])
+        .slice([0..rows, 0..k])
+        .reshape(dims)
 }
 
 /// Panics unless `values` is `[out, row_bytes]` and `scales` `[out, groups]` of `layout`.

@@ -40,6 +40,17 @@ impl QuantBits {
     }
 }
 
+/// The largest magnitude of the quantized *input* values of a product with weights of
+/// `bits` (see [`crate::quant_linear`]): 32767 (int16) for int8 weights, so that the
+/// input adds almost no error to the weight's own; 127 (int8) for int4 weights, whose
+/// error is far larger, so that their products stay byte products.
+pub fn activation_level(bits: QuantBits) -> f32 {
+    match bits {
+        QuantBits::Int8 => 32767.0,
+        QuantBits::Int4 => 127.0,
+    }
+}
+
 /// Shape and format of a quantized `[out, in]` matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QuantLayout {

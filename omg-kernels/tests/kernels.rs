@@ -154,7 +154,7 @@ fn few_row_linear_matches_burns_linear() {
         (vec![1usize, 1], 64, 300, true),
         (vec![2, 3], 33, 517, false),
         (vec![1, 8], 7, 256, true),
-        (vec![1, 9], 16, 40, true), // more rows than the kernel takes: the fallback
+        (vec![1, 9], 16, 40, true), // more rows than the GEMV takes
     ] {
         let x = random([lead[0], lead[1], k], -1.0, 1.0);
         let w = random([k, n], -1.0, 1.0);
@@ -164,6 +164,29 @@ fn few_row_linear_matches_burns_linear() {
         assert_eq!(ours.dims(), [lead[0], lead[1], n]);
         let d = max_abs_diff(ours, expected);
         assert!(d < 1e-4, "{lead:?} {k}x{n}: {d}");
+    }
+}
+
+#[test]
+fn many_row_linear_matches_burns_linear() {
+    // the AVX-512 tiled kernel where the CPU has it (else the fallback twice): tiles of
+    // 1–12 rows, blocks of 128 and panels of 32 columns with a narrower last one, the
+    // weight rows in chunks of 512 with a shorter last one
+    for (rows, k, n, with_bias) in [
+        (9, 16, 40, true),
+        (13, 1, 33, false),
+        (24, 64, 128, true),
+        (37, 600, 161, false),
+        (100, 1100, 300, true),
+    ] {
+        let x = random([1, rows, k], -1.0, 1.0);
+        let w = random([k, n], -1.0, 1.0);
+        let b = with_bias.then(|| random([n], -1.0, 1.0));
+        let ours = linear_with(x.clone(), w.clone(), b.clone());
+        let expected = linear_fallback(x, w, b);
+        assert_eq!(ours.dims(), [1, rows, n]);
+        let d = max_abs_diff(ours, expected);
+        assert!(d < 1e-5 * (k as f32).sqrt(), "{rows} rows {k}x{n}: {d}");
     }
 }
 
@@ -309,13 +332,19 @@ fn the_burn_dequantize_matches_the_host_one() {
 fn quantized_linear_matches_dequantize_then_linear() {
     let device = Default::default();
     for bits in [QuantBits::Int8, QuantBits::Int4] {
-        // few rows (decode) and many rows (prefill, several gemm blocks)
+        // few rows (decode) and many rows (prefill: tiles of 1–3 vectors of 16 rows and
+        // 1–4 channels, blocks of 64 channels), inputs with and without a short group
         for (rows, out, inp, with_bias) in [
             (1, 70, 176, false),
             (3, 33, 64, true),
             (8, 5, 63, false),
             (9, 600, 130, true),
+            (17, 67, 65, false),
+            (33, 130, 1, true),
             (40, 1100, 64, false),
+            (49, 6, 191, false),
+            (50, 129, 256, true),
+            (100, 7, 2049, false),
         ] {
             let q = QuantizedMatrix::quantize(&random_matrix(out, inp, 3), bits, out, inp);
             let (values, scales) = q.clone().into_tensors::<B>(&device);

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 pub(crate) const VARIABLE: &str = "OMG_KERNELS_ISA";
 
 /// The values [`VARIABLE`] takes, as the messages list them.
-const VALUES: &str = "native, portable, no-f16c (unset or empty = native)";
+const VALUES: &str = "native, portable, avx2, no-f16c (unset or empty = native)";
 
 /// The instruction sets the kernels may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub(crate) struct Isa {
     pub(crate) avx2_fma: bool,
     /// F16C as well (never without `avx2_fma`): half weights are widened in registers.
     pub(crate) f16c: bool,
+    /// AVX-512 (F, BW) with VNNI as well (never without `f16c`): the quantized products
+    /// multiply bytes with `vpdpbusd`.
+    pub(crate) avx512_vnni: bool,
 }
 
 impl Isa {
@@ -25,6 +28,7 @@ impl Isa {
     const PORTABLE: Self = Self {
         avx2_fma: false,
         f16c: false,
+        avx512_vnni: false,
     };
 
     /// What this CPU has.
@@ -33,9 +37,14 @@ impl Isa {
         {
             let avx2_fma =
                 std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+            let f16c = avx2_fma && std::is_x86_feature_detected!("f16c");
             Self {
                 avx2_fma,
-                f16c: avx2_fma && std::is_x86_feature_detected!("f16c"),
+                f16c,
+                avx512_vnni: f16c
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("avx512vnni"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -44,12 +53,13 @@ impl Isa {
         }
     }
 
-    /// `avx2+fma+f16c`, `avx2+fma` or `portable`.
+    /// `avx512-vnni+avx2+fma+f16c`, `avx2+fma+f16c`, `avx2+fma` or `portable`.
     pub(crate) fn name(self) -> &'static str {
-        match (self.avx2_fma, self.f16c) {
-            (true, true) => "avx2+fma+f16c",
-            (true, false) => "avx2+fma",
-            (false, _) => "portable",
+        match (self.avx2_fma, self.f16c, self.avx512_vnni) {
+            (true, true, true) => "avx512-vnni+avx2+fma+f16c",
+            (true, true, false) => "avx2+fma+f16c",
+            (true, false, _) => "avx2+fma",
+            (false, _, _) => "portable",
         }
     }
 }
@@ -59,8 +69,14 @@ fn parse(value: Option<&str>, detected: Isa) -> Result<Isa, String> {
     match value.map(str::trim) {
         None | Some("") | Some("native") => Ok(detected),
         Some("portable") => Ok(Isa::PORTABLE),
+        Some("avx2") => Ok(Isa {
+            avx512_vnni: false,
+            ..detected
+        }),
+        // no CPU with AVX-512 lacks F16C: the older CPU this stands for has neither
         Some("no-f16c") => Ok(Isa {
             f16c: false,
+            avx512_vnni: false,
             ..detected
         }),
         Some(other) => Err(format!(
@@ -89,6 +105,7 @@ mod tests {
     const ALL: Isa = Isa {
         avx2_fma: true,
         f16c: true,
+        avx512_vnni: true,
     };
 
     #[test]
@@ -98,7 +115,17 @@ mod tests {
         assert_eq!(parse(Some("native"), ALL), Ok(ALL));
         assert_eq!(parse(Some("portable"), ALL), Ok(Isa::PORTABLE));
         let no_f16c = parse(Some("no-f16c"), ALL).unwrap();
-        assert_eq!((no_f16c.avx2_fma, no_f16c.f16c), (true, false));
+        assert_eq!(
+            (no_f16c.avx2_fma, no_f16c.f16c, no_f16c.avx512_vnni),
+            (true, false, false)
+        );
+        let avx2 = parse(Some("avx2"), ALL).unwrap();
+        assert_eq!(
+            (avx2.avx2_fma, avx2.f16c, avx2.avx512_vnni),
+            (true, true, false)
+        );
+        assert_eq!(avx2.name(), "avx2+fma+f16c");
+        assert_eq!(parse(Some("avx2"), Isa::PORTABLE), Ok(Isa::PORTABLE));
         // never more than the CPU has
         assert_eq!(parse(Some("no-f16c"), Isa::PORTABLE), Ok(Isa::PORTABLE));
         assert_eq!(parse(Some("native"), Isa::PORTABLE), Ok(Isa::PORTABLE));
@@ -108,7 +135,7 @@ mod tests {
     fn an_unknown_value_is_an_error_listing_the_known_ones() {
         let e = parse(Some("avx512"), ALL).unwrap_err();
         assert!(
-            e.contains("\"avx512\"") && e.contains("portable, no-f16c"),
+            e.contains("\"avx512\"") && e.contains("portable, avx2, no-f16c"),
             "{e}"
         );
     }
@@ -117,6 +144,7 @@ mod tests {
     fn f16c_is_never_used_without_avx2() {
         let isa = Isa::detect();
         assert!(!isa.f16c || isa.avx2_fma);
+        assert!(!isa.avx512_vnni || isa.f16c);
         assert_eq!(Isa::PORTABLE.name(), "portable");
     }
 }

@@ -11,6 +11,8 @@ pub(crate) mod gemv;
 pub(crate) mod isa;
 pub(crate) mod quant;
 pub(crate) mod rope;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sgemm;
 pub(crate) mod silu;
 
 pub(crate) use crate::linear;
@@ -40,6 +42,23 @@ pub(crate) fn f32s(x: &FlexTensor) -> &[f32] {
 /// A new contiguous f32 Flex tensor.
 pub(crate) fn new_f32(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape.to_vec()))
+}
+
+/// `[blocks][rows][width]` results of consecutive column blocks (the last one
+/// possibly narrower than `width`) → `[rows, n]`.
+pub(crate) fn unblock(by_block: &[f32], rows: usize, n: usize, width: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * n];
+    if rows == 0 || n == 0 {
+        return out;
+    }
+    for (b, block) in by_block.chunks_exact(rows * width).enumerate() {
+        let c0 = b * width;
+        let w = width.min(n - c0);
+        for (dst, src) in out.chunks_exact_mut(n).zip(block.chunks_exact(width)) {
+            dst[c0..c0 + w].copy_from_slice(&src[..w]);
+        }
+    }
+    out
 }
 
 /// `a · b + c`, fused when the caller was compiled with FMA.

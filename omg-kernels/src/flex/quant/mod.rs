@@ -1,0 +1,86 @@
+//! `y = x · Wᵀ + b` from a quantized `W` (format: [`crate::quant_format`]), multiplied
+//! in integers.
+//!
+//! The input rows are quantized first ([`activations`]): int16 (under int8 weights) or
+//! int8 (under int4) with one f32 scale per group of 64 input channels, the groups of
+//! the weight. Each group's product is then an exact integer `Σ q_x · q_w`, scaled by
+//! `s_x · s_w` into the f32 sum of the row:
+//!
+//! `y[r, c] = Σ_g  s_x[r, g] · s_w[c, g] · Σ_{k ∈ g} q_x[r, k] · q_w[c, k]`.
+//!
+//! Three implementations compute it, each a GEMV for a few rows (decoding) and a
+//! register-tiled GEMM for more (prefill), reading the packed weight as stored:
+//!
+//! * [`vnni_int8`] (x86-64 with AVX-512 VNNI, int8 weights): 16-bit pairs multiplied
+//!   and summed by `vpdpwssd`;
+//! * [`vnni_int4`] (the same CPUs, int4 weights): bytes multiplied and summed four at a
+//!   time by `vpdpbusd`;
+//! * [`portable`] (every other CPU, and `OMG_KERNELS_ISA=avx2|no-f16c|portable`): the
+//!   same sums in plain loops, compiled for AVX2 too.
+//!
+//! No float copy of `W` exists at any time.
+
+mod activations;
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod tiling;
+#[cfg(target_arch = "x86_64")]
+mod vnni_int4;
+#[cfg(target_arch = "x86_64")]
+mod vnni_int8;
+mod weights;
+
+use burn_flex::FlexTensor;
+
+use self::activations::QuantRows;
+use self::weights::Packed;
+use super::{f32s, new_f32};
+use crate::quant_format::{QuantBits, QuantLayout, activation_level};
+
+/// `x` `[…, in]`, `values`/`scales` of `layout`, `bias` `[out]` → `[…, out]`.
+pub(crate) fn quant_linear(
+    x: FlexTensor,
+    values: FlexTensor,
+    scales: FlexTensor,
+    layout: QuantLayout,
+    bias: Option<FlexTensor>,
+) -> FlexTensor {
+    let mut shape = x.layout().shape().to_vec();
+    let n = layout.out_features;
+    let rows = shape[..shape.len() - 1].iter().product::<usize>();
+    let xs = f32s(&x);
+    // The sizes every unsafe block below relies on, checked always (`crate::quant`
+    // checked the shapes already): `Packed::new` checks the weight's.
+    assert!(
+        shape.last() == Some(&layout.in_features)
+            && xs.len() == rows * layout.in_features
+            && bias.as_ref().is_none_or(|b| b.layout().num_elements() == n),
+        "quant_linear kernel: x {shape:?} for {layout:?}"
+    );
+    let weights = Packed::new(values.bytes(), f32s(&scales), layout);
+    let level = activation_level(layout.bits);
+    let rows_q = QuantRows::quantize(xs, rows, layout.in_features, level);
+    let mut out = product(&rows_q, &weights);
+    if let Some(bias) = bias.as_ref().map(f32s) {
+        for row in out.chunks_exact_mut(n.max(1)) {
+            for (o, &b) in row.iter_mut().zip(bias) {
+                *o += b;
+            }
+        }
+    }
+    *shape.last_mut().expect("non-empty shape") = n;
+    new_f32(out, &shape)
+}
+
+/// `[rows, out]` products of quantized rows and weights, by the fastest implementation
+/// this CPU (and `OMG_KERNELS_ISA`) allows.
+fn product(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if super::isa::isa().avx512_vnni {
+        return match w.layout.bits {
+            QuantBits::Int8 => vnni_int8::product(x, w),
+            QuantBits::Int4 => vnni_int4::product(x, w),
+        };
+    }
+    portable::product(x, w)
+}

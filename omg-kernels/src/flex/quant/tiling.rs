@@ -1,0 +1,129 @@
+//! How the two AVX-512 VNNI products ([`super::vnni_int8`], [`super::vnni_int4`]) split
+//! their work: the GEMV's parallel tasks over output channels, the GEMM's over blocks
+//! of output channels, and the GEMM's register tiles within a block.
+
+use rayon::prelude::*;
+
+use crate::flex::unblock;
+
+/// Output channels per parallel task of a GEMV.
+pub(super) const CHANNELS: usize = 128;
+/// Output channels per parallel task of a GEMM.
+pub(super) const BLOCK: usize = 64;
+/// Row vectors per GEMM tile.
+pub(super) const RV: usize = 3;
+/// Output channels per GEMM tile.
+pub(super) const NR: usize = 4;
+/// Rows per vector: the GEMM's lanes are rows.
+pub(super) const LANES: usize = 16;
+
+/// `[rows, n]` results of `task(c0, dst)`, which fills channels `c0..` (as many as `dst`
+/// holds, `rows` results each, channel-major); tasks of [`CHANNELS`] run in parallel.
+pub(super) fn by_channel(
+    rows: usize,
+    n: usize,
+    task: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let mut by_channel = vec![0.0f32; n * rows];
+    if rows > 0 {
+        by_channel
+            .par_chunks_mut(CHANNELS * rows)
+            .enumerate()
+            .for_each(|(t, dst)| task(t * CHANNELS, dst));
+    }
+    if rows <= 1 {
+        return by_channel;
+    }
+    let mut out = vec![0.0f32; rows * n];
+    for (c, ys) in by_channel.chunks_exact(rows).enumerate() {
+        for (r, &y) in ys.iter().enumerate() {
+            out[r * n + c] = y;
+        }
+    }
+    out
+}
+
+/// `[rows, n]` results of `task(c0, dst)`, which fills channels `c0..c0 + BLOCK` (those
+/// that exist) of every row into `dst` `[rows][BLOCK]`; blocks run in parallel.
+pub(super) fn by_block(
+    rows: usize,
+    n: usize,
+    task: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let mut by_block = vec![0.0f32; n.div_ceil(BLOCK) * BLOCK * rows];
+    if rows > 0 {
+        by_block
+            .par_chunks_mut(rows * BLOCK)
+            .enumerate()
+            .for_each(|(b, dst)| task(b * BLOCK, dst));
+    }
+    unblock(&by_block, rows, n, BLOCK)
+}
+
+/// The first row vector and block channel of a tile.
+#[derive(Clone, Copy)]
+pub(super) struct Tile {
+    /// First row vector.
+    pub(super) v0: usize,
+    /// First channel within the block.
+    pub(super) i0: usize,
+}
+
+/// A GEMM's register tile over a block of channels.
+pub(super) trait Tiles {
+    /// `R` row vectors from `t.v0` × `N` block channels from `t.i0` over every group;
+    /// hands each (vector, channel) result of [`LANES`] rows to `put`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VNNI.
+    unsafe fn tile<const R: usize, const N: usize>(
+        &self,
+        t: Tile,
+        put: &mut impl FnMut(usize, usize, &[f32; LANES]),
+    );
+}
+
+/// Every tile of a block of `width` channels over `vectors` row vectors (of which the
+/// first `rows` rows exist), into `dst` `[rows][BLOCK]`.
+///
+/// # Safety
+/// The CPU has AVX-512 F, BW and VNNI.
+pub(super) unsafe fn block_tiles<T: Tiles>(
+    tiles: &T,
+    vectors: usize,
+    width: usize,
+    rows: usize,
+    dst: &mut [f32],
+) {
+    for v0 in (0..vectors).step_by(RV) {
+        for i0 in (0..width).step_by(NR) {
+            let t = Tile { v0, i0 };
+            let mut put = |v: usize, i: usize, ys: &[f32; LANES]| {
+                for (lane, &y) in ys.iter().enumerate() {
+                    let r = (v0 + v) * LANES + lane;
+                    if r < rows {
+                        dst[r * BLOCK + i0 + i] = y;
+                    }
+                }
+            };
+            const _: () = assert!(RV == 3 && NR == 4);
+            // SAFETY: the caller's contract.
+            unsafe {
+                match (RV.min(vectors - v0), NR.min(width - i0)) {
+                    (3, 4) => tiles.tile::<3, 4>(t, &mut put),
+                    (3, 3) => tiles.tile::<3, 3>(t, &mut put),
+                    (3, 2) => tiles.tile::<3, 2>(t, &mut put),
+                    (3, _) => tiles.tile::<3, 1>(t, &mut put),
+                    (2, 4) => tiles.tile::<2, 4>(t, &mut put),
+                    (2, 3) => tiles.tile::<2, 3>(t, &mut put),
+                    (2, 2) => tiles.tile::<2, 2>(t, &mut put),
+                    (2, _) => tiles.tile::<2, 1>(t, &mut put),
+                    (_, 4) => tiles.tile::<1, 4>(t, &mut put),
+                    (_, 3) => tiles.tile::<1, 3>(t, &mut put),
+                    (_, 2) => tiles.tile::<1, 2>(t, &mut put),
+                    (_, _) => tiles.tile::<1, 1>(t, &mut put),
+                }
+            }
+        }
+    }
+}
