@@ -53,7 +53,6 @@ import csv
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import statistics

@@ -4,7 +4,7 @@
 //! `B: Backend`:
 //!
 //! * on burn's **Flex** CPU backend (cargo feature `flex`), it runs a hand-written kernel
-//!   on the tensor's raw `f32` storage (AVX2/FMA when the CPU has them, rayon threads);
+//!   on the tensor's raw `f32` storage (AVX2/FMA or AVX-512 when the CPU has them, rayon threads);
 //! * on every other backend (ndarray, wgpu, cuda, …) and for other float types, it runs a
 //!   fallback written in plain burn tensor ops, which is also the reference the kernels
 //!   are tested against.
@@ -66,16 +66,18 @@
 //!
 //! # Instruction sets: `OMG_KERNELS_ISA`
 //!
-//! The kernels detect AVX2, FMA and F16C once per process and run the copies compiled
-//! for them (x86-64; other CPUs run the portable copies). The environment variable
+//! The kernels detect AVX2, FMA, F16C and AVX-512 (F, BW, VNNI) once per process and run
+//! the copies compiled for them (x86-64; other CPUs run the portable copies). The environment variable
 //! `OMG_KERNELS_ISA`, read once at the first kernel call, narrows that choice, to run the
 //! code paths of older CPUs on a newer one (`.ci/run` runs the kernel tests under each
 //! value):
 //!
 //! * unset, empty or `native`: what the CPU has;
-//! * `portable`: the baseline copies everywhere (no AVX2, no FMA, no F16C);
+//! * `portable`: the baseline copies everywhere (no AVX2, no FMA, no F16C, no AVX-512);
+//! * `avx2`: AVX2, FMA and F16C where the CPU has them, but not AVX-512 (the integer
+//!   products in plain loops, burn's matmul for many f32 rows);
 //! * `no-f16c`: AVX2 and FMA where the CPU has them, but the paths of CPUs without
-//!   F16C (half weights widened in memory instead of in registers).
+//!   F16C (half weights widened in memory instead of in registers) and AVX-512.
 //!
 //! Any other value panics at the first kernel run on Flex (or call of [`kernel_isa`]),
 //! with the allowed values in the message (a misspelt value would otherwise test a different path than intended).
@@ -154,12 +156,32 @@ pub fn has_fast_kernels<B: burn::tensor::backend::Backend>() -> bool {
     }
 }
 
+/// Runs `f` on a worker thread of the CPU kernels' thread pool (rayon's global pool,
+/// which burn's Flex backend shares) and returns its result; the calling thread waits.
+///
+/// A parallel kernel called from outside the pool hands its work to the pool and
+/// sleeps until it is done, once per call: a few microseconds each, which add up over
+/// the hundreds of small products of one decoded token. Called from a worker thread,
+/// the same kernel starts its work in place. Wrap a whole forward pass in this (the
+/// LLM does), not each op. Called from a worker thread already, or without the `flex`
+/// feature, it runs `f` on the calling thread.
+pub fn on_worker_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "flex")]
+    {
+        rayon::scope(|_| f())
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        f()
+    }
+}
+
 /// The instruction sets the Flex kernels of this process use:
 /// `"avx512-vnni+avx2+fma+f16c"`, `"avx2+fma+f16c"`, `"avx2+fma"` or `"portable"` (what the CPU has, narrowed by `OMG_KERNELS_ISA`: see
 /// the crate docs); `"none"` without the `flex` feature (no kernels).
 ///
 /// # Panics
-/// If `OMG_KERNELS_ISA` has a value other than `native`, `portable` or `no-f16c`.
+/// If `OMG_KERNELS_ISA` has a value other than `native`, `portable`, `avx2` or `no-f16c`.
 pub fn kernel_isa() -> &'static str {
     #[cfg(feature = "flex")]
     {

@@ -1,4 +1,4 @@
-//! The weight-only quantization format: int8 or int4 values with one f32 scale per
+//! The quantization format of the weights: int8 or int4 values with one f32 scale per
 //! group of [`QUANT_GROUP`] consecutive input channels of an output row (symmetric,
 //! absmax), made and read on the host (the products are in `quant`).
 //!

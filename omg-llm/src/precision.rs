@@ -13,7 +13,8 @@ pub enum LinearStorage {
     /// A float matrix of this dtype (f32, bf16 or f16); a half-precision layer rounds
     /// its input to that dtype and returns f32 (see [`LlmWeights`]).
     Float(FloatDType),
-    /// Weight-only quantized, one f32 scale per 64 input channels.
+    /// Quantized weights, one f32 scale per 64 input channels; the products quantize
+    /// their inputs too (`omg_kernels::quant_linear`).
     Quantized(QuantBits),
 }
 
@@ -65,9 +66,9 @@ pub enum LlmWeights {
     /// Full precision, as the checkpoint (converted to f32).
     #[default]
     F32,
-    /// Weight-only int8 (≈ 1.06 bytes per weight).
+    /// int8 weights (≈ 1.06 bytes per weight), multiplied with int16 inputs.
     Int8,
-    /// Weight-only int4 (≈ 0.56 bytes per weight), head int8.
+    /// int4 weights (≈ 0.56 bytes per weight), head int8, multiplied with int8 inputs.
     Int4,
     /// bfloat16 linears (2 bytes per weight): f32's range, 8 bits of mantissa.
     Bf16,

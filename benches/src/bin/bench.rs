@@ -485,19 +485,44 @@ fn time_image_to_first_mask(
         .with_max_new_tokens(2)
         .with_forced_seg(0);
     let task = Task::segment("the cat");
+    // the prompt's text tokens, its image placeholder among them
+    let text_tokens = pipeline.prompt_ids(&task.prompt()?)?.len();
+    let mut prompt_tokens = 0;
+    // per run: encode, then prompt → [SEG] → mask
+    let mut parts: Vec<[f64; 2]> = Vec::new();
     let (ms, area) = time(args, || {
+        let t = Instant::now();
         let img = pipeline.encode(photo)?;
+        sync(pipeline.device());
+        let encoded = t.elapsed().as_secs_f64() * 1e3;
+        prompt_tokens = text_tokens - 1 + img.visual_token_count();
         for event in pipeline.stream(&img, &task, &options)? {
             if let StreamEvent::Mask { mask, .. } = event? {
+                parts.push([encoded, t.elapsed().as_secs_f64() * 1e3 - encoded]);
                 return Ok(mask.area());
             }
         }
         Err("the segment query produced no mask".into())
     })?;
+    let timed = &parts[parts.len() - ms.len()..];
     report.add(
         "image_to_first_mask",
         ms,
         format!("photo → encode → prompt → [SEG] → mask ({area} px)"),
+    );
+    let part = |i: usize| timed.iter().map(|p| p[i]).collect::<Vec<f64>>();
+    report.add(
+        "first_mask.encode",
+        part(0),
+        "photo → the encoder's outputs".into(),
+    );
+    report.add(
+        "first_mask.llm",
+        part(1),
+        format!(
+            "projector, {prompt_tokens}-token prompt prefilled, [SEG] forced and fed back, \
+             its mask (seg_to_mask above)"
+        ),
     );
     Ok(())
 }

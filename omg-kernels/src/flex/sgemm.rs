@@ -105,11 +105,12 @@ fn block(
             kc,
             first: k0 == 0,
         };
-        for (packed, out) in buffer
-            .chunks_exact(kc * PANEL)
-            .zip(dst.chunks_exact_mut(m * PANEL))
-        {
-            for r0 in (0..m).step_by(MR) {
+        // each tile of input rows against every panel while its rows are in L1
+        for r0 in (0..m).step_by(MR) {
+            for (packed, out) in buffer
+                .chunks_exact(kc * PANEL)
+                .zip(dst.chunks_exact_mut(m * PANEL))
+            {
                 macro_rules! tiles {
                     ($($r:literal),*) => {
                         match MR.min(m - r0) {

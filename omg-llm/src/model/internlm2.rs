@@ -264,7 +264,7 @@ impl<B: Backend> InternLM2<B> {
     pub fn forward_embeds_padded(
         &self,
         embeds: Tensor<B, 3>,
-        mut cache: Option<&mut KvCache<B>>,
+        cache: Option<&mut KvCache<B>>,
         options: ForwardOptions,
         left_padding: &[usize],
     ) -> Result<ForwardOutput<B>, LlmError> {
@@ -291,6 +291,24 @@ impl<B: Backend> InternLM2<B> {
             }
             None => 0,
         };
+        // the whole pass on a worker thread of the CPU kernels, so that each of its
+        // parallel products starts from inside their pool
+        omg_kernels::on_worker_thread(|| {
+            self.layers_and_head(embeds, cache, options, left_padding, start)
+        })
+    }
+
+    /// [`forward_embeds_padded`](Self::forward_embeds_padded) after its checks, with
+    /// the first position `start`.
+    fn layers_and_head(
+        &self,
+        embeds: Tensor<B, 3>,
+        mut cache: Option<&mut KvCache<B>>,
+        options: ForwardOptions,
+        left_padding: &[usize],
+        start: usize,
+    ) -> Result<ForwardOutput<B>, LlmError> {
+        let [b, t, h] = embeds.dims();
         let rope = self
             .rope
             .tensors::<B>(start, t, start + t, &embeds.device());

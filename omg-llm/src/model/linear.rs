@@ -1,5 +1,5 @@
 //! [`LlmLinear`]: a linear layer of the LLM whose weight is float (f32, bf16, f16) or
-//! weight-only quantized ([`QuantWeight`]), the choice made at load time
+//! quantized ([`QuantWeight`]: int8/int4 weights, the inputs quantized per product), the choice made at load time
 //! ([`crate::LlmWeights`]).
 
 use burn::module::{Module, Param, ParamId};
@@ -8,7 +8,7 @@ use omg_kernels::{QuantBits, QuantLayout, half_linear, linear_with, quant_linear
 
 use crate::precision::LinearStorage;
 
-/// A weight-only quantized `[out, in]` matrix (the official layout): packed int8/int4
+/// A quantized `[out, in]` matrix (the official layout): packed int8/int4
 /// values and one f32 scale per 64 input channels (see [`omg_kernels::QuantizedMatrix`]).
 #[derive(Module, Debug)]
 pub struct QuantWeight<B: Backend> {

@@ -83,6 +83,27 @@ pub(super) trait Tiles {
     );
 }
 
+/// `tiles.tile::<R, N>(t, &mut put)` for the run-time sizes `r` ≤ [`RV`], `n` ≤ [`NR`].
+macro_rules! tile_sizes {
+    ($tiles:ident, $t:ident, $put:ident, $r:expr, $n:expr) => {
+        tile_sizes!(@r $tiles, $t, $put, $r, $n; [1, 2, 3]; [1, 2, 3, 4])
+    };
+    (@r $tiles:ident, $t:ident, $put:ident, $r:expr, $n:expr; [$($rs:literal),*]; $ns:tt) => {{
+        const _: () = assert!(RV == [$($rs),*].len());
+        match $r {
+            $($rs => tile_sizes!(@n $tiles, $t, $put, $rs, $n; $ns),)*
+            r => unreachable!("{r} row vectors"),
+        }
+    }};
+    (@n $tiles:ident, $t:ident, $put:ident, $r:literal, $n:expr; [$($ns:literal),*]) => {{
+        const _: () = assert!(NR == [$($ns),*].len());
+        match $n {
+            $($ns => $tiles.tile::<$r, $ns>($t, &mut $put),)*
+            n => unreachable!("{n} channels"),
+        }
+    }};
+}
+
 /// Every tile of a block of `width` channels over `vectors` row vectors (of which the
 /// first `rows` rows exist), into `dst` `[rows][BLOCK]`.
 ///
@@ -106,24 +127,8 @@ pub(super) unsafe fn block_tiles<T: Tiles>(
                     }
                 }
             };
-            const _: () = assert!(RV == 3 && NR == 4);
             // SAFETY: the caller's contract.
-            unsafe {
-                match (RV.min(vectors - v0), NR.min(width - i0)) {
-                    (3, 4) => tiles.tile::<3, 4>(t, &mut put),
-                    (3, 3) => tiles.tile::<3, 3>(t, &mut put),
-                    (3, 2) => tiles.tile::<3, 2>(t, &mut put),
-                    (3, _) => tiles.tile::<3, 1>(t, &mut put),
-                    (2, 4) => tiles.tile::<2, 4>(t, &mut put),
-                    (2, 3) => tiles.tile::<2, 3>(t, &mut put),
-                    (2, 2) => tiles.tile::<2, 2>(t, &mut put),
-                    (2, _) => tiles.tile::<2, 1>(t, &mut put),
-                    (_, 4) => tiles.tile::<1, 4>(t, &mut put),
-                    (_, 3) => tiles.tile::<1, 3>(t, &mut put),
-                    (_, 2) => tiles.tile::<1, 2>(t, &mut put),
-                    (_, _) => tiles.tile::<1, 1>(t, &mut put),
-                }
-            }
+            unsafe { tile_sizes!(tiles, t, put, RV.min(vectors - v0), NR.min(width - i0)) }
         }
     }
 }
