@@ -269,3 +269,41 @@ fn shards_partition_the_manifest_and_bad_manifests_are_named() {
         Err(BatchError::Manifest { line: 1, .. })
     ));
 }
+
+#[test]
+fn an_out_file_that_holds_no_results_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    // a manifest without its final newline, as `--out` by mistake
+    let manifest = dir.path().join("inputs.jsonl");
+    let text = "{\"id\": \"a\", \"image\": \"a.png\"}\n{\"id\": \"b\", \"image\": \"b.png\"}";
+    std::fs::write(&manifest, text).unwrap();
+    let e = finished_ids(&manifest).unwrap_err();
+    assert!(
+        matches!(&e, BatchError::Results { line: 1, .. }) && e.to_string().contains("results file"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
+    // any other text with an extension
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "first line\nsecond, cut").unwrap();
+    assert!(matches!(
+        finished_ids(&notes),
+        Err(BatchError::Results { line: 1, .. })
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "first line\nsecond, cut"
+    );
+    // whole lines of results, then a line that is not the start of one
+    let results = dir.path().join("results.jsonl");
+    std::fs::write(&results, "\nnot json").unwrap();
+    assert!(matches!(
+        finished_ids(&results),
+        Err(BatchError::Results { line: 2, .. })
+    ));
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), "\nnot json");
+    // a cut record is still cut off, as a killed run leaves it
+    std::fs::write(&results, "\n{\"id\": \"x\", \"ta").unwrap();
+    assert!(finished_ids(&results).unwrap().is_empty());
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), "\n");
+}

@@ -4,7 +4,6 @@
 //! first result, and failed inputs are left out.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde::Serialize;
@@ -81,24 +80,26 @@ pub struct CocoJson {
 
 /// Reads a results file.
 pub fn read_results(path: &Path) -> Result<Vec<Output>, BatchError> {
-    let io = |source| BatchError::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| BatchError::Io {
         path: path.to_owned(),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
+    })?;
+    parse_results(path, &text)
+}
+
+/// The result records of `text`, the contents of the results file `path` (one JSON
+/// record per line; blank lines skipped).
+pub fn parse_results(path: &Path, text: &str) -> Result<Vec<Output>, BatchError> {
     let mut out = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
+    for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(
-            serde_json::from_str(&line).map_err(|e| BatchError::Results {
-                path: path.to_owned(),
-                line: n + 1,
-                reason: e.to_string(),
-            })?,
-        );
+        out.push(serde_json::from_str(line).map_err(|e| BatchError::Results {
+            path: path.to_owned(),
+            line: n + 1,
+            reason: e.to_string(),
+        })?);
     }
     Ok(out)
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 use omg_llava::{GenerateOptions, Pipeline};
 
-use super::coco::read_results;
+use super::coco::parse_results;
 use super::process::process_batch;
 use super::{BatchError, Input, Output};
 use crate::jobs::JobKind;
@@ -37,7 +37,10 @@ impl<F: FnMut(&Output)> Progress for F {
 }
 
 /// The ids a results file holds. A last line without its newline (a run killed while
-/// writing) is cut off the file, so that the run resumed appends whole lines.
+/// writing) is cut off the file, so that the run resumed appends whole lines; the file
+/// is changed only after every whole line has read as a result record and the cut line
+/// as the start of one, so pointing `--out` at another file (the manifest, say) is an
+/// error that leaves it as it was.
 pub fn finished_ids(path: &Path) -> Result<HashSet<String>, BatchError> {
     let io = |source| BatchError::Io {
         path: path.to_owned(),
@@ -49,14 +52,42 @@ pub fn finished_ids(path: &Path) -> Result<HashSet<String>, BatchError> {
     }
     let bytes = std::fs::read(path).map_err(io)?;
     let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let lines = bytes[..whole].iter().filter(|&&b| b == b'\n').count();
+    let not_results = |line: usize, reason: &str| BatchError::Results {
+        path: path.to_owned(),
+        line,
+        reason: format!("{reason}; is it a results file? (it was left as it was)"),
+    };
+    let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        not_results(line, "not UTF-8 text")
+    })?;
+    let results = parse_results(path, text).map_err(|e| match e {
+        BatchError::Results { line, reason, .. } => not_results(line, &reason),
+        other => other,
+    })?;
     if whole < bytes.len() {
+        let tail = &bytes[whole..];
+        if !matches!(
+            tail.iter().find(|b| !b.is_ascii_whitespace()),
+            None | Some(b'{')
+        ) {
+            return Err(not_results(
+                lines + 1,
+                "the last line is neither a result record nor the start of one",
+            ));
+        }
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(io)?;
         file.set_len(whole as u64).map_err(io)?;
     }
-    ids.extend(read_results(path)?.into_iter().map(|out| out.id));
+    ids.extend(results.into_iter().map(|out| out.id));
     Ok(ids)
 }
 
