@@ -1,5 +1,5 @@
-//! `y = x · Wᵀ + b` from a quantized `W` (format: [`crate::quant_format`]), multiplied
-//! in integers.
+//! `y = x · Wᵀ + b` from a quantized `W` (format: [`crate::quant_format`]) and a
+//! quantized `x`, multiplied in integers on CPUs with AVX-512 VNNI.
 //!
 //! The input rows are quantized first ([`activations`]): int16 (under int8 weights) or
 //! int8 (under int4) with one f32 scale per group of 64 input channels, the groups of
@@ -8,17 +8,18 @@
 //!
 //! `y[r, c] = Σ_g  s_x[r, g] · s_w[c, g] · Σ_{k ∈ g} q_x[r, k] · q_w[c, k]`.
 //!
-//! Three implementations compute it, each a GEMV for a few rows (decoding) and a
-//! register-tiled GEMM for more (prefill), reading the packed weight as stored:
+//! Three implementations compute it, each with a GEMV for a few rows (decoding) and a
+//! GEMM for more (prefill):
 //!
 //! * [`vnni_int8`] (x86-64 with AVX-512 VNNI, int8 weights): 16-bit pairs multiplied
-//!   and summed by `vpdpwssd`;
+//!   and summed by `vpdpwssd`, the GEMM register-tiled over the packed rows as stored;
 //! * [`vnni_int4`] (the same CPUs, int4 weights): bytes multiplied and summed four at a
-//!   time by `vpdpbusd`;
+//!   time by `vpdpbusd`, tiled the same way;
 //! * [`portable`] (every other CPU, and `OMG_KERNELS_ISA=avx2|no-f16c|portable`): the
-//!   same sums in plain loops, compiled for AVX2 too.
+//!   same products in f32, `s_x q_x` (exact) against the weight's groups unpacked to
+//!   `s_w q_w`, with AVX2 and FMA where the CPU has them.
 //!
-//! No float copy of `W` exists at any time.
+//! No float copy of the whole `W` exists at any time.
 
 mod activations;
 mod portable;
