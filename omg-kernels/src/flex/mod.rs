@@ -44,6 +44,45 @@ pub(crate) fn new_f32(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape.to_vec()))
 }
 
+/// `[rows, n]` results of `task(c0, dst)`, which fills output channels `c0..` (as many
+/// as `dst` holds, `rows` results each, channel-major); tasks of `channels` channels
+/// run in parallel, and the channel-major results are transposed at the end.
+pub(crate) fn by_channel(
+    rows: usize,
+    n: usize,
+    channels: usize,
+    task: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+
+    let mut by_channel = vec![0.0f32; n * rows];
+    if rows > 0 {
+        by_channel
+            .par_chunks_mut(channels * rows)
+            .enumerate()
+            .for_each(|(t, dst)| task(t * channels, dst));
+    }
+    if rows <= 1 {
+        return by_channel;
+    }
+    let mut out = vec![0.0f32; rows * n];
+    for (c, ys) in by_channel.chunks_exact(rows).enumerate() {
+        for (r, &y) in ys.iter().enumerate() {
+            out[r * n + c] = y;
+        }
+    }
+    out
+}
+
+/// Adds `bias` (one value per column) to every row of the row-major `out`.
+pub(crate) fn add_bias(out: &mut [f32], bias: &[f32]) {
+    for row in out.chunks_exact_mut(bias.len().max(1)) {
+        for (o, &b) in row.iter_mut().zip(bias) {
+            *o += b;
+        }
+    }
+}
+
 /// `[blocks][rows][width]` results of consecutive column blocks (the last one
 /// possibly narrower than `width`) → `[rows, n]`.
 pub(crate) fn unblock(by_block: &[f32], rows: usize, n: usize, width: usize) -> Vec<f32> {

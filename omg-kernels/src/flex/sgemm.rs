@@ -39,11 +39,7 @@ pub(crate) fn many_rows(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTens
             "sgemm: bias of {} for {n} columns",
             bias.len()
         );
-        for row in out.chunks_exact_mut(n.max(1)) {
-            for (o, &b) in row.iter_mut().zip(bias) {
-                *o += b;
-            }
-        }
+        super::add_bias(&mut out, bias);
     }
     *shape.last_mut().expect("non-empty shape") = n;
     new_f32(out, &shape)

@@ -35,7 +35,7 @@ use burn_flex::FlexTensor;
 
 use self::activations::QuantRows;
 use self::weights::Packed;
-use super::{f32s, new_f32};
+use super::{add_bias, f32s, new_f32};
 use crate::quant_format::{QuantBits, QuantLayout, activation_level};
 
 /// `x` `[…, in]`, `values`/`scales` of `layout`, `bias` `[out]` → `[…, out]`.
@@ -63,11 +63,7 @@ pub(crate) fn quant_linear(
     let rows_q = QuantRows::quantize(xs, rows, layout.in_features, level);
     let mut out = product(&rows_q, &weights);
     if let Some(bias) = bias.as_ref().map(f32s) {
-        for row in out.chunks_exact_mut(n.max(1)) {
-            for (o, &b) in row.iter_mut().zip(bias) {
-                *o += b;
-            }
-        }
+        add_bias(&mut out, bias);
     }
     *shape.last_mut().expect("non-empty shape") = n;
     new_f32(out, &shape)

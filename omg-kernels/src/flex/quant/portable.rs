@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::activations::QuantRows;
 use super::weights::Packed;
-use crate::flex::{madd, multiversion};
+use crate::flex::{by_channel, madd, multiversion};
 use crate::linear::FEW_ROWS;
 use crate::quant_format::{QUANT_GROUP, QuantLayout, dequantize_group};
 
@@ -59,36 +59,14 @@ pub(crate) fn product(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
 }
 
 fn few_rows(xs: &[f32], vs: &[u8], ss: &[f32], l: QuantLayout, rows: usize) -> Vec<f32> {
-    let n = l.out_features;
-    // channel-major results, transposed below
-    let mut by_channel = vec![0.0f32; n * rows];
-    by_channel
-        .par_chunks_mut(CHANNELS * rows.max(1))
-        .enumerate()
-        .for_each(|(task, dst)| {
-            let c0 = task * CHANNELS;
-            run(
-                xs,
-                vs,
-                ss,
-                Task {
-                    layout: l,
-                    rows,
-                    c0,
-                },
-                dst,
-            )
-        });
-    if rows == 1 {
-        return by_channel;
-    }
-    let mut out = vec![0.0f32; rows * n];
-    for (c, ys) in by_channel.chunks_exact(rows).enumerate() {
-        for (r, &y) in ys.iter().enumerate() {
-            out[r * n + c] = y;
-        }
-    }
-    out
+    by_channel(rows, l.out_features, CHANNELS, |c0, dst| {
+        let task = Task {
+            layout: l,
+            rows,
+            c0,
+        };
+        run(xs, vs, ss, task, dst)
+    })
 }
 
 /// Channels `c0..` (as many as `dst` holds) of a few-row product.

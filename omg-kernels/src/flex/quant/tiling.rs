@@ -1,6 +1,9 @@
 //! How the two AVX-512 VNNI products ([`super::vnni_int8`], [`super::vnni_int4`]) split
-//! their work: the GEMV's parallel tasks over output channels, the GEMM's over blocks
-//! of output channels, and the GEMM's register tiles within a block.
+//! their work: the GEMV's parallel tasks over output channels ([`CHANNELS`] each, through
+//! [`crate::flex::by_channel`]), the GEMM's over blocks of output channels, and the
+//! GEMM's register tiles within a block.
+
+use std::arch::x86_64::{__m512, _mm512_storeu_ps};
 
 use rayon::prelude::*;
 
@@ -16,32 +19,6 @@ pub(super) const RV: usize = 3;
 pub(super) const NR: usize = 4;
 /// Rows per vector: the GEMM's lanes are rows.
 pub(super) const LANES: usize = 16;
-
-/// `[rows, n]` results of `task(c0, dst)`, which fills channels `c0..` (as many as `dst`
-/// holds, `rows` results each, channel-major); tasks of [`CHANNELS`] run in parallel.
-pub(super) fn by_channel(
-    rows: usize,
-    n: usize,
-    task: impl Fn(usize, &mut [f32]) + Sync + Send,
-) -> Vec<f32> {
-    let mut by_channel = vec![0.0f32; n * rows];
-    if rows > 0 {
-        by_channel
-            .par_chunks_mut(CHANNELS * rows)
-            .enumerate()
-            .for_each(|(t, dst)| task(t * CHANNELS, dst));
-    }
-    if rows <= 1 {
-        return by_channel;
-    }
-    let mut out = vec![0.0f32; rows * n];
-    for (c, ys) in by_channel.chunks_exact(rows).enumerate() {
-        for (r, &y) in ys.iter().enumerate() {
-            out[r * n + c] = y;
-        }
-    }
-    out
-}
 
 /// `[rows, n]` results of `task(c0, dst)`, which fills channels `c0..c0 + BLOCK` (those
 /// that exist) of every row into `dst` `[rows][BLOCK]`; blocks run in parallel.
@@ -129,6 +106,23 @@ pub(super) unsafe fn block_tiles<T: Tiles>(
             };
             // SAFETY: the caller's contract.
             unsafe { tile_sizes!(tiles, t, put, RV.min(vectors - v0), NR.min(width - i0)) }
+        }
+    }
+}
+
+/// Hands each (vector, channel) sum of a tile to `put` as [`LANES`] row results.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+pub(super) fn put_sums<const R: usize, const N: usize>(
+    sum: &[[__m512; N]; R],
+    put: &mut impl FnMut(usize, usize, &[f32; LANES]),
+) {
+    for (v, sums) in sum.iter().enumerate() {
+        for (i, s) in sums.iter().enumerate() {
+            let mut ys = [0.0f32; LANES];
+            // SAFETY: 16 f32 at `ys`.
+            unsafe { _mm512_storeu_ps(ys.as_mut_ptr(), *s) };
+            put(v, i, &ys);
         }
     }
 }

@@ -15,8 +15,9 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 
 use super::activations::QuantRows;
-use super::tiling::{BLOCK, LANES, Tile, Tiles, block_tiles, by_block, by_channel};
+use super::tiling::{BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums};
 use super::weights::Packed;
+use crate::flex::by_channel;
 use crate::linear::FEW_ROWS;
 use crate::quant_format::{QUANT_GROUP, QuantBits};
 
@@ -72,7 +73,7 @@ fn group(w: &Packed<'_>, c: usize, g: usize) -> [__m512i; 2] {
 // ---- GEMV ------------------------------------------------------------------------------
 
 fn gemv(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
-    by_channel(x.rows, w.layout.out_features, |c0, dst| {
+    by_channel(x.rows, w.layout.out_features, CHANNELS, |c0, dst| {
         // SAFETY: `product` is only called when `isa` reported AVX-512 F, BW and VNNI on
         // this CPU.
         unsafe { gemv_channels(x, w, c0, dst) }
@@ -302,12 +303,5 @@ fn tile<const R: usize, const N: usize>(
             }
         }
     }
-    for (v, sums) in sum.iter().enumerate() {
-        for (i, s) in sums.iter().enumerate() {
-            let mut ys = [0.0f32; LANES];
-            // SAFETY: 16 f32 at `ys`.
-            unsafe { _mm512_storeu_ps(ys.as_mut_ptr(), *s) };
-            put(v, i, &ys);
-        }
-    }
+    put_sums(&sum, put);
 }

@@ -69,43 +69,11 @@ impl<'a> Packed<'a> {
 
     /// The values of group `g` of channel `c`, in input order; 0 past a short group.
     pub(crate) fn signed_group(&self, c: usize, g: usize, dst: &mut [i8; QUANT_GROUP]) {
-        let mut wide = [0i16; QUANT_GROUP];
-        self.wide_group(c, g, &mut wide);
-        for (d, &v) in dst.iter_mut().zip(&wide) {
-            *d = v as i8;
-        }
-    }
-
-    /// [`signed_group`](Self::signed_group) widened to 16 bits, with straight-line
-    /// loops for whole groups (which the compiler vectorizes).
-    #[inline(always)]
-    pub(crate) fn wide_group(&self, c: usize, g: usize, dst: &mut [i16; QUANT_GROUP]) {
-        if g < self.full_groups() {
-            let row = self.row(c);
-            match self.layout.bits {
-                QuantBits::Int8 => {
-                    let b: &[u8; 64] = row[g * 64..(g + 1) * 64].try_into().expect("64 bytes");
-                    for (d, &v) in dst.iter_mut().zip(b) {
-                        *d = v as i8 as i16;
-                    }
-                }
-                QuantBits::Int4 => {
-                    // byte j: value j (low nibble), value j + 32 (high nibble), both + 8
-                    let b: &[u8; 32] = row[g * 32..(g + 1) * 32].try_into().expect("32 bytes");
-                    let (lo, hi) = dst.split_at_mut(32);
-                    for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(b) {
-                        *l = (v & 15) as i16 - 8;
-                        *h = (v >> 4) as i16 - 8;
-                    }
-                }
-            }
-            return;
-        }
         let mut u = [0u8; QUANT_GROUP];
         let len = self.unsigned_group(c, g, &mut u);
         let offset = self.offset();
         for (d, &v) in dst.iter_mut().zip(&u[..len]) {
-            *d = (v as i32 - offset) as i16;
+            *d = (v as i32 - offset) as i8;
         }
         dst[len..].fill(0);
     }
