@@ -73,4 +73,31 @@ impl<S: TensorSource> TensorSource for FiniteCheck<S> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn prefetch_rows(&self, name: &str, rows: std::ops::Range<usize>) {
+        self.inner.prefetch_rows(name, rows)
+    }
+
+    fn read_rows_f32(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        let first = rows.start;
+        self.inner.read_rows_f32(name, rows, out)?;
+        if let Some(at) = out.iter().position(|v| !v.is_finite()) {
+            let row_len = self
+                .inner
+                .info(name)
+                .map_or(1, |i| i.shape.iter().skip(1).product::<usize>());
+            return Err(CheckpointError::NonFinite {
+                key: name.to_owned(),
+                source_name: self.inner.describe(),
+                index: first * row_len + at,
+                value: f64::from(out[at]),
+            });
+        }
+        Ok(())
+    }
 }

@@ -14,6 +14,7 @@ mod error;
 mod finite;
 pub mod module_loader;
 pub mod pth;
+mod rows;
 pub mod safetensors;
 mod source;
 pub mod synthetic;

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use burn::tensor::{DType, TensorData};
 use memmap2::Mmap;
 
+use crate::rows::{check_rows, convert_into, prefetch, release, row_span};
 use crate::{CheckpointError, TensorInfo, TensorSource};
 use pickle::{Found, TensorRef};
 
@@ -215,8 +216,10 @@ impl TensorSource for PthFile {
         };
         let storage = &self.mmap[e.storage.clone()];
         self.verify(e, storage)?;
-        let mut bytes = strided_copy(storage, e)
-            .map_err(|m| format_err(&self.path, format!("tensor `{name}`: {m}")))?;
+        let copied = strided_copy(storage, e);
+        release(&self.mmap, e.storage.clone());
+        let mut bytes =
+            copied.map_err(|m| format_err(&self.path, format!("tensor `{name}`: {m}")))?;
         if e.info.dtype.is_bool() {
             // torch writes 0/1, but never hand burn a byte that is not a valid bool.
             bytes.iter_mut().for_each(|b| *b = u8::from(*b != 0));
@@ -239,9 +242,80 @@ impl TensorSource for PthFile {
             )
         }
     }
+
+    fn prefetch_rows(&self, name: &str, rows: std::ops::Range<usize>) {
+        if let Some(e) = self.tensors.get(name).filter(|e| is_row_major(e)) {
+            let start = e.storage.start + e.offset * e.info.dtype.size();
+            if let Some(span) = row_span(&e.info, start, &rows, e.storage.end) {
+                prefetch(&self.mmap, span);
+            }
+        }
+    }
+
+    fn read_rows_f32(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        let Some(e) = self.tensors.get(name) else {
+            // missing, or of an unsupported dtype or kind: `read` names the problem
+            return self.read(name).map(|_| ());
+        };
+        if !is_row_major(e) {
+            return self.read_rows_whole(name, rows, out);
+        }
+        let size = e.info.dtype.size();
+        let row_bytes = check_rows(name, &e.info, &rows, out.len())? * size;
+        let storage = &self.mmap[e.storage.clone()];
+        self.verify(e, storage)?;
+        // `make_entry` checked that the view lies inside its storage record.
+        let start = e.storage.start + e.offset * size + rows.start * row_bytes;
+        let span = start..start + rows.len() * row_bytes;
+        convert_into(&self.mmap[span.clone()], e.info.dtype, out);
+        release(&self.mmap, span);
+        Ok(())
+    }
+}
+
+/// Whether the view `e` is row-major and contiguous (its rows lie one after another).
+fn is_row_major(e: &Entry) -> bool {
+    let mut expected = 1;
+    for (&dim, &stride) in e.info.shape.iter().zip(&e.stride).rev() {
+        if dim != 1 && stride != expected {
+            return false;
+        }
+        expected *= dim;
+    }
+    true
 }
 
 impl PthFile {
+    /// [`TensorSource::read_rows_f32`] through a whole-tensor read.
+    fn read_rows_whole(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        struct Whole<'a>(&'a PthFile);
+        impl TensorSource for Whole<'_> {
+            fn names(&self) -> Vec<String> {
+                self.0.names()
+            }
+            fn info(&self, name: &str) -> Option<TensorInfo> {
+                self.0.info(name)
+            }
+            fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
+                self.0.read(name)
+            }
+            fn describe(&self) -> String {
+                self.0.describe()
+            }
+        }
+        Whole(self).read_rows_f32(name, rows, out)
+    }
+
     /// Checks the CRC-32 of `e`'s storage record once (views share records): bit rot in
     /// a large download is an error naming the record, not silently wrong weights.
     fn verify(&self, e: &Entry, storage: &[u8]) -> Result<(), CheckpointError> {

@@ -9,6 +9,7 @@ use burn::tensor::{DType, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::rows::{check_rows, convert_into, prefetch, release, row_span};
 use crate::{CheckpointError, TensorInfo, TensorSource};
 
 /// Name of the index file of a sharded HF checkpoint.
@@ -111,6 +112,7 @@ impl TensorSource for SafetensorsFile {
                 sources: self.describe(),
             })?;
         let bytes = self.mmap[range.clone()].to_vec();
+        release(&self.mmap, range.clone());
         Ok(TensorData::from_bytes_vec(
             bytes,
             info.shape.clone(),
@@ -120,6 +122,35 @@ impl TensorSource for SafetensorsFile {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn prefetch_rows(&self, name: &str, rows: std::ops::Range<usize>) {
+        if let Some((info, range)) = self.tensors.get(name)
+            && let Some(span) = row_span(info, range.start, &rows, range.end)
+        {
+            prefetch(&self.mmap, span);
+        }
+    }
+
+    fn read_rows_f32(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        let (info, range) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| CheckpointError::MissingKey {
+                key: name.to_owned(),
+                sources: self.describe(),
+            })?;
+        let row_bytes = check_rows(name, info, &rows, out.len())? * info.dtype.size();
+        let start = range.start + rows.start * row_bytes;
+        let span = start..start + rows.len() * row_bytes;
+        convert_into(&self.mmap[span.clone()], info.dtype, out);
+        release(&self.mmap, span);
+        Ok(())
     }
 }
 
@@ -220,6 +251,27 @@ impl TensorSource for ShardedSafetensors {
 
     fn describe(&self) -> String {
         format!("{} ({} shards)", self.index.display(), self.shards.len())
+    }
+
+    fn prefetch_rows(&self, name: &str, rows: std::ops::Range<usize>) {
+        if let Some(&i) = self.owner.get(name) {
+            self.shards[i].prefetch_rows(name, rows);
+        }
+    }
+
+    fn read_rows_f32(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        match self.owner.get(name) {
+            Some(&i) => self.shards[i].read_rows_f32(name, rows, out),
+            None => Err(CheckpointError::MissingKey {
+                key: name.to_owned(),
+                sources: self.describe(),
+            }),
+        }
     }
 }
 

@@ -1,6 +1,9 @@
+use std::ops::Range;
+
 use burn::tensor::{DType, TensorData};
 
 use crate::CheckpointError;
+use crate::rows::{check_rows, convert_into};
 
 /// Shape and dtype of one stored tensor, known without reading its data.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,46 @@ pub trait TensorSource {
     fn contains(&self, name: &str) -> bool {
         self.info(name).is_some()
     }
+
+    /// Asks for `rows` of `name` to be read ahead from disk, without waiting, so that
+    /// a later [`read_rows_f32`](Self::read_rows_f32) of them does not wait for the
+    /// disk. Only a hint: memory-mapped files pass it to the OS, others ignore it.
+    fn prefetch_rows(&self, name: &str, rows: Range<usize>) {
+        let _ = (name, rows);
+    }
+
+    /// Reads `rows` (along the first dimension) of the float tensor `name` as f32
+    /// into `out`, which must hold exactly `rows.len()` rows (the product of the
+    /// other dimensions each). A memory-mapped file converts straight from its map,
+    /// so a large tensor can be read a block of rows at a time without a copy of the
+    /// whole; this default reads the whole tensor.
+    fn read_rows_f32(
+        &self,
+        name: &str,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        let info = self.info(name).ok_or_else(|| CheckpointError::MissingKey {
+            key: name.to_owned(),
+            sources: self.describe(),
+        })?;
+        let row_len = check_rows(name, &info, &rows, out.len())?;
+        let data = self.read(name)?;
+        let size = data.dtype.size();
+        let bytes = data.as_bytes();
+        let range = rows.start * row_len * size..rows.end * row_len * size;
+        if data.dtype != info.dtype || bytes.len() < range.end {
+            return Err(CheckpointError::Apply(format!(
+                "`{name}` read as {:?} with {} bytes, its info says {:?} {:?}",
+                data.dtype,
+                bytes.len(),
+                info.dtype,
+                info.shape
+            )));
+        }
+        convert_into(&bytes[range], info.dtype, out);
+        Ok(())
+    }
 }
 
 /// A reference or a box to a source is a source.
@@ -44,6 +87,17 @@ macro_rules! forward_source {
             }
             fn describe(&self) -> String {
                 (**self).describe()
+            }
+            fn read_rows_f32(
+                &self,
+                name: &str,
+                rows: Range<usize>,
+                out: &mut [f32],
+            ) -> Result<(), CheckpointError> {
+                (**self).read_rows_f32(name, rows, out)
+            }
+            fn prefetch_rows(&self, name: &str, rows: Range<usize>) {
+                (**self).prefetch_rows(name, rows)
             }
         }
     };
@@ -84,6 +138,19 @@ impl<S: TensorSource> TensorSource for PrefixView<S> {
     }
     fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
         self.inner.read(&format!("{}{name}", self.prefix))
+    }
+    fn read_rows_f32(
+        &self,
+        name: &str,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), CheckpointError> {
+        self.inner
+            .read_rows_f32(&format!("{}{name}", self.prefix), rows, out)
+    }
+    fn prefetch_rows(&self, name: &str, rows: Range<usize>) {
+        self.inner
+            .prefetch_rows(&format!("{}{name}", self.prefix), rows)
     }
     fn describe(&self) -> String {
         format!("{} (keys under `{}`)", self.inner.describe(), self.prefix)
