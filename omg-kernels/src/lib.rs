@@ -120,6 +120,7 @@ mod depthwise;
 mod dispatch;
 mod gelu;
 mod linear;
+mod low_rank;
 mod quant;
 mod quant_format;
 mod rope;
@@ -139,6 +140,7 @@ pub use gelu::{gelu, gelu_fallback};
 pub use linear::{
     FEW_ROWS, half_linear, half_linear_fallback, linear, linear_fallback, linear_with,
 };
+pub use low_rank::add_scaled_product;
 pub use quant::{dequantize, quant_linear, quant_linear_fallback};
 pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix, activation_level};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};

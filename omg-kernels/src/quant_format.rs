@@ -195,14 +195,63 @@ impl QuantizedMatrix {
 }
 
 /// Quantizes one row into its packed bytes and scales.
+/// `a.round() as i32` (halves away from zero) for `|a| < 2³¹`, in operations that
+/// vectorize: the largest float below ½ is added to `|a|` and the sum truncated, which
+/// rounds every float as `round` does (the sum can only reach the next integer when
+/// `|a|`'s fraction is at least ½). NaN gives 0, as `NaN as i32` does.
+#[inline(always)]
+fn round_half_away(a: f32) -> i32 {
+    const BELOW_HALF: f32 = f32::from_bits(0x3EFF_FFFF);
+    let magnitude = (a.abs() + BELOW_HALF) as i32;
+    if a < 0.0 { -magnitude } else { magnitude }
+}
+
+/// The largest `|v|` of `values` (NaNs ignored, as `f32::max` does), in 16 lanes so
+/// that it vectorizes.
+#[inline(always)]
+fn absmax(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut blocks = values.chunks_exact(16);
+    for block in &mut blocks {
+        for (m, v) in lanes.iter_mut().zip(block) {
+            *m = m.max(v.abs());
+        }
+    }
+    let tail = blocks
+        .remainder()
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// Quantizes one row (`vals` and `scales` sized for it by the caller), with AVX2
+/// vectors where the CPU has them: the same operations, so the same bytes.
 fn quantize_row(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        /// [`quantize_row_with`] compiled for AVX2.
+        #[target_feature(enable = "avx2")]
+        fn avx2(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut [f32]) {
+            quantize_row_with(row, bits, vals, scales)
+        }
+        // SAFETY: the CPU has AVX2 (checked just above); the function only takes
+        // slices, whose bounds are checked as in the portable build.
+        unsafe { avx2(row, bits, vals, scales) };
+        return;
+    }
+    quantize_row_with(row, bits, vals, scales)
+}
+
+#[inline(always)]
+fn quantize_row_with(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut [f32]) {
     let level = bits.max_level();
     for (g, chunk) in row.chunks(QUANT_GROUP).enumerate() {
-        let absmax = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let absmax = absmax(chunk);
         let scale = absmax / level;
         scales[g] = scale;
         let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        let q = |v: f32| (v * inv).round().clamp(-level, level) as i32;
+        let max = level as i32;
+        let q = |v: f32| round_half_away(v * inv).clamp(-max, max);
         match bits {
             QuantBits::Int8 => {
                 for (b, &v) in vals[g * QUANT_GROUP..].iter_mut().zip(chunk) {
@@ -249,5 +298,34 @@ pub(crate) fn dequantize_group(
                 *d = ((b >> 4) as i32 - 8) as f32 * scale;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_away;
+
+    /// `f32::round` on the values where a shortcut would go wrong: halves, the floats
+    /// next to them, and a dense sweep of the range the quantizers use.
+    #[test]
+    fn round_half_away_is_round() {
+        let check = |a: f32| assert_eq!(round_half_away(a), a.round() as i32, "{a:e}");
+        for k in -300..=300 {
+            let half = k as f32 + 0.5;
+            for ulps in -3i32..=3 {
+                let bits = half.to_bits() as i32 + ulps;
+                check(f32::from_bits(bits as u32));
+                check(-f32::from_bits(bits as u32));
+            }
+            check(k as f32);
+        }
+        // every 61st float in [0, 256)
+        let end = 256.0f32.to_bits();
+        for bits in (0..end).step_by(61) {
+            check(f32::from_bits(bits));
+            check(-f32::from_bits(bits));
+        }
+        check(f32::from_bits(0x3EFF_FFFF));
+        assert_eq!(round_half_away(f32::NAN), 0);
     }
 }
