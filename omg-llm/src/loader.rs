@@ -25,8 +25,9 @@
 //! failed load never yields a half-loaded model.
 //!
 //! The `_with` variants take an [`LlmWeights`]: under int8/int4 each linear weight is
-//! read, LoRA-merged in f32, quantized and its f32 copy dropped before the next tensor
-//! is read, so the peak memory of a load is the final model plus about one f32 tensor.
+//! read a block of rows at a time (about 32 MB of f32), LoRA-merged on the host and
+//! quantized; a bf16/f16 linear is merged and rounded the same way. The peak memory of
+//! a load is the final model plus a block and the tensor being assembled.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -42,7 +43,7 @@ use crate::{LinearStorage, LlmError, LlmWeights};
 use omg_checkpoint::apply::{Producer, QuantProducer, WeightApplier};
 use omg_checkpoint::module_loader::{to_backend_float, transpose_2d};
 use omg_checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
-use omg_kernels::{QuantBits, QuantizedMatrix};
+use omg_kernels::{QuantBits, QuantLayout, QuantizedMatrix};
 
 /// Checkpoint keys that are deliberately skipped: RoPE frequency buffers that old
 /// InternLM2 checkpoints carry (the model recomputes them from `rope_theta`).
@@ -332,9 +333,9 @@ fn read_float<B: Backend>(
     to_backend_float::<B>(key, source.read(key)?)
 }
 
-/// The producer of a float slot: read, transposed for a linear, LoRA merged (in the
-/// backend's float type), then cast to `dtype` (a linear weight under
-/// [`LlmWeights::Bf16`]/`F16`), one tensor at a time.
+/// The producer of a float slot. A bf16/f16 linear is merged and rounded a block of
+/// rows at a time on the host ([`half_merged`]); an f32 one is read whole, transposed
+/// and LoRA-merged in the backend's float type; other tensors are read as they are.
 fn producer<'a, B: Backend>(
     plan: Plan,
     dtype: FloatDType,
@@ -346,13 +347,20 @@ fn producer<'a, B: Backend>(
             (true, Some(r)) => r,
             _ => base,
         };
-        let lora = plan.lora.as_ref().filter(|_| release.is_some());
-        if plan.slot.linear && dtype != FloatDType::F32 && lora.is_none() {
-            // a half linear without a LoRA delta: converted, then transposed, on the host,
-            // so the largest transient is the tensor as read plus its half copy
-            let data = src.read(&plan.base_key)?;
-            check_float(&plan.base_key, data.dtype)?;
-            let half = transpose_2d(data.convert_dtype(dtype.into()));
+        if plan.slot.linear && dtype != FloatDType::F32 {
+            // a half linear: merged, rounded and transposed on the host a block of rows
+            // at a time, so the largest transient is one block
+            let lora = LoraPair::of(&plan, release);
+            let shape = [plan.slot.shape[0], plan.slot.shape[1]];
+            let half = half_merged::<B>(
+                src,
+                &plan.base_key,
+                lora,
+                shape,
+                dtype,
+                BLOCK_VALUES,
+                device,
+            )?;
             let options = TensorCreationOptions::new(device.clone()).with_dtype(dtype.into());
             return Ok(Tensor::<B, 2>::from_data(half, options));
         }
@@ -380,16 +388,162 @@ fn producer<'a, B: Backend>(
     })
 }
 
-/// Reads `key` as host f32 values.
-fn read_f32(source: &dyn TensorSource, key: &str) -> Result<Vec<f32>, CheckpointError> {
-    let data = source.read(key)?;
-    check_float(key, data.dtype)?;
-    data.convert_dtype(DType::F32)
-        .into_vec::<f32>()
-        .map_err(|e| CheckpointError::Format {
-            path: source.describe().into(),
-            message: format!("`{key}`: {e:?}"),
-        })
+/// Values of a linear weight converted, LoRA-merged and quantized at a time (about
+/// 32 MB of f32): the largest transient of a quantized load, whatever the layer's size.
+const BLOCK_VALUES: usize = 1 << 23;
+
+/// A LoRA pair to merge into a weight: `W + scale·B·A`, read from `source`.
+struct LoraPair<'a> {
+    source: &'a dyn TensorSource,
+    /// `A`, `[rank, in]`.
+    a: &'a str,
+    /// `B`, `[out, rank]`.
+    b: &'a str,
+    scale: f32,
+}
+
+impl<'a> LoraPair<'a> {
+    /// The pair `plan` merges, read from `release`, if it has one.
+    fn of(plan: &'a Plan, release: Option<&'a dyn TensorSource>) -> Option<Self> {
+        match (&plan.lora, release) {
+            (Some((a, b, scale)), Some(source)) => Some(Self {
+                source,
+                a,
+                b,
+                scale: *scale as f32,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Walks the `[out, in]` weight `key` of `source` with `lora` merged, a block of about
+/// `block_values` values at a time: each block of rows is read as f32 straight from the
+/// checkpoint, its LoRA delta `s·B·A` added on the host, and handed to `sink` with its
+/// rows, so neither the f32 weight nor the delta ever exists whole. The disk reads the
+/// next block while one is merged.
+fn for_each_merged_block<B: Backend>(
+    source: &dyn TensorSource,
+    key: &str,
+    lora: Option<LoraPair<'_>>,
+    [out_dim, in_dim]: [usize; 2],
+    block_values: usize,
+    device: &B::Device,
+    mut sink: impl FnMut(std::ops::Range<usize>, &[f32]),
+) -> Result<(), CheckpointError> {
+    // A whole ([rank, in], small); B a block of rows at a time
+    let lora = match lora {
+        Some(pair) => {
+            let rank = pair.source.info(pair.a).map_or(0, |i| i.shape[0]);
+            let mut a = vec![0.0f32; rank * in_dim];
+            pair.source.read_rows_f32(pair.a, 0..rank, &mut a)?;
+            Some((pair, rank, a))
+        }
+        None => None,
+    };
+    let rank = lora.as_ref().map_or(0, |l| l.1);
+    let block = (block_values / in_dim.max(1)).clamp(1, out_dim.max(1));
+    let mut weight = vec![0.0f32; block * in_dim];
+    let mut delta_b = vec![0.0f32; block * rank];
+    for start in (0..out_dim).step_by(block) {
+        let rows = start..(start + block).min(out_dim);
+        let n = rows.len();
+        let next = rows.end..(rows.end + block).min(out_dim);
+        if !next.is_empty() {
+            source.prefetch_rows(key, next.clone());
+            if let Some((pair, ..)) = &lora {
+                pair.source.prefetch_rows(pair.b, next);
+            }
+        }
+        let w = &mut weight[..n * in_dim];
+        source.read_rows_f32(key, rows.clone(), w)?;
+        if let Some((pair, rank, a)) = &lora {
+            let b = &mut delta_b[..n * rank];
+            pair.source.read_rows_f32(pair.b, rows.clone(), b)?;
+            omg_kernels::add_scaled_product::<B>(w, b, a, [n, *rank, in_dim], pair.scale, device);
+        }
+        sink(rows, w);
+    }
+    Ok(())
+}
+
+/// The `[out, in]` weight `key` of `source` with `lora` merged, quantized block by block
+/// ([`for_each_merged_block`]).
+fn quantize_merged<B: Backend>(
+    source: &dyn TensorSource,
+    key: &str,
+    lora: Option<LoraPair<'_>>,
+    layout: QuantLayout,
+    block_values: usize,
+    device: &B::Device,
+) -> Result<QuantizedMatrix, CheckpointError> {
+    let (out_dim, in_dim) = (layout.out_features, layout.in_features);
+    let mut values = Vec::with_capacity(out_dim * layout.row_bytes());
+    let mut scales = Vec::with_capacity(out_dim * layout.groups());
+    for_each_merged_block::<B>(
+        source,
+        key,
+        lora,
+        [out_dim, in_dim],
+        block_values,
+        device,
+        |rows, w| {
+            let q = QuantizedMatrix::quantize(w, layout.bits, rows.len(), in_dim);
+            values.extend_from_slice(&q.values);
+            scales.extend_from_slice(&q.scales);
+        },
+    )?;
+    Ok(QuantizedMatrix {
+        layout,
+        values,
+        scales,
+    })
+}
+
+/// The `[out, in]` weight `key` of `source` with `lora` merged, rounded to the half
+/// type `dtype` (bf16 or f16) and transposed to burn's `[in, out]`, block by block
+/// ([`for_each_merged_block`]): the only full-size buffer is the half result.
+fn half_merged<B: Backend>(
+    source: &dyn TensorSource,
+    key: &str,
+    lora: Option<LoraPair<'_>>,
+    [out_dim, in_dim]: [usize; 2],
+    dtype: FloatDType,
+    block_values: usize,
+    device: &B::Device,
+) -> Result<TensorData, CheckpointError> {
+    let round: fn(f32) -> [u8; 2] = match dtype {
+        FloatDType::BF16 => |v| burn::tensor::bf16::from_f32(v).to_le_bytes(),
+        FloatDType::F16 => |v| burn::tensor::f16::from_f32(v).to_le_bytes(),
+        other => {
+            return Err(CheckpointError::Apply(format!(
+                "`{key}`: {other:?} is not a half type"
+            )));
+        }
+    };
+    let mut bytes = vec![0u8; 2 * in_dim * out_dim];
+    for_each_merged_block::<B>(
+        source,
+        key,
+        lora,
+        [out_dim, in_dim],
+        block_values,
+        device,
+        |rows, w| {
+            // column c of the block lands in row c of the [in, out] result
+            for c in 0..in_dim {
+                let row = &mut bytes[2 * (c * out_dim + rows.start)..2 * (c * out_dim + rows.end)];
+                for (r, pair) in row.chunks_exact_mut(2).enumerate() {
+                    pair.copy_from_slice(&round(w[r * in_dim + c]));
+                }
+            }
+        },
+    )?;
+    Ok(TensorData::from_bytes_vec(
+        bytes,
+        vec![in_dim, out_dim],
+        DType::from(dtype),
+    ))
 }
 
 /// The official `[out, in]` weight of a linear slot (LoRA merged), quantized.
@@ -404,29 +558,13 @@ fn quant_producer<'a, B: Backend>(
             (true, Some(r)) => r,
             _ => base,
         };
-        let (out_dim, in_dim) = (plan.slot.shape[0], plan.slot.shape[1]);
-        let mut weight = read_f32(src, &plan.base_key)?;
-        if let (Some((a_key, b_key, scale)), Some(r)) = (&plan.lora, release) {
-            // W + s·B·A in [out, in], one tensor at a time
-            let rank = r.info(a_key).map_or(0, |i| i.shape[0]);
-            let f32_tensor = |values: Vec<f32>, shape: [usize; 2]| {
-                Tensor::<B, 2>::from_data(
-                    TensorData::new(values, shape)
-                        .convert_dtype(<B::FloatElem as burn::tensor::Element>::dtype()),
-                    device,
-                )
-            };
-            let a = f32_tensor(read_f32(r, a_key)?, [rank, in_dim]);
-            let b = f32_tensor(read_f32(r, b_key)?, [out_dim, rank]);
-            let w = f32_tensor(weight, [out_dim, in_dim]);
-            weight = (w + b.matmul(a) * *scale)
-                .into_data()
-                .convert_dtype(DType::F32)
-                .into_vec::<f32>()
-                .map_err(|e| CheckpointError::Apply(format!("{e:?}")))?;
-        }
-        let q = QuantizedMatrix::quantize(&weight, bits, out_dim, in_dim);
-        drop(weight);
+        let layout = QuantLayout {
+            bits,
+            out_features: plan.slot.shape[0],
+            in_features: plan.slot.shape[1],
+        };
+        let lora = LoraPair::of(&plan, release);
+        let q = quantize_merged::<B>(src, &plan.base_key, lora, layout, BLOCK_VALUES, device)?;
         Ok(q.into_tensors::<B>(device))
     })
 }
@@ -626,4 +764,136 @@ fn load<B: Backend>(
     let model = InternLM2::<B>::init_with(&config, weights, device)?.map(&mut applier);
     applier.finish()?;
     Ok((model, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omg_checkpoint::SyntheticSource;
+    use omg_kernels::QUANT_GROUP;
+
+    type B = burn::backend::Flex<f32, i32>;
+
+    /// Every block size gives the weight merged exactly (in f64 here) and then rounded:
+    /// half weights within a half step of it, at their transposed place; quantized
+    /// values within half a step of it, each scale its group's absmax over the level.
+    #[test]
+    fn merged_blocks_quantize_and_round_the_whole_merged_weight() {
+        let (out, rank, inp) = (37, 5, 130);
+        let source = SyntheticSource::new(
+            vec![
+                ("w".to_owned(), vec![out, inp]),
+                ("a".to_owned(), vec![rank, inp]),
+                ("b".to_owned(), vec![out, rank]),
+            ],
+            7,
+        );
+        let read = |key: &str, rows: usize, cols: usize| {
+            let mut v = vec![0.0f32; rows * cols];
+            source.read_rows_f32(key, 0..rows, &mut v).unwrap();
+            v
+        };
+        let (w, a, b) = (
+            read("w", out, inp),
+            read("a", rank, inp),
+            read("b", out, rank),
+        );
+        let scale = 0.75f32;
+        let merged: Vec<f64> = (0..out * inp)
+            .map(|i| {
+                let (r, c) = (i / inp, i % inp);
+                let delta: f64 = (0..rank)
+                    .map(|k| f64::from(b[r * rank + k]) * f64::from(a[k * inp + c]))
+                    .sum();
+                f64::from(w[i]) + f64::from(scale) * delta
+            })
+            .collect();
+        for dtype in [FloatDType::BF16, FloatDType::F16] {
+            for block_values in [1, 4 * inp + 3, usize::MAX / 2] {
+                let lora = LoraPair {
+                    source: &source,
+                    a: "a",
+                    b: "b",
+                    scale,
+                };
+                let data = half_merged::<B>(
+                    &source,
+                    "w",
+                    Some(lora),
+                    [out, inp],
+                    dtype,
+                    block_values,
+                    &Default::default(),
+                )
+                .unwrap();
+                assert_eq!(data.shape.as_slice(), &[inp, out]);
+                let held = data.convert_dtype(DType::F32).into_vec::<f32>().unwrap();
+                // within one half step of the exact merge, at its transposed place
+                let step = if dtype == FloatDType::BF16 {
+                    1.0 / 128.0
+                } else {
+                    1.0 / 1024.0
+                };
+                for r in 0..out {
+                    for c in 0..inp {
+                        let (got, want) = (f64::from(held[c * out + r]), merged[r * inp + c]);
+                        assert!(
+                            (got - want).abs() <= step * want.abs().max(1e-3),
+                            "{dtype:?} block {block_values}: [{r}, {c}] {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+        for bits in [QuantBits::Int8, QuantBits::Int4] {
+            let layout = QuantLayout {
+                bits,
+                out_features: out,
+                in_features: inp,
+            };
+            for block_values in [1, inp, 4 * inp + 3, 10 * inp, out * inp, usize::MAX / 2] {
+                let lora = LoraPair {
+                    source: &source,
+                    a: "a",
+                    b: "b",
+                    scale,
+                };
+                let q = quantize_merged::<B>(
+                    &source,
+                    "w",
+                    Some(lora),
+                    layout,
+                    block_values,
+                    &Default::default(),
+                )
+                .unwrap();
+                assert_eq!(q.layout, layout);
+                assert_eq!(q.scales.len(), out * layout.groups());
+                let dequantized = q.dequantize();
+                for r in 0..out {
+                    for g in 0..layout.groups() {
+                        let cols = g * QUANT_GROUP..((g + 1) * QUANT_GROUP).min(inp);
+                        let absmax = cols
+                            .clone()
+                            .map(|c| merged[r * inp + c].abs())
+                            .fold(0.0, f64::max);
+                        let s = f64::from(q.scales[r * layout.groups() + g]);
+                        let want = absmax / f64::from(bits.max_level());
+                        assert!(
+                            (s - want).abs() <= 1e-5 * want,
+                            "scale {r},{g}: {s} vs {want}"
+                        );
+                        for c in cols {
+                            let d =
+                                (f64::from(dequantized[r * inp + c]) - merged[r * inp + c]).abs();
+                            assert!(
+                                d <= 0.5 * s * (1.0 + 1e-4),
+                                "{bits:?} block {block_values}: [{r}, {c}] off by {d} (step {s})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
