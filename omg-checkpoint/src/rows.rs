@@ -121,3 +121,17 @@ pub(crate) fn prefetch(mmap: &Mmap, range: Range<usize>) {
     #[cfg(not(unix))]
     let _ = (mmap, range);
 }
+
+/// A copy of `bytes`, made by all threads for a large one (the copy out of a map is
+/// bound by page faults on both sides, which one thread leaves half used).
+pub(crate) fn copy_out(bytes: &[u8]) -> Vec<u8> {
+    const PARALLEL_FROM: usize = 1 << 24;
+    if bytes.len() < PARALLEL_FROM {
+        return bytes.to_vec();
+    }
+    let mut out = vec![0u8; bytes.len()];
+    out.par_chunks_mut(1 << 20)
+        .zip(bytes.par_chunks(1 << 20))
+        .for_each(|(o, i)| o.copy_from_slice(i));
+    out
+}

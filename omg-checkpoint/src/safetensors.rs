@@ -9,7 +9,7 @@ use burn::tensor::{DType, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::rows::{check_rows, convert_into, prefetch, release, row_span};
+use crate::rows::{check_rows, convert_into, copy_out, prefetch, release, row_span};
 use crate::{CheckpointError, TensorInfo, TensorSource};
 
 /// Name of the index file of a sharded HF checkpoint.
@@ -21,6 +21,8 @@ pub struct SafetensorsFile {
     mmap: Arc<Mmap>,
     /// name → (info, byte range within the mmap)
     tensors: BTreeMap<String, (TensorInfo, std::ops::Range<usize>)>,
+    /// The header's `__metadata__` strings.
+    metadata: BTreeMap<String, String>,
 }
 
 fn dtype_of(dtype: Dtype) -> Option<DType> {
@@ -63,6 +65,11 @@ impl SafetensorsFile {
         let (header_len, metadata) = SafeTensors::read_metadata(&mmap)
             .map_err(|e| format(format!("invalid safetensors header: {e}")))?;
         let data_start = 8 + header_len;
+        let header_metadata: BTreeMap<String, String> = metadata
+            .metadata()
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
         let mut tensors = BTreeMap::new();
         for (name, info) in metadata.tensors() {
             let dtype = dtype_of(info.dtype).ok_or_else(|| CheckpointError::UnsupportedDType {
@@ -85,7 +92,13 @@ impl SafetensorsFile {
             path,
             mmap: Arc::new(mmap),
             tensors,
+            metadata: header_metadata,
         })
+    }
+
+    /// The string pairs of the header's `__metadata__` (empty when it has none).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
     }
 
     /// The file this was opened from.
@@ -111,7 +124,7 @@ impl TensorSource for SafetensorsFile {
                 key: name.to_owned(),
                 sources: self.describe(),
             })?;
-        let bytes = self.mmap[range.clone()].to_vec();
+        let bytes = copy_out(&self.mmap[range.clone()]);
         release(&self.mmap, range.clone());
         Ok(TensorData::from_bytes_vec(
             bytes,

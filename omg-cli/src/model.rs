@@ -115,6 +115,27 @@ impl ModelArgs {
     }
 }
 
+impl ModelArgs {
+    /// `omg prepare`: loads the LLM of the bundle the flags name from its checkpoints
+    /// (LoRA merged, converted to `--llm-weights`) and writes it beside the release,
+    /// so that later loads with these weights read it instead. Returns its path.
+    pub fn prepare(&self) -> Result<PathBuf, LoadError> {
+        let options = self.load_options();
+        let device = omg_llava::backend::default_device();
+        #[cfg(feature = "hub")]
+        if self.hub {
+            let bundle = omg_llava::hub::download_bundle(&Default::default(), None)?;
+            return Ok(Pipeline::<B>::prepare_llm(&bundle, &options, device)?);
+        }
+        let dir = match &self.bundle {
+            Some(dir) => dir.clone(),
+            None => omg_demo::bundle_dir().map_err(LoadError::Demo)?,
+        };
+        let bundle = omg_llava::CheckpointBundle::from_dir(&dir).map_err(LoadError::Pipeline)?;
+        Ok(Pipeline::<B>::prepare_llm(&bundle, &options, device)?)
+    }
+}
+
 /// A progress bar (stderr) over the steps of a load, with the elapsed time of the
 /// current step ticking (the language model of a 7B bundle takes a while).
 struct LoadProgress(indicatif::ProgressBar);

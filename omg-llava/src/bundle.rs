@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::OmgLlavaError;
+use crate::options::LlmWeights;
 
 /// Paths of the files a model is loaded from.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,5 +143,47 @@ impl CheckpointBundle {
             config: optional("omg_llava_config.json"),
             adapter_config: optional("adapter_config.json"),
         })
+    }
+
+    /// Where the prepared LLM of `weights` is kept: `omg_llava_llm_<weights>.safetensors`
+    /// beside the release (written by [`crate::Pipeline::prepare_llm`]; a load with
+    /// these weights reads it instead of converting the checkpoints).
+    pub fn prepared_llm(&self, weights: LlmWeights) -> PathBuf {
+        self.omg_llava
+            .with_file_name(format!("omg_llava_llm_{}.safetensors", weights.name()))
+    }
+
+    /// The files the LLM is made from (the InternLM2 directory's configuration and
+    /// weights, the release, the adapter configuration), one `name size mtime` each,
+    /// and the LoRA scale: a prepared LLM records it and is used only while it is the
+    /// same.
+    pub(crate) fn llm_sources(&self, lora_alpha: f64) -> Result<String, OmgLlavaError> {
+        let mut files: Vec<PathBuf> = entries(&self.llm_dir)?
+            .into_iter()
+            .filter(|p| {
+                let n = name(p);
+                p.is_file()
+                    && (n.ends_with(".safetensors")
+                        || n == "config.json"
+                        || n.ends_with(".index.json"))
+            })
+            .collect();
+        files.push(self.omg_llava.clone());
+        files.extend(self.adapter_config.clone());
+        let mut out = vec![format!("lora_alpha {lora_alpha}")];
+        for f in files {
+            let meta =
+                std::fs::metadata(&f).map_err(|source| omg_checkpoint::CheckpointError::Io {
+                    path: f.clone(),
+                    source,
+                })?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            out.push(format!("{} {} {modified}", name(&f), meta.len()));
+        }
+        Ok(out.join("; "))
     }
 }

@@ -9,9 +9,10 @@ use omg_checkpoint::{CheckpointError, FiniteCheck, TensorSource};
 use omg_decoder::loader::load_seg_head;
 use omg_encoder::coco_classes::COCO_PANOPTIC_CLASSES;
 use omg_encoder::{OmgSegWeights, load_omg_seg};
-use omg_llm::InternLM2Config;
-use omg_llm::loader::{LoraOptions, PeftRelease, load_hf_peft};
+use omg_llm::loader::{LoadReport, LoraOptions, PeftRelease, load_hf_peft};
+use omg_llm::prepared::{load_prepared, save_prepared};
 use omg_llm::tokenizer::InternLm2Tokenizer;
+use omg_llm::{InternLM2, InternLM2Config};
 use omg_projector::loader::{TEXT2VISION_PREFIX, VISUAL_PROJECTOR_PREFIX, load_visual_projector};
 
 use crate::bundle::CheckpointBundle;
@@ -75,6 +76,70 @@ fn read_class_embedding_from(
     Ok(file.read(&key)?)
 }
 
+/// `source`, read through the finite check when `options` ask for it.
+fn checked_source(options: &LoadOptions, source: Box<dyn TensorSource>) -> Box<dyn TensorSource> {
+    if options.check_finite {
+        Box::new(FiniteCheck::new(source))
+    } else {
+        source
+    }
+}
+
+/// The LoRA options of `bundle`: its `adapter_config.json`, else the official ones.
+fn lora_options(bundle: &CheckpointBundle) -> Result<LoraOptions, OmgLlavaError> {
+    Ok(match &bundle.adapter_config {
+        Some(p) => LoraOptions::from_adapter_config(p)?,
+        None => LoraOptions {
+            lora_alpha: OFFICIAL_LORA_ALPHA,
+        },
+    })
+}
+
+/// The LLM of `bundle` from its checkpoints: the HF base with the `release`'s LoRA
+/// merged, its linears converted to `options.llm_weights` as they are read.
+fn llm_from_checkpoints<B: Backend>(
+    bundle: &CheckpointBundle,
+    llm_config: &InternLM2Config,
+    release: &dyn TensorSource,
+    lora: LoraOptions,
+    options: &LoadOptions,
+    device: &B::Device,
+) -> Result<(InternLM2<B>, LoadReport), OmgLlavaError> {
+    let base = checked_source(options, open_hf_dir(&bundle.llm_dir)?);
+    let peft = PeftRelease {
+        source: release,
+        prefix: LLM_PREFIX,
+        lora,
+    };
+    Ok(load_hf_peft::<B>(
+        llm_config,
+        base.as_ref(),
+        peft,
+        options.llm_weights,
+        device,
+    )?)
+}
+
+/// Loads the LLM of `bundle` from its checkpoints (LoRA merged, converted to
+/// `options.llm_weights`) and writes it as the bundle's prepared LLM
+/// ([`CheckpointBundle::prepared_llm`]), which later loads with these weights read
+/// instead. Returns the file's path.
+pub(crate) fn prepare_llm<B: Backend>(
+    bundle: &CheckpointBundle,
+    options: &LoadOptions,
+    device: &B::Device,
+) -> Result<std::path::PathBuf, OmgLlavaError> {
+    let llm_config = InternLM2Config::from_json_file(bundle.llm_dir.join("config.json"))?;
+    let release = checked_source(options, Box::new(PthFile::open(&bundle.omg_llava)?));
+    let lora = lora_options(bundle)?;
+    let sources = bundle.llm_sources(lora.lora_alpha)?;
+    let (llm, _) =
+        llm_from_checkpoints::<B>(bundle, &llm_config, release.as_ref(), lora, options, device)?;
+    let path = bundle.prepared_llm(options.llm_weights);
+    save_prepared(&llm, &path, &sources)?;
+    Ok(path)
+}
+
 impl<B: Backend> OmgLlava<B> {
     /// Loads every file of `bundle` onto `device` as `options` say (e.g. int8 LLM
     /// weights: each linear is converted as it is read, so the f32 LLM never exists in
@@ -104,14 +169,7 @@ impl<B: Backend> OmgLlava<B> {
         config.validate(llm_config.hidden_size)?;
 
         step(2, "OMG-Seg encoder");
-        // With `check_finite`, every source is read through the check.
-        let checked = |source: Box<dyn TensorSource>| -> Box<dyn TensorSource> {
-            if options.check_finite {
-                Box::new(FiniteCheck::new(source))
-            } else {
-                source
-            }
-        };
+        let checked = |source| checked_source(options, source);
         let seg_file = checked(Box::new(PthFile::open(&bundle.omg_seg)?));
         let clip = bundle
             .open_clip
@@ -142,27 +200,31 @@ impl<B: Backend> OmgLlava<B> {
         }
         let (encoder, _) = load_omg_seg::<B>(&config.encoder, weights, device)?;
 
-        step(3, "language model");
-        let base = checked(open_hf_dir(&bundle.llm_dir)?);
         let release = checked(Box::new(PthFile::open(&bundle.omg_llava)?));
-        let lora = match &bundle.adapter_config {
-            Some(p) => LoraOptions::from_adapter_config(p)?,
-            None => LoraOptions {
-                lora_alpha: OFFICIAL_LORA_ALPHA,
-            },
+        let lora = lora_options(bundle)?;
+        let sources = bundle.llm_sources(lora.lora_alpha)?;
+        let prepared = bundle.prepared_llm(options.llm_weights);
+        let (llm, foreign_keys) = if prepared.is_file() {
+            step(3, "language model (prepared file)");
+            let llm = load_prepared::<B>(&prepared, options.llm_weights, &sources, device)?;
+            let foreign = release
+                .names()
+                .into_iter()
+                .filter(|k| !k.starts_with(LLM_PREFIX))
+                .collect();
+            (llm, foreign)
+        } else {
+            step(3, "language model");
+            let (llm, report) = llm_from_checkpoints::<B>(
+                bundle,
+                &llm_config,
+                release.as_ref(),
+                lora,
+                options,
+                device,
+            )?;
+            (llm, report.foreign_keys)
         };
-        let peft = PeftRelease {
-            source: release.as_ref(),
-            prefix: LLM_PREFIX,
-            lora,
-        };
-        let (llm, llm_report) = load_hf_peft::<B>(
-            &llm_config,
-            base.as_ref(),
-            peft,
-            options.llm_weights,
-            device,
-        )?;
         if llm.config().hidden_size != config.projector.llm_hidden_size {
             return Err(OmgLlavaError::InconsistentConfig {
                 field: "projector.llm_hidden_size",
@@ -191,7 +253,7 @@ impl<B: Backend> OmgLlava<B> {
 
         step(5, "checking the release's keys");
         let used: std::collections::BTreeSet<String> = used.into_iter().collect();
-        if let Some(key) = llm_report.foreign_keys.iter().find(|k| !used.contains(*k)) {
+        if let Some(key) = foreign_keys.iter().find(|k| !used.contains(*k)) {
             return Err(CheckpointError::UnexpectedKey {
                 key: key.clone(),
                 source_name: release.describe(),

@@ -3,7 +3,7 @@
 //! ([`Pipeline::stream`]) or whole ([`Pipeline::run`]). The shortcuts of the common
 //! tasks are in `shortcuts.rs`, batched generation in `batch.rs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use image::DynamicImage;
@@ -45,6 +45,22 @@ impl<B: Backend> Pipeline<B> {
         progress: impl FnMut(LoadStep),
     ) -> Result<Self, OmgLlavaError> {
         Self::from_bundle(&CheckpointBundle::from_dir(dir)?, options, device, progress)
+    }
+
+    /// Prepares the LLM of `bundle` for fast loads: loads it from the
+    /// checkpoints as `options` say (the LoRA merged, the linears converted to
+    /// `options.llm_weights`) and writes it beside the release as
+    /// `omg_llava_llm_<weights>.safetensors` ([`CheckpointBundle::prepared_llm`]). Every
+    /// later load of the bundle with these weights reads that file instead of converting
+    /// the checkpoints, as long as the checkpoints are the same files (names, sizes,
+    /// modification times): a file made from other ones is refused with an error naming
+    /// it. Returns the path written.
+    pub fn prepare_llm(
+        bundle: &CheckpointBundle,
+        options: &LoadOptions,
+        device: B::Device,
+    ) -> Result<PathBuf, OmgLlavaError> {
+        crate::load::prepare_llm::<B>(bundle, options, &device)
     }
 
     /// Loads the files of `bundle` onto `device`. Every file is opened and every key

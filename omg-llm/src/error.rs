@@ -22,6 +22,15 @@ pub enum LlmError {
     /// Loading weights failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A prepared LLM file ([`crate::prepared`]) cannot stand for the model asked for:
+    /// it is of another format, precision or architecture, or was made from other files.
+    #[error("prepared LLM file {path}: {message}")]
+    Prepared {
+        /// The prepared file.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
     /// Tokenizing failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),

@@ -23,6 +23,7 @@ pub mod generation;
 pub mod loader;
 pub mod model;
 mod precision;
+pub mod prepared;
 pub mod sampling;
 pub mod tokenizer;
 

@@ -110,22 +110,22 @@ pub struct LoadReport {
 
 /// How one official tensor maps onto the burn module.
 #[derive(Debug, Clone)]
-struct Slot {
+pub(crate) struct Slot {
     /// Dotted burn parameter path.
-    path: String,
+    pub(crate) path: String,
     /// Official HF name.
-    official: String,
+    pub(crate) official: String,
     /// Official shape (`[out, in]` for linears).
-    shape: Vec<usize>,
+    pub(crate) shape: Vec<usize>,
     /// A `torch.nn.Linear` weight: stored `[out, in]`, burn wants `[in, out]`.
-    linear: bool,
+    pub(crate) linear: bool,
     /// How a linear weight is held: converted (half) or quantized as it is read.
-    storage: LinearStorage,
+    pub(crate) storage: LinearStorage,
 }
 
 impl Slot {
     /// The module path holding a quantized weight's `values` and `scales`.
-    fn quantized_prefix(&self) -> String {
+    pub(crate) fn quantized_prefix(&self) -> String {
         let module = self.path.strip_suffix(".weight").unwrap_or(&self.path);
         format!("{module}.quantized")
     }
@@ -134,7 +134,8 @@ impl Slot {
 /// The storage of every tensor that is not a linear weight.
 const F32: LinearStorage = LinearStorage::Float(FloatDType::F32);
 
-fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
+/// Every parameter of an [`InternLM2`] of `c` whose linears are held as `weights`.
+pub(crate) fn slots(c: &InternLM2Config, weights: LlmWeights) -> Vec<Slot> {
     let (h, v, i) = (c.hidden_size, c.vocab_size, c.intermediate_size);
     let attn_out = c.num_attention_heads * c.head_dim();
     let mut out = vec![Slot {

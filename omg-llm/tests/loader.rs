@@ -497,3 +497,65 @@ fn released_pth_loads_bf16_with_lora_merged_before_rounding() {
     // rounded to bf16 after the LoRA merge: close to the official LoRA model, not equal
     assert!(d > 0.0 && d < 0.1, "max diff {d}");
 }
+
+/// A prepared file holds the model exactly as loaded, in every precision: the model
+/// read back from it gives the same logits, bit for bit; a file of another precision
+/// or made from other files is refused, naming it.
+#[test]
+fn a_prepared_file_loads_the_same_model_and_refuses_other_uses() {
+    use omg_llm::LlmWeights;
+    use omg_llm::prepared::{load_prepared, save_prepared};
+    let dir = tempfile::tempdir().unwrap();
+    let (ids, batch, _) = fixture_ids_and_logits();
+    for weights in [
+        LlmWeights::F32,
+        LlmWeights::Int8,
+        LlmWeights::Int4,
+        LlmWeights::Bf16,
+        LlmWeights::F16,
+    ] {
+        let (model, _) = load_release(weights);
+        let path = dir
+            .path()
+            .join(format!("llm_{}.safetensors", weights.name()));
+        save_prepared(&model, &path, "files: a").unwrap();
+        let again = load_prepared::<B>(&path, weights, "files: a", &Default::default()).unwrap();
+        assert_eq!(again.weights(), weights);
+        assert_eq!(again.config(), model.config());
+        let (want, got) = (logits(&model, &ids, batch), logits(&again, &ids, batch));
+        assert!(
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{weights}: max diff {}",
+            max_diff(&want, &got)
+        );
+        let other = if weights == LlmWeights::Int8 {
+            LlmWeights::Int4
+        } else {
+            LlmWeights::Int8
+        };
+        for (w, sources, says) in [
+            (other, "files: a", "weights"),
+            (weights, "files: b", "other files"),
+        ] {
+            match load_prepared::<B>(&path, w, sources, &Default::default()) {
+                Err(e @ LlmError::Prepared { .. }) => {
+                    let m = e.to_string();
+                    assert!(
+                        m.contains(&*path.to_string_lossy()) && m.contains(says),
+                        "{m}"
+                    );
+                }
+                Err(e) => panic!("{weights}: {e}"),
+                Ok(_) => panic!("{weights}: a {w} load with `{sources}` took the file"),
+            }
+        }
+    }
+    // a file that is not a prepared one
+    let plain = bundle().join("internlm2/model.safetensors");
+    assert!(matches!(
+        load_prepared::<B>(&plain, LlmWeights::Int8, "files: a", &Default::default()),
+        Err(LlmError::Prepared { .. })
+    ));
+}

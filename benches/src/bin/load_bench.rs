@@ -6,7 +6,7 @@
 //!
 //! First every file of the bundle is read twice in 64 MiB chunks, one file at a time:
 //! the first read brings it into the page cache (or finds it there), the second is the
-//! time to read it from the page cache. Then the pipeline is loaded, with the time of
+//! time to read it from the page cache (printed for each file over 1 MiB). Then the pipeline is loaded, with the time of
 //! each load step, the peak RSS of the process and the bytes the loaded model holds
 //! (computed from the files' shapes and the chosen precision). A full-size bundle is
 //! written by `benches/write_full_bundle.py`. A benchmark: it asserts nothing.
@@ -127,7 +127,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut first, mut cached) = (0.0, 0.0);
         for file in &files {
             first += read_once(file, &mut buffer)?;
-            cached += read_once(file, &mut buffer)?;
+            let again = read_once(file, &mut buffer)?;
+            cached += again;
+            let bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+            if bytes > 1 << 20 {
+                println!(
+                    "  {}: {:.2} GB, {again:.2} s from the page cache",
+                    file.strip_prefix(&args.dir).unwrap_or(file).display(),
+                    bytes as f64 / 1e9
+                );
+            }
         }
         println!(
             "read every file once: {first:.2} s as found ({:.2} GB/s); from the page cache: \

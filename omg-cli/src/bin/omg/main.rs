@@ -159,6 +159,10 @@ pub(crate) enum Command {
         #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         batch_size: u64,
     },
+    /// Prepare the bundle's LLM for fast loads: merge its LoRA and convert it to
+    /// --llm-weights once, writing `omg_llava_llm_<weights>.safetensors` beside the
+    /// release; later loads with these weights read it (until the checkpoints change).
+    Prepare,
     /// COCO annotation JSON from `omg batch` results (the shards of one run merge).
     Coco {
         /// A results file (repeatable).
@@ -259,6 +263,23 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
             batch_size,
         } => run_batch_command(cli, manifest, *task, *shard, *batch_size as usize),
         Command::Coco { results, coco } => run_coco_command(results, coco),
+        Command::Prepare => {
+            let t0 = std::time::Instant::now();
+            eprintln!(
+                "preparing the LLM in {} (the LoRA merged, converted once)",
+                cli.model.llm_weights
+            );
+            let path = cli.model.prepare()?;
+            let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "wrote {} ({:.2} GB) in {:.1} s; loads with --llm-weights {} now read it",
+                path.display(),
+                bytes as f64 / 1e9,
+                t0.elapsed().as_secs_f64(),
+                cli.model.llm_weights
+            );
+            Ok(())
+        }
         _ => photo::run_photo_command(cli, matches.subcommand().map(|(_, m)| m)),
     }
 }
