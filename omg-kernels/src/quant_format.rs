@@ -194,7 +194,6 @@ impl QuantizedMatrix {
     }
 }
 
-/// Quantizes one row into its packed bytes and scales.
 /// `a.round() as i32` (halves away from zero) for `|a| < 2³¹`, in operations that
 /// vectorize: the largest float below ½ is added to `|a|` and the sum truncated, which
 /// rounds every float as `round` does (the sum can only reach the next integer when
@@ -224,8 +223,9 @@ fn absmax(values: &[f32]) -> f32 {
     lanes.iter().fold(tail, |m, &v| m.max(v))
 }
 
-/// Quantizes one row (`vals` and `scales` sized for it by the caller), with AVX2
-/// vectors where the CPU has them: the same operations, so the same bytes.
+/// Quantizes one row into its packed bytes and scales (`vals` and `scales` sized for
+/// it by the caller), with AVX2 vectors where the CPU has them: the same operations,
+/// so the same bytes.
 fn quantize_row(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
