@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use burn::tensor::{DType, TensorData};
+use burn::tensor::{AllocationProperty, Bytes, DType, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
@@ -14,6 +14,15 @@ use crate::{CheckpointError, TensorInfo, TensorSource};
 
 /// Name of the index file of a sharded HF checkpoint.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// A memory map that tensor data can own a share of.
+struct SharedMap(Arc<Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// One `.safetensors` file, memory-mapped; tensors are copied out only when read.
 pub struct SafetensorsFile {
@@ -96,6 +105,39 @@ impl SafetensorsFile {
         })
     }
 
+    /// Reads `name` without copying it: the tensor's bytes stay in the file's memory
+    /// map, shared by the returned data (which keeps the map alive), so a backend that
+    /// keeps host memory as it is (Flex) holds the weights as pages of the file's page
+    /// cache. The data is copied instead when its bytes are not aligned for its type.
+    ///
+    /// The file must not be changed in place while the data lives (replacing it by a
+    /// rename, as every writer here does, is safe); this is the condition of every
+    /// memory-mapped read.
+    pub fn read_shared(&self, name: &str) -> Result<TensorData, CheckpointError> {
+        let (info, range) = self.entry(name)?;
+        let address = self.mmap.as_ptr() as usize + range.start;
+        if !address.is_multiple_of(info.dtype.size().max(1)) {
+            return self.read(name);
+        }
+        let shared =
+            bytes::Bytes::from_owner(SharedMap(Arc::clone(&self.mmap))).slice(range.clone());
+        Ok(TensorData::from_bytes(
+            Bytes::from_shared(shared, AllocationProperty::File),
+            info.shape.clone(),
+            info.dtype,
+        ))
+    }
+
+    /// The shape, dtype and byte range of `name`, or the error naming it.
+    fn entry(&self, name: &str) -> Result<&(TensorInfo, std::ops::Range<usize>), CheckpointError> {
+        self.tensors
+            .get(name)
+            .ok_or_else(|| CheckpointError::MissingKey {
+                key: name.to_owned(),
+                sources: self.describe(),
+            })
+    }
+
     /// The string pairs of the header's `__metadata__` (empty when it has none).
     pub fn metadata(&self) -> &BTreeMap<String, String> {
         &self.metadata
@@ -117,13 +159,7 @@ impl TensorSource for SafetensorsFile {
     }
 
     fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
-        let (info, range) = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| CheckpointError::MissingKey {
-                key: name.to_owned(),
-                sources: self.describe(),
-            })?;
+        let (info, range) = self.entry(name)?;
         let bytes = copy_out(&self.mmap[range.clone()]);
         release(&self.mmap, range.clone());
         Ok(TensorData::from_bytes_vec(
@@ -151,13 +187,7 @@ impl TensorSource for SafetensorsFile {
         rows: std::ops::Range<usize>,
         out: &mut [f32],
     ) -> Result<(), CheckpointError> {
-        let (info, range) = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| CheckpointError::MissingKey {
-                key: name.to_owned(),
-                sources: self.describe(),
-            })?;
+        let (info, range) = self.entry(name)?;
         let row_bytes = check_rows(name, info, &rows, out.len())? * info.dtype.size();
         let start = range.start + rows.start * row_bytes;
         let span = start..start + rows.len() * row_bytes;

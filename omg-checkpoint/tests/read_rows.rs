@@ -232,3 +232,47 @@ fn bad_row_requests_are_errors_naming_the_tensor() {
         .unwrap();
     assert_eq!(first, [0.0, 1.0]);
 }
+
+/// `read_shared` gives the bytes `read` gives, for aligned tensors (shared with the
+/// map) and for a tensor whose offset is not aligned for its type (copied).
+#[test]
+fn shared_reads_equal_copied_reads_aligned_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.safetensors");
+    write(
+        &file,
+        &[
+            ("f32", Dtype::F32, vec![3, 5], values(15, 0.1)),
+            ("bf16", Dtype::BF16, vec![4], values(4, 0.2)),
+            ("int", Dtype::I32, vec![2], vec![1.0, -2.0]),
+        ],
+    );
+    let st = SafetensorsFile::open(&file).unwrap();
+    for name in st.names() {
+        let (shared, copied) = (st.read_shared(&name).unwrap(), st.read(&name).unwrap());
+        assert_eq!(shared.shape, copied.shape, "{name}");
+        assert_eq!(shared.dtype, copied.dtype, "{name}");
+        assert_eq!(shared.as_bytes(), copied.as_bytes(), "{name}");
+    }
+    // a one-byte tensor first puts the f32 one at an odd offset
+    let header = r#"{"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}}"#;
+    let mut header = header.as_bytes().to_vec();
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(&header);
+    bytes.push(7);
+    bytes.extend(1.5f32.to_le_bytes());
+    bytes.extend((-2.0f32).to_le_bytes());
+    let odd = dir.path().join("odd.safetensors");
+    std::fs::write(&odd, bytes).unwrap();
+    let st = SafetensorsFile::open(&odd).unwrap();
+    let w = st.read_shared("w").unwrap();
+    assert_eq!(w.into_vec::<f32>().unwrap(), [1.5, -2.0]);
+    assert_eq!(st.read_shared("b").unwrap().as_bytes(), [7]);
+    assert!(matches!(
+        st.read_shared("nope"),
+        Err(CheckpointError::MissingKey { .. })
+    ));
+}

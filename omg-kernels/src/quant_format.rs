@@ -16,7 +16,7 @@
 //! for int4 on Flex; the backend's default int type elsewhere, one byte value per
 //! element) and the scales a `[out, groups]` float tensor.
 
-use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Bytes, DType, Int, Tensor, TensorData, backend::Backend};
 
 /// Input channels that share one scale.
 pub const QUANT_GROUP: usize = 64;
@@ -176,21 +176,45 @@ impl QuantizedMatrix {
     /// copying them on the host.
     pub fn into_tensors<B: Backend>(self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
         let l = self.layout;
+        let scales = TensorData::new(self.scales, [l.out_features, l.groups()]);
+        l.tensors::<B>(Bytes::from_bytes_vec(self.values), scales, device)
+    }
+}
+
+impl QuantLayout {
+    /// The burn tensors of a matrix of this layout from its packed `values` (`[out,
+    /// row_bytes]` bytes, e.g. shared with a memory-mapped file, which Flex then reads
+    /// in place) and its f32 `scales` (`[out, groups]`).
+    ///
+    /// # Panics
+    /// When `values` or `scales` do not hold exactly this layout's bytes and scales.
+    pub fn tensors<B: Backend>(
+        &self,
+        values: Bytes,
+        scales: TensorData,
+        device: &B::Device,
+    ) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
+        let l = *self;
+        assert!(
+            values.len() == l.out_features * l.row_bytes()
+                && scales.dtype == DType::F32
+                && scales.shape.as_slice() == [l.out_features, l.groups()],
+            "quantized tensors of {l:?}: {} value bytes, scales {:?} {:?}",
+            values.len(),
+            scales.dtype,
+            scales.shape
+        );
         let packed = match l.bits {
             QuantBits::Int8 => DType::I8,
             QuantBits::Int4 => DType::U8,
         };
-        let data = TensorData::from_bytes_vec(self.values, [l.out_features, l.row_bytes()], packed);
+        let data = TensorData::from_bytes(values, [l.out_features, l.row_bytes()], packed);
         let values = if crate::has_fast_kernels::<B>() {
             Tensor::from_data(data, (device, packed))
         } else {
             Tensor::from_data(data, device)
         };
-        let scales = Tensor::from_data(
-            TensorData::new(self.scales, [l.out_features, l.groups()]),
-            device,
-        );
-        (values, scales)
+        (values, Tensor::from_data(scales, device))
     }
 }
 

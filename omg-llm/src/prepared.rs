@@ -1,5 +1,5 @@
 //! The prepared LLM: the weights as a load holds them (LoRA merged, converted to the
-//! chosen precision) in one safetensors file, which later loads read as they are,
+//! chosen precision) in one safetensors file, which later loads map as they are,
 //! without the checkpoint's conversion and LoRA merge.
 //!
 //! Tensors are named by their burn parameter paths (`layers.3.attention.wqkv.weight`
@@ -19,7 +19,7 @@ use burn::tensor::{DType, Int, Tensor, TensorCreationOptions, TensorData, backen
 use omg_checkpoint::apply::{Producer, QuantProducer, WeightApplier};
 use omg_checkpoint::safetensors::SafetensorsFile;
 use omg_checkpoint::{CheckpointError, TensorSource};
-use omg_kernels::{QuantLayout, QuantizedMatrix};
+use omg_kernels::QuantLayout;
 use safetensors::{Dtype, View};
 
 use crate::loader::slots;
@@ -198,7 +198,12 @@ fn check_header(
 /// Loads a prepared LLM file written by [`save_prepared`], refusing it (with
 /// [`LlmError::Prepared`]) unless it holds `weights` and was made from `sources`.
 /// Every tensor must be present with its shape and dtype, and nothing else may be in
-/// the file. The weights are copied from the file as they are: no conversion, no merge.
+/// the file. The weights are taken as they are, with no conversion and no merge. They
+/// are also not copied: on Flex the model reads them in place, from the file's memory
+/// map (pages of the page cache, read from the disk when first touched, and re-read
+/// when the OS evicts them). Other backends copy them to their device. Replace a
+/// prepared file by writing a new one and renaming it, as [`save_prepared`] does.
+/// Changing it in place under a running model is not allowed.
 pub fn load_prepared<B: Backend>(
     path: &Path,
     weights: LlmWeights,
@@ -215,7 +220,12 @@ pub fn load_prepared<B: Backend>(
         let [rows, cols] = match slot.shape.as_slice() {
             [n] => [1, *n],
             [r, c] => [*r, *c],
-            other => unreachable!("LLM parameters are 1-D or 2-D, not {other:?}"),
+            other => {
+                return Err(LlmError::Config(format!(
+                    "`{}` has shape {other:?}; LLM parameters are 1-D or 2-D",
+                    slot.path
+                )));
+            }
         };
         match slot.storage {
             LinearStorage::Quantized(bits) if slot.linear => {
@@ -232,20 +242,10 @@ pub fn load_prepared<B: Backend>(
                 quantized.insert(
                     prefix,
                     Box::new(move |device: &B::Device| {
-                        let values = file
-                            .read(&values)?
-                            .into_vec::<u8>()
-                            .map_err(|e| CheckpointError::Apply(format!("`{values}`: {e:?}")))?;
-                        let scales = file
-                            .read(&scales)?
-                            .into_vec::<f32>()
-                            .map_err(|e| CheckpointError::Apply(format!("`{scales}`: {e:?}")))?;
-                        let q = QuantizedMatrix {
-                            layout,
-                            values,
-                            scales,
-                        };
-                        Ok(q.into_tensors::<B>(device))
+                        // shared with the file's map: Flex reads the weights in place
+                        let values = file.read_shared(&values)?.bytes;
+                        let scales = file.read_shared(&scales)?;
+                        Ok(layout.tensors::<B>(values, scales, device))
                     }),
                 );
             }
@@ -265,14 +265,10 @@ pub fn load_prepared<B: Backend>(
                 producers.insert(
                     slot.path,
                     Box::new(move |device: &B::Device| {
-                        let data = file.read(&key)?;
-                        let n = data.shape.iter().product::<usize>();
+                        let data = file.read_shared(&key)?;
                         let data = if data.shape.len() == 1 {
-                            TensorData::from_bytes_vec(
-                                data.into_bytes().to_vec(),
-                                vec![1, n],
-                                dtype,
-                            )
+                            let n = data.shape[0];
+                            TensorData::from_bytes(data.bytes, vec![1, n], dtype)
                         } else {
                             data
                         };

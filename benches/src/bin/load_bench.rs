@@ -9,7 +9,8 @@
 //! time to read it from the page cache (printed for each file over 1 MiB). Then the pipeline is loaded, with the time of
 //! each load step, the peak RSS of the process and the bytes the loaded model holds
 //! (computed from the files' shapes and the chosen precision). A full-size bundle is
-//! written by `benches/write_full_bundle.py`. A benchmark: it asserts nothing.
+//! written by `benches/write_full_bundle.py`. With `--query`, a `segment` query on the
+//! sample photo is then timed twice. A benchmark: it asserts nothing.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ struct Args {
     /// Skip timing the plain reads.
     #[arg(long)]
     no_read: bool,
+    /// After loading, time a `segment` query on the sample photo twice (the first one
+    /// also pays for touching weights not yet in memory, e.g. a prepared file's pages).
+    #[arg(long)]
+    query: bool,
 }
 
 /// Every regular file under `dir`, sorted.
@@ -167,11 +172,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peak = peak_rss_mib().unwrap_or(f64::NAN);
     println!(
         "loaded in {load_s:.2} s; the model holds {:.2} GB ({:.0} MiB); peak RSS {peak:.0} MiB \
-         = held + {:.2} GB",
+         ({:+.2} GB against the held bytes; weights mapped from a prepared file count once \
+         touched)",
         held as f64 / 1e9,
         held as f64 / (1 << 20) as f64,
         (peak * (1 << 20) as f64 - held as f64) / 1e9
     );
+    if args.query {
+        let photo = image::load_from_memory(omg_demo::SAMPLE_PHOTO_PNG)?;
+        let options = omg_llava::GenerateOptions::default()
+            .with_max_new_tokens(4)
+            .with_forced_seg(1);
+        for run in ["first", "second"] {
+            let t = Instant::now();
+            let handle = pipeline.encode(&photo)?;
+            let answer = pipeline.run(&handle, &omg_llava::Task::segment("the cat"), &options)?;
+            println!(
+                "{run} segment query: {:.2} s ({} prompt tokens, {} masks); peak RSS {:.0} MiB",
+                t.elapsed().as_secs_f64(),
+                answer.prompt_tokens,
+                answer.masks.len(),
+                peak_rss_mib().unwrap_or(f64::NAN)
+            );
+        }
+    }
     drop(pipeline);
     Ok(())
 }
