@@ -44,6 +44,7 @@ use omg_checkpoint::apply::{Producer, QuantProducer, WeightApplier};
 use omg_checkpoint::module_loader::{to_backend_float, transpose_2d};
 use omg_checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
 use omg_kernels::{QuantBits, QuantLayout, QuantizedMatrix};
+use rayon::prelude::*;
 
 /// Checkpoint keys that are deliberately skipped: RoPE frequency buffers that old
 /// InternLM2 checkpoints carry (the model recomputes them from `rope_theta`).
@@ -531,13 +532,17 @@ fn half_merged<B: Backend>(
         block_values,
         device,
         |rows, w| {
-            // column c of the block lands in row c of the [in, out] result
-            for c in 0..in_dim {
-                let row = &mut bytes[2 * (c * out_dim + rows.start)..2 * (c * out_dim + rows.end)];
-                for (r, pair) in row.chunks_exact_mut(2).enumerate() {
-                    pair.copy_from_slice(&round(w[r * in_dim + c]));
-                }
-            }
+            // column c of the block lands in row c of the [in, out] result; the rows of
+            // the result are disjoint, so all threads write them at once
+            bytes
+                .par_chunks_mut(2 * out_dim)
+                .enumerate()
+                .for_each(|(c, out_row)| {
+                    let row = &mut out_row[2 * rows.start..2 * rows.end];
+                    for (r, pair) in row.chunks_exact_mut(2).enumerate() {
+                        pair.copy_from_slice(&round(w[r * in_dim + c]));
+                    }
+                });
         },
     )?;
     Ok(TensorData::from_bytes_vec(
