@@ -29,7 +29,8 @@ use std::sync::Mutex;
 use burn::tensor::{DType, TensorData};
 use memmap2::Mmap;
 
-use crate::rows::{check_rows, convert_into, prefetch, release, row_span};
+use crate::rows::{prefetch, read_mapped_rows, release, row_span};
+use crate::source::read_rows_whole;
 use crate::{CheckpointError, TensorInfo, TensorSource};
 use pickle::{Found, TensorRef};
 
@@ -263,18 +264,12 @@ impl TensorSource for PthFile {
             return self.read(name).map(|_| ());
         };
         if !is_row_major(e) {
-            return self.read_rows_whole(name, rows, out);
+            return read_rows_whole(self, name, rows, out);
         }
-        let size = e.info.dtype.size();
-        let row_bytes = check_rows(name, &e.info, &rows, out.len())? * size;
-        let storage = &self.mmap[e.storage.clone()];
-        self.verify(e, storage)?;
+        self.verify(e, &self.mmap[e.storage.clone()])?;
         // `make_entry` checked that the view lies inside its storage record.
-        let start = e.storage.start + e.offset * size + rows.start * row_bytes;
-        let span = start..start + rows.len() * row_bytes;
-        convert_into(&self.mmap[span.clone()], e.info.dtype, out);
-        release(&self.mmap, span);
-        Ok(())
+        let start = e.storage.start + e.offset * e.info.dtype.size();
+        read_mapped_rows(&self.mmap, name, &e.info, start, rows, out)
     }
 }
 
@@ -291,31 +286,6 @@ fn is_row_major(e: &Entry) -> bool {
 }
 
 impl PthFile {
-    /// [`TensorSource::read_rows_f32`] through a whole-tensor read.
-    fn read_rows_whole(
-        &self,
-        name: &str,
-        rows: std::ops::Range<usize>,
-        out: &mut [f32],
-    ) -> Result<(), CheckpointError> {
-        struct Whole<'a>(&'a PthFile);
-        impl TensorSource for Whole<'_> {
-            fn names(&self) -> Vec<String> {
-                self.0.names()
-            }
-            fn info(&self, name: &str) -> Option<TensorInfo> {
-                self.0.info(name)
-            }
-            fn read(&self, name: &str) -> Result<TensorData, CheckpointError> {
-                self.0.read(name)
-            }
-            fn describe(&self) -> String {
-                self.0.describe()
-            }
-        }
-        Whole(self).read_rows_f32(name, rows, out)
-    }
-
     /// Checks the CRC-32 of `e`'s storage record once (views share records): bit rot in
     /// a large download is an error naming the record, not silently wrong weights.
     fn verify(&self, e: &Entry, storage: &[u8]) -> Result<(), CheckpointError> {

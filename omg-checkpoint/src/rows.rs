@@ -135,3 +135,22 @@ pub(crate) fn copy_out(bytes: &[u8]) -> Vec<u8> {
         .for_each(|(o, i)| o.copy_from_slice(i));
     out
 }
+
+/// Reads `rows` of the contiguous row-major tensor `name` (of `info`, whose bytes
+/// start at byte `start` of `mmap`) into `out` as f32, then hands the read pages back.
+pub(crate) fn read_mapped_rows(
+    mmap: &Mmap,
+    name: &str,
+    info: &TensorInfo,
+    start: usize,
+    rows: Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CheckpointError> {
+    check_rows(name, info, &rows, out.len())?;
+    let span = row_span(info, start, &rows, mmap.len()).ok_or_else(|| {
+        CheckpointError::Apply(format!("rows {rows:?} of `{name}` lie outside the file"))
+    })?;
+    convert_into(&mmap[span.clone()], info.dtype, out);
+    release(mmap, span);
+    Ok(())
+}

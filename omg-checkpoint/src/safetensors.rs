@@ -9,7 +9,7 @@ use burn::tensor::{AllocationProperty, Bytes, DType, TensorData};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::rows::{check_rows, convert_into, copy_out, prefetch, release, row_span};
+use crate::rows::{copy_out, prefetch, read_mapped_rows, release, row_span};
 use crate::{CheckpointError, TensorInfo, TensorSource};
 
 /// Name of the index file of a sharded HF checkpoint.
@@ -188,12 +188,7 @@ impl TensorSource for SafetensorsFile {
         out: &mut [f32],
     ) -> Result<(), CheckpointError> {
         let (info, range) = self.entry(name)?;
-        let row_bytes = check_rows(name, info, &rows, out.len())? * info.dtype.size();
-        let start = range.start + rows.start * row_bytes;
-        let span = start..start + rows.len() * row_bytes;
-        convert_into(&self.mmap[span.clone()], info.dtype, out);
-        release(&self.mmap, span);
-        Ok(())
+        read_mapped_rows(&self.mmap, name, info, range.start, rows, out)
     }
 }
 

@@ -49,27 +49,41 @@ pub trait TensorSource {
         rows: Range<usize>,
         out: &mut [f32],
     ) -> Result<(), CheckpointError> {
-        let info = self.info(name).ok_or_else(|| CheckpointError::MissingKey {
-            key: name.to_owned(),
-            sources: self.describe(),
-        })?;
-        let row_len = check_rows(name, &info, &rows, out.len())?;
-        let data = self.read(name)?;
-        let size = data.dtype.size();
-        let bytes = data.as_bytes();
-        let range = rows.start * row_len * size..rows.end * row_len * size;
-        if data.dtype != info.dtype || bytes.len() < range.end {
-            return Err(CheckpointError::Apply(format!(
-                "`{name}` read as {:?} with {} bytes, its info says {:?} {:?}",
-                data.dtype,
-                bytes.len(),
-                info.dtype,
-                info.shape
-            )));
-        }
-        convert_into(&bytes[range], info.dtype, out);
-        Ok(())
+        read_rows_whole(self, name, rows, out)
     }
+}
+
+/// [`TensorSource::read_rows_f32`] through [`TensorSource::read`]: the whole tensor
+/// is read, then the rows converted (the default, and the route of tensors a file
+/// cannot read in place, such as `.pth` views with other strides).
+pub(crate) fn read_rows_whole<S: TensorSource + ?Sized>(
+    source: &S,
+    name: &str,
+    rows: Range<usize>,
+    out: &mut [f32],
+) -> Result<(), CheckpointError> {
+    let info = source
+        .info(name)
+        .ok_or_else(|| CheckpointError::MissingKey {
+            key: name.to_owned(),
+            sources: source.describe(),
+        })?;
+    let row_len = check_rows(name, &info, &rows, out.len())?;
+    let data = source.read(name)?;
+    let size = data.dtype.size();
+    let bytes = data.as_bytes();
+    let range = rows.start * row_len * size..rows.end * row_len * size;
+    if data.dtype != info.dtype || bytes.len() < range.end {
+        return Err(CheckpointError::Apply(format!(
+            "`{name}` read as {:?} with {} bytes, its info says {:?} {:?}",
+            data.dtype,
+            bytes.len(),
+            info.dtype,
+            info.shape
+        )));
+    }
+    convert_into(&bytes[range], info.dtype, out);
+    Ok(())
 }
 
 /// A reference or a box to a source is a source.

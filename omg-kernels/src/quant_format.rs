@@ -118,9 +118,40 @@ impl QuantizedMatrix {
             out_features,
             in_features,
         };
+        let mut values = vec![0u8; out_features * layout.row_bytes()];
+        let mut scales = vec![0.0f32; out_features * layout.groups()];
+        Self::quantize_into(weight, layout, &mut values, &mut scales);
+        Self {
+            layout,
+            values,
+            scales,
+        }
+    }
+
+    /// Quantizes the rows of `weight` (row-major, `layout.in_features` values each)
+    /// into `values` and `scales`, sized for those rows in `layout`'s format: a block
+    /// of rows of a larger matrix goes straight into its place in that matrix.
+    ///
+    /// # Panics
+    /// If the buffers do not hold whole rows, the same number in each.
+    pub fn quantize_into(
+        weight: &[f32],
+        layout: QuantLayout,
+        values: &mut [u8],
+        scales: &mut [f32],
+    ) {
+        let (in_features, bits) = (layout.in_features, layout.bits);
         let (row_bytes, groups) = (layout.row_bytes(), layout.groups());
-        let mut values = vec![0u8; out_features * row_bytes];
-        let mut scales = vec![0.0f32; out_features * groups];
+        let rows = weight.len().checked_div(in_features).unwrap_or(0);
+        assert!(
+            rows * in_features == weight.len()
+                && values.len() == rows * row_bytes
+                && scales.len() == rows * groups,
+            "quantize_into: {} values of width {in_features} into {} bytes and {} scales",
+            weight.len(),
+            values.len(),
+            scales.len()
+        );
         let quantize_row = |(n, (vals, scs)): (usize, (&mut [u8], &mut [f32]))| {
             quantize_row(
                 &weight[n * in_features..(n + 1) * in_features],
@@ -145,11 +176,6 @@ impl QuantizedMatrix {
                 .zip(scales.chunks_mut(groups))
                 .enumerate()
                 .for_each(quantize_row);
-        }
-        Self {
-            layout,
-            values,
-            scales,
         }
     }
 

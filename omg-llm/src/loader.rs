@@ -480,8 +480,9 @@ fn quantize_merged<B: Backend>(
     device: &B::Device,
 ) -> Result<QuantizedMatrix, CheckpointError> {
     let (out_dim, in_dim) = (layout.out_features, layout.in_features);
-    let mut values = Vec::with_capacity(out_dim * layout.row_bytes());
-    let mut scales = Vec::with_capacity(out_dim * layout.groups());
+    let (row_bytes, groups) = (layout.row_bytes(), layout.groups());
+    let mut values = vec![0u8; out_dim * row_bytes];
+    let mut scales = vec![0.0f32; out_dim * groups];
     for_each_merged_block::<B>(
         source,
         key,
@@ -490,9 +491,12 @@ fn quantize_merged<B: Backend>(
         block_values,
         device,
         |rows, w| {
-            let q = QuantizedMatrix::quantize(w, layout.bits, rows.len(), in_dim);
-            values.extend_from_slice(&q.values);
-            scales.extend_from_slice(&q.scales);
+            QuantizedMatrix::quantize_into(
+                w,
+                layout,
+                &mut values[rows.start * row_bytes..rows.end * row_bytes],
+                &mut scales[rows.start * groups..rows.end * groups],
+            )
         },
     )?;
     Ok(QuantizedMatrix {

@@ -61,12 +61,12 @@ impl<B: Backend> View for &Lazy<B> {
                     DType::BF16 | DType::F16 | DType::F32 => data,
                     _ => data.convert_dtype(DType::F32),
                 };
-                Cow::Owned(data.into_bytes().to_vec())
+                Cow::Owned(owned_bytes(data))
             }
             Lazy::Int(t, _) => {
                 let data = t.clone().into_data();
                 match data.dtype {
-                    DType::I8 | DType::U8 => Cow::Owned(data.into_bytes().to_vec()),
+                    DType::I8 | DType::U8 => Cow::Owned(owned_bytes(data)),
                     // a packed byte per element: i8 values wrap to their bit pattern
                     _ => Cow::Owned(data.iter::<i64>().map(|v| v as u8).collect()),
                 }
@@ -81,6 +81,14 @@ impl<B: Backend> View for &Lazy<B> {
             Lazy::Int(..) => n,
         }
     }
+}
+
+/// The bytes of `data` as a vector, taken over without a copy when they are a plain
+/// heap buffer.
+fn owned_bytes(data: TensorData) -> Vec<u8> {
+    data.bytes
+        .try_into_vec::<u8>()
+        .unwrap_or_else(|bytes| bytes.to_vec())
 }
 
 /// Every parameter of a module with its dotted path.
