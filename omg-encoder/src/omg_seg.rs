@@ -121,6 +121,39 @@ impl<B: Backend> EncodedImage<B> {
         self.mask_features.dims()[0]
     }
 
+    /// Bytes the cached tensors hold (elements × their type's size, every tensor
+    /// counted once as stored): what keeping this state costs.
+    pub fn memory_bytes(&self) -> usize {
+        fn bytes<B: Backend, const D: usize, K: burn::tensor::BasicOps<B>>(
+            t: &Tensor<B, D, K>,
+        ) -> usize {
+            t.shape().num_elements() * t.dtype().size()
+        }
+        let levels: usize = self
+            .levels
+            .iter()
+            .map(|l| bytes(&l.key) + bytes(&l.key_pos) + bytes(&l.key_with_pos))
+            .sum();
+        let stages: usize = self
+            .queries
+            .stages
+            .iter()
+            .map(|s| {
+                s.cls_logits.as_ref().map_or(0, bytes)
+                    + s.iou.as_ref().map_or(0, bytes)
+                    + s.mask_logits.as_ref().map_or(0, bytes)
+                    + bytes(&s.attn_mask)
+            })
+            .sum();
+        self.backbone_levels.iter().map(bytes).sum::<usize>()
+            + bytes(&self.mask_features)
+            + self.multi_scale_memory.iter().map(bytes).sum::<usize>()
+            + levels
+            + stages
+            + bytes(&self.queries.query_feat)
+            + bytes(&self.queries.query_pos)
+    }
+
     /// The state of the `i`-th image alone (a batch of one): every cached tensor
     /// narrowed to that image, as encoding it by itself gives (up to the order of
     /// floating-point sums in the batched kernels).

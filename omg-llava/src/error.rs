@@ -4,6 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OmgLlavaError {
+    /// The generation's [`CancelToken`](crate::CancelToken) was cancelled.
+    #[error("cancelled: the generation was stopped by its cancel token")]
+    Cancelled,
     /// A generation setting is out of its range.
     #[error("invalid option {option}: {reason}")]
     InvalidOption {

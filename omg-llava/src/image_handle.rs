@@ -46,6 +46,13 @@ impl<B: Backend> ImageHandle<B> {
         self.visual_tokens.dims()[0]
     }
 
+    /// Bytes this handle holds (the encoder's cached state and the visual tokens): what
+    /// keeping it, in a cache of photos for example, costs.
+    pub fn memory_bytes(&self) -> usize {
+        self.encoded.memory_bytes()
+            + self.visual_tokens.shape().num_elements() * self.visual_tokens.dtype().size()
+    }
+
     /// The encoder's cached state.
     pub(crate) fn encoded(&self) -> &EncodedImage<B> {
         &self.encoded

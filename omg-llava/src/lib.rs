@@ -57,6 +57,7 @@
 pub mod backend;
 mod batch;
 mod bundle;
+mod cancel;
 mod config;
 mod conversation;
 mod error;
@@ -79,6 +80,7 @@ mod task;
 mod tokens;
 
 pub use bundle::CheckpointBundle;
+pub use cancel::CancelToken;
 pub use config::OmgLlavaConfig;
 pub use conversation::Conversation;
 pub use error::OmgLlavaError;

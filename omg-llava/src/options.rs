@@ -1,5 +1,6 @@
 //! Settings of a Pipeline's generation and of loading a model.
 
+use crate::cancel::CancelToken;
 use crate::error::OmgLlavaError;
 
 /// How the next token is chosen.
@@ -29,6 +30,9 @@ pub struct GenerateOptions {
     /// Tokens forced at new-token indices `(index, id)` (HF `forced_decoder_ids`
     /// counted from the first new token); for reproductions and tests.
     pub forced_tokens: Vec<(usize, u32)>,
+    /// A token that stops the generation at its next step when cancelled (none: it
+    /// runs to its end).
+    pub cancel: Option<CancelToken>,
 }
 
 impl Default for GenerateOptions {
@@ -39,6 +43,7 @@ impl Default for GenerateOptions {
             repetition_penalty: 1.0,
             forced_seg: None,
             forced_tokens: Vec::new(),
+            cancel: None,
         }
     }
 }
@@ -73,6 +78,12 @@ impl GenerateOptions {
     /// These options with HF's repetition penalty `penalty` (1 = off).
     pub fn with_repetition_penalty(mut self, penalty: f32) -> Self {
         self.repetition_penalty = penalty;
+        self
+    }
+
+    /// These options with a [`CancelToken`] that stops the generation when cancelled.
+    pub fn with_cancel(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
         self
     }
 

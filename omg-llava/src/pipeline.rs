@@ -213,6 +213,9 @@ impl<B: Backend> Pipeline<B> {
         options: &GenerateOptions,
     ) -> Result<ResponseStream<'a, B>, OmgLlavaError> {
         let config = self.generation_config(options)?;
+        if options.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(OmgLlavaError::Cancelled);
+        }
         let m = &self.model;
         let prepared = m.prepare(img, prompt, regions, options.max_new_tokens)?;
         // transformers 4.36 generating from `inputs_embeds` starts `input_ids` with BOS
@@ -224,6 +227,7 @@ impl<B: Backend> Pipeline<B> {
             img,
             generator,
             prepared.prompt_tokens,
+            options.cancel.clone(),
         ))
     }
 

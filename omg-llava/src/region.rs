@@ -19,7 +19,8 @@ pub enum Region {
         y: f32,
     },
     /// A rectangle `[x1, y1, x2, y2]`, `x1 < x2`, `y1 < y2` (a box prompt: a
-    /// `<region>` in the prompt).
+    /// `<region>` in the prompt). It must overlap the photo; a part outside it is cut
+    /// off at the photo's edges.
     Rect([f32; 4]),
     /// A mask of the photo's size (a `<region>` in the prompt).
     Mask(BinaryMask),
@@ -165,7 +166,12 @@ impl ModelFramePrompts {
                     out.points.push((mx as f32, my as f32));
                 }
                 Region::Rect(b) => {
-                    let m = t.box_to_model(b.map(f64::from));
+                    // the part of the box inside the photo (a box reaching past an
+                    // edge, or to a huge coordinate, is cut at it)
+                    let (w, h) = (f64::from(t.orig_width), f64::from(t.orig_height));
+                    let [x1, y1, x2, y2] = b.map(f64::from);
+                    let inside = [x1.max(0.0), y1.max(0.0), x2.min(w), y2.min(h)];
+                    let m = t.box_to_model(inside);
                     out.boxes.push((region_index, m.map(|v| v as f32)));
                     region_index += 1;
                 }

@@ -7,6 +7,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use omg_llm::generation::Generator;
 use omg_llm::tokenizer::StreamDecoder;
 
+use crate::cancel::CancelToken;
 use crate::error::OmgLlavaError;
 use crate::image_handle::ImageHandle;
 use crate::model::OmgLlava;
@@ -49,6 +50,7 @@ pub struct ResponseStream<'a, B: Backend> {
     pending: VecDeque<StreamEvent>,
     decoded_captures: usize,
     done: bool,
+    cancel: Option<CancelToken>,
 }
 
 impl<'a, B: Backend> ResponseStream<'a, B> {
@@ -57,8 +59,10 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
         image: &'a ImageHandle<B>,
         generator: Generator<'a, B>,
         prompt_tokens: usize,
+        cancel: Option<CancelToken>,
     ) -> Self {
         Self {
+            cancel,
             model,
             image,
             generator,
@@ -111,6 +115,9 @@ impl<'a, B: Backend> ResponseStream<'a, B> {
     }
 
     fn advance(&mut self) -> Result<(), OmgLlavaError> {
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Err(OmgLlavaError::Cancelled);
+        }
         match self.generator.next_step()? {
             Some(step) => {
                 let token = step.tokens[0];

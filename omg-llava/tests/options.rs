@@ -182,3 +182,36 @@ fn the_settings_at_the_edges_are_accepted() {
         }
     }
 }
+
+#[test]
+fn a_cancelled_token_stops_the_generation_at_its_next_token() {
+    let p = pipeline();
+    let img = p.encode(&image::DynamicImage::new_rgb8(20, 10)).unwrap();
+    let task = Task::chat("What is it?");
+    let token = omg_llava::CancelToken::new();
+    let options = GenerateOptions::default()
+        .with_max_new_tokens(50)
+        .with_cancel(token.clone());
+    // not cancelled: the same answer as without a token
+    let plain = p
+        .run(
+            &img,
+            &task,
+            &options.clone().with_cancel(omg_llava::CancelToken::new()),
+        )
+        .unwrap();
+    let mut stream = p.stream(&img, &task, &options).unwrap();
+    let first = stream.next().unwrap().unwrap();
+    assert!(
+        matches!(first, omg_llava::StreamEvent::Text(_)),
+        "{first:?}"
+    );
+    token.cancel();
+    assert!(matches!(stream.next(), Some(Err(OmgLlavaError::Cancelled))));
+    // a cancelled token refuses to start, before the prefill
+    assert!(matches!(
+        p.run(&img, &task, &options),
+        Err(OmgLlavaError::Cancelled)
+    ));
+    assert!(plain.token_ids.len() > 2, "{plain:?}");
+}
