@@ -107,6 +107,11 @@ impl From<OmgLlavaError> for ApiError {
             | E::PlaceholderMismatch { .. } => (StatusCode::BAD_REQUEST, "bad_region"),
             E::TooManyImages { .. } => (StatusCode::BAD_REQUEST, "bad_prompt"),
             E::Image(_) | E::Mask(_) => (StatusCode::BAD_REQUEST, "bad_input"),
+            // nginx's "client closed request": nobody is left to read it
+            E::Cancelled => (
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                "cancelled",
+            ),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "model_error"),
         };
         Self::new(status, code, e.to_string())

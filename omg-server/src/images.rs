@@ -65,16 +65,21 @@ impl PhotoBytes {
         Self::new(bytes)
     }
 
+    /// The photo's `(width, height)` from its header alone (nothing is decoded), held to
+    /// `limits` (413 `image_too_large` past them, 415 `unsupported_image` when it is not
+    /// a PNG or JPEG).
+    pub fn dimensions(&self, limits: ImageLimits) -> Result<(u32, u32), ApiError> {
+        let format = image::guess_format(&self.bytes).map_err(|e| unsupported(e.to_string()))?;
+        let (width, height) = image::ImageReader::with_format(Cursor::new(&self.bytes), format)
+            .into_dimensions()
+            .map_err(|e| unsupported(e.to_string()))?;
+        limits.check(width, height)?;
+        Ok((width, height))
+    }
+
     /// Decodes the photo, refusing it from its header when it is past `limits` (so a
     /// small file declaring a huge picture allocates nothing).
     pub fn decode(&self, limits: ImageLimits) -> Result<DynamicImage, ApiError> {
-        let unsupported = |e: String| {
-            ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_image",
-                format!("the image cannot be read (PNG or JPEG expected): {e}"),
-            )
-        };
         use image::ImageDecoder;
         let format = image::guess_format(&self.bytes).map_err(|e| unsupported(e.to_string()))?;
         // the header is read once: its size is checked before any pixel is decoded
@@ -95,4 +100,13 @@ impl PhotoBytes {
             .map_err(|e| unsupported(e.to_string()))?;
         DynamicImage::from_decoder(decoder).map_err(|e| unsupported(e.to_string()))
     }
+}
+
+/// The 415 of bytes that are not a PNG or JPEG the decoder can read.
+fn unsupported(e: String) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_image",
+        format!("the image cannot be read (PNG or JPEG expected): {e}"),
+    )
 }

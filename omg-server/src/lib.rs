@@ -10,17 +10,27 @@
 //! - [`tasks`]: `POST /v1/segment`, `/v1/ground`, `/v1/caption`, `/v1/regions`,
 //!   `/v1/interactive`, `/v1/panoptic` (JSON or multipart in, typed JSON out);
 //! - `GET /health`, `GET /v1/models`, and `GET /`: a self-contained web page;
+//! - [`observe`]: `GET /metrics` (Prometheus) and the access log (`tracing`);
+//! - [`config`]: the settings, with the limits of [`bounds`] (what one request may
+//!   carry), [`access`] (API key, allowed hosts, content types) and [`listen`]
+//!   (connection timeouts and cap, graceful shutdown);
 //! - [`options`]: the generation fields of a request, as the Pipeline's
 //!   `GenerateOptions`;
-//! - [`worker`]: the model thread, its bounded queue (503 + `Retry-After` past it) and
-//!   the LRU cache of encoded photos;
+//! - [`worker`]: the model thread, its bounded queue (503 + `Retry-After` past it), the
+//!   LRU cache of encoded photos (bounded in entries and bytes), and the cancellation
+//!   of requests whose client has gone;
 //! - [`images`]: data URLs and file bytes to photos, within the pipeline's limits;
 //! - [`error`]: every failure as a status and OpenAI's error object.
 
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod bounds;
+pub mod config;
 pub mod error;
 pub mod images;
+pub mod listen;
+pub mod observe;
 pub mod openai;
 pub mod options;
 pub mod tasks;
@@ -36,6 +46,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+pub use config::{AccessPolicy, ConnectionLimits, RequestLimits, ServeConfig};
 pub use error::ApiError;
 pub use worker::Queue;
 
@@ -45,39 +56,6 @@ use tasks::run_endpoint;
 /// The web page served at `/` (plain HTML, CSS and JavaScript; no build step, no CDN).
 pub const PAGE: &str = include_str!("page.html");
 
-/// Server settings.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ServeConfig {
-    /// The model id of `/v1/models` and the responses.
-    pub model_name: String,
-    /// Requests allowed to wait for the model besides the one running; more get 503.
-    pub queue_capacity: usize,
-    /// Encoded photos kept (LRU).
-    pub cache_size: usize,
-    /// Largest request body, in bytes (413 past it).
-    pub max_body_bytes: usize,
-    /// Largest `max_tokens` a request may ask for.
-    pub max_tokens_limit: usize,
-    /// `max_tokens` of a request that gives none.
-    pub default_max_tokens: usize,
-    /// The `Retry-After` of a 503, in seconds.
-    pub retry_after_s: u64,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            model_name: "omg-llava".into(),
-            queue_capacity: 8,
-            cache_size: 16,
-            max_body_bytes: 32 << 20,
-            max_tokens_limit: 2048,
-            default_max_tokens: 100,
-            retry_after_s: 2,
-        }
-    }
-}
-
 /// What every handler sees.
 #[derive(Clone)]
 pub struct AppState {
@@ -85,6 +63,8 @@ pub struct AppState {
     pub queue: Queue,
     /// The settings.
     pub config: Arc<ServeConfig>,
+    /// Request counts and generation figures of `/metrics`.
+    pub metrics: Arc<observe::Metrics>,
 }
 
 /// The server's routes on a started worker.
@@ -93,11 +73,13 @@ pub fn router(queue: Queue, config: ServeConfig) -> Router {
     let state = AppState {
         queue,
         config: Arc::new(config),
+        metrics: Arc::default(),
     };
     let task = |kind: JobKind| move |s: State<AppState>, r: Request| run_endpoint(kind, s, r);
     Router::new()
         .route("/", get(page))
         .route("/health", get(health))
+        .route("/metrics", get(observe::metrics))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/segment", post(task(JobKind::Segment)))
@@ -108,6 +90,14 @@ pub fn router(queue: Queue, config: ServeConfig) -> Router {
         .route("/v1/interactive", post(task(JobKind::Interactive)))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }
 
@@ -126,9 +116,13 @@ async fn health(State(s): State<AppState>) -> Response {
             "capacity": s.queue.capacity(),
             "done": stats.done.load(Ordering::SeqCst),
             "refused": stats.refused.load(Ordering::SeqCst),
+            "cancelled": stats.cancelled.load(Ordering::SeqCst),
         },
         "cache": {
             "capacity": s.config.cache_size,
+            "max_bytes": s.config.cache_bytes,
+            "entries": stats.cache_entries.load(Ordering::SeqCst),
+            "bytes": stats.cache_bytes.load(Ordering::SeqCst),
             "encoded": stats.encoded.load(Ordering::SeqCst),
         },
     }))
@@ -143,14 +137,26 @@ async fn models(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
-/// A request's body, within the `--max-body-mib` limit (413 `body_too_large` past it).
+/// A request's body, within the `--max-body-mib` limit (413 `body_too_large` past it)
+/// and the body timeout (408 `body_timeout` past it).
 pub(crate) async fn body_bytes(
     state: &AppState,
     request: Request,
 ) -> Result<axum::body::Bytes, ApiError> {
     use axum::extract::FromRequest;
-    axum::body::Bytes::from_request(request, state)
+    let timeout = state.config.connections.body_timeout;
+    tokio::time::timeout(timeout, axum::body::Bytes::from_request(request, state))
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request's body did not arrive within {} s",
+                    timeout.as_secs_f32()
+                ),
+            )
+        })?
         .map_err(|e| {
             let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 "body_too_large"
@@ -174,20 +180,16 @@ async fn not_found(request: Request) -> ApiError {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
+pub use listen::serve;
 
-/// Starts a server on a thread of its own (its own tokio runtime) on `listener`, for
-/// tests and for embedding; it runs until the process ends.
-pub fn spawn(listener: std::net::TcpListener, router: Router) -> std::io::Result<()> {
+/// Starts a server on a thread of its own (its own tokio runtime) on `listener`, with
+/// the connection `limits`, for tests and for embedding; it runs until the process
+/// ends.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -198,7 +200,7 @@ pub fn spawn(listener: std::net::TcpListener, router: Router) -> std::io::Result
         .spawn(move || {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                serve(listener, router, std::future::pending()).await
+                serve(listener, router, limits, std::future::pending()).await
             })
         })?;
     Ok(())

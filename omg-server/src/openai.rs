@@ -18,7 +18,7 @@
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -26,23 +26,27 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use omg_cli::records::{OutputMask, RegionSpec};
 use omg_llava::{
-    Conversation, FinishReason, GenerateOptions, GroundedAnswer, ImageHandle, Region, StreamEvent,
-    Task,
+    CancelToken, Conversation, FinishReason, GenerateOptions, GroundedAnswer, ImageHandle,
+    StreamEvent, Task,
 };
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
+use super::bounds;
 use super::error::ApiError;
 use super::images::PhotoBytes;
 use super::options::{SamplingFields, generate_options};
-use super::worker::{B, Worker};
+use super::worker::{B, CancelOnDrop, Worker};
 use super::{AppState, ServeConfig};
 
 /// A chat completion request (the fields OMG-LLaVA uses; other OpenAI fields are
-/// accepted and ignored).
+/// accepted and skipped without being kept). Its lists are parsed with
+/// [`bounds::capped_seq`], so their length is bounded while they are read.
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
     /// The conversation.
+    #[serde(deserialize_with = "bounds::capped_seq")]
     pub messages: Vec<Message>,
     /// Stream the answer as server-sent events.
     #[serde(default)]
@@ -53,11 +57,12 @@ pub struct ChatRequest {
     /// Number of choices (only 1).
     #[serde(default)]
     pub n: Option<usize>,
-    /// `max_tokens`, `temperature`, `top_p`, `seed`, `force_seg`.
-    #[serde(flatten)]
+    /// `max_tokens`, `temperature`, `top_p`, `seed`, `force_seg`: read by a second
+    /// pass over the body (a flattened struct would buffer every unknown field).
+    #[serde(skip)]
     pub sampling: SamplingFields,
     /// Extension: regions the last question refers to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounds::capped_seq")]
     pub regions: Vec<RegionSpec>,
 }
 
@@ -79,9 +84,9 @@ pub struct Message {
     pub content: Option<Content>,
 }
 
-/// A message's content.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A message's content (read by its own visitor: a string or a capped list of parts,
+/// never buffered).
+#[derive(Debug)]
 pub enum Content {
     /// Plain text.
     Text(String),
@@ -89,9 +94,8 @@ pub enum Content {
     Parts(Vec<Part>),
 }
 
-/// A content part.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// A content part (read by its own visitor: other fields are skipped, not buffered).
+#[derive(Debug)]
 pub enum Part {
     /// `{"type": "text", "text": "..."}`.
     Text {
@@ -112,12 +116,92 @@ pub struct ImageUrl {
     pub url: String,
 }
 
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of content parts")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
+                bounds::read_capped(seq).map(Content::Parts)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Part {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Field {
+            Type,
+            Text,
+            ImageUrl,
+            #[serde(other)]
+            Other,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Part;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a content part ({\"type\": \"text\" | \"image_url\", ...})")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Part, A::Error> {
+                use serde::de::Error;
+                let (mut kind, mut text, mut image_url) = (None::<String>, None, None);
+                while let Some(key) = map.next_key::<Field>()? {
+                    match key {
+                        Field::Type => kind = Some(map.next_value()?),
+                        Field::Text => text = Some(map.next_value()?),
+                        Field::ImageUrl => image_url = Some(map.next_value()?),
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                match kind.as_deref() {
+                    Some("text") => Ok(Part::Text {
+                        text: text.ok_or_else(|| A::Error::missing_field("text"))?,
+                    }),
+                    Some("image_url") => Ok(Part::ImageUrl {
+                        image_url: image_url.ok_or_else(|| A::Error::missing_field("image_url"))?,
+                    }),
+                    Some(other) => Err(A::Error::unknown_variant(other, &["text", "image_url"])),
+                    None => Err(A::Error::missing_field("type")),
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// The conversation of a request: its photo, the earlier (question, answer) turns and
 /// the question to answer.
 struct Dialogue {
     photo: PhotoBytes,
     history: Vec<(String, String)>,
     question: String,
+}
+
+impl Dialogue {
+    /// Characters of its text.
+    fn chars(&self) -> usize {
+        let turns: usize = self
+            .history
+            .iter()
+            .map(|(q, a)| q.chars().count() + a.chars().count())
+            .sum();
+        turns + self.question.chars().count()
+    }
 }
 
 fn read_dialogue(messages: &[Message]) -> Result<Dialogue, ApiError> {
@@ -184,16 +268,16 @@ fn read_dialogue(messages: &[Message]) -> Result<Dialogue, ApiError> {
 }
 
 /// The Pipeline's task for the last question: a question about `regions` (a single
-/// turn), or a chat turn after the history (each earlier answer recorded as the client
-/// gives it, its `[SEG]` and `<p>` tags kept as the model's tokens).
-fn chat_task(d: &Dialogue, regions: Vec<Region>) -> Result<Task, ApiError> {
+/// turn, checked by the handler; their masks are decoded here, on the model thread),
+/// or a chat turn after the history (each earlier answer recorded as the client gives
+/// it, its `[SEG]` and `<p>` tags kept as the model's tokens).
+fn chat_task(d: &Dialogue, regions: &[RegionSpec]) -> Result<Task, ApiError> {
     if !regions.is_empty() {
-        if !d.history.is_empty() {
-            return Err(ApiError::bad_request(
-                "bad_regions",
-                "regions are supported in a single-turn conversation only",
-            ));
-        }
+        let regions = regions
+            .iter()
+            .map(RegionSpec::to_region)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::bad_request("bad_regions", e.to_string()))?;
         return Ok(Task::ask_regions(regions, d.question.clone()));
     }
     let mut conversation = Conversation::new();
@@ -240,24 +324,28 @@ pub async fn chat_completions(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let body = super::body_bytes(&state, request).await?;
-    let request: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "bad_json",
-            format!("the request is not a chat completion request: {e}"),
-        )
-    })?;
+    let limits = &state.config.limits;
+    let what = "a chat completion request";
+    let mut request: ChatRequest = bounds::parse_capped(&body, bounds::seq_cap(limits), what)?;
+    request.sampling = bounds::parse_capped(&body, 0, what)?;
+    drop(body);
     if request.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("bad_n", "only n = 1 is supported"));
     }
+    bounds::check_messages(request.messages.len(), limits)?;
     let dialogue = read_dialogue(&request.messages)?;
-    let regions = request
-        .regions
-        .iter()
-        .map(RegionSpec::to_region)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad_request("bad_regions", e.to_string()))?;
-    let task = chat_task(&dialogue, regions)?;
+    bounds::check_text(dialogue.chars(), limits)?;
+    let photo_size = dialogue.photo.dimensions(state.queue.image_limits())?;
+    bounds::check_regions(&request.regions, photo_size, limits)?;
+    if !request.regions.is_empty() && !dialogue.history.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad_regions",
+            "regions are supported in a single-turn conversation only",
+        ));
+    }
     let sampling = request.sampling.clone();
+    let regions = request.regions;
+    let cancel = CancelToken::new();
     let limits = state.config.clone();
     let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let model = state.config.model_name.clone();
@@ -265,11 +353,23 @@ pub async fn chat_completions(
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
 
     if !request.stream {
+        let worker_cancel = cancel.clone();
+        let metrics = state.metrics.clone();
         let answer = state
             .queue
-            .run(move |w| {
+            .run(cancel, move |w| {
+                let t0 = Instant::now();
                 let (options, img) = prepare(w, &dialogue.photo, &sampling, &limits)?;
-                Ok(w.pipeline.run(&img, &task, &options)?)
+                let task = chat_task(&dialogue, &regions)?;
+                let options = options.with_cancel(worker_cancel);
+                let mut stream = w.pipeline.stream(&img, &task, &options)?;
+                if let Some(first) = stream.next() {
+                    first?;
+                    metrics.record_first_token(t0.elapsed());
+                }
+                let answer = stream.finish()?;
+                metrics.record_generation(answer.token_ids.len(), t0.elapsed());
+                Ok(answer)
             })
             .await?;
         let usage = usage(answer.prompt_tokens, answer.token_ids.len());
@@ -296,15 +396,25 @@ pub async fn chat_completions(
     // image or a prompt too long is a 4xx, not an event), then sends chunks.
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Chunk>();
+    // held by the response: a client that goes away, before the start or during the
+    // answer, stops the generation at its next token
+    let guard = CancelOnDrop::new(cancel.clone());
+    let metrics = state.metrics.clone();
     state.queue.submit(Box::new(move |w| {
-        let started = prepare(w, &dialogue.photo, &sampling, &limits);
-        let (options, img) = match started {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let t0 = Instant::now();
+        let started = prepare(w, &dialogue.photo, &sampling, &limits)
+            .and_then(|(options, img)| Ok((options, img, chat_task(&dialogue, &regions)?)));
+        let (options, img, task) = match started {
             Ok(v) => v,
             Err(e) => {
                 let _ = started_tx.send(Err(e));
                 return;
             }
         };
+        let options = options.with_cancel(cancel);
         let mut stream = match w.pipeline.stream(&img, &task, &options) {
             Ok(s) => s,
             Err(e) => {
@@ -313,7 +423,11 @@ pub async fn chat_completions(
             }
         };
         let _ = started_tx.send(Ok(()));
+        let mut first = true;
         for event in stream.by_ref() {
+            if std::mem::take(&mut first) {
+                metrics.record_first_token(t0.elapsed());
+            }
             let chunk = match event {
                 Ok(StreamEvent::Text(piece)) => Chunk::Text(piece),
                 Ok(StreamEvent::Mask {
@@ -334,10 +448,13 @@ pub async fn chat_completions(
             }
         }
         let done = match stream.finish() {
-            Ok(answer) => Chunk::Done {
-                finish_reason: answer.finish_reason,
-                usage: usage(answer.prompt_tokens, answer.token_ids.len()),
-            },
+            Ok(answer) => {
+                metrics.record_generation(answer.token_ids.len(), t0.elapsed());
+                Chunk::Done {
+                    finish_reason: answer.finish_reason,
+                    usage: usage(answer.prompt_tokens, answer.token_ids.len()),
+                }
+            }
             Err(e) => Chunk::Failed(e.into()),
         };
         let _ = tx.send(done);
@@ -354,15 +471,15 @@ pub async fn chat_completions(
         None,
     );
     let queued = std::collections::VecDeque::from([data(&head)]);
-    let events = futures_util::stream::unfold((rx, queued, false), move |state| {
+    let events = futures_util::stream::unfold((rx, queued, false, guard), move |state| {
         let (id, model) = (id.clone(), model.clone());
         async move {
-            let (mut rx, mut queued, mut closed) = state;
+            let (mut rx, mut queued, mut closed, guard) = state;
             loop {
                 if let Some(event) = queued.pop_front() {
                     return Some((
                         Ok::<_, std::convert::Infallible>(event),
-                        (rx, queued, closed),
+                        (rx, queued, closed, guard),
                     ));
                 }
                 if closed {

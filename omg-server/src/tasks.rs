@@ -13,15 +13,17 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use omg_cli::jobs::{Job, JobError, JobKind, run_job};
 use omg_cli::records::{OutputMask, RegionSpec};
-use omg_llava::OmgLlavaError;
+use omg_llava::{CancelToken, OmgLlavaError};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::bounds;
 use super::error::ApiError;
 use super::images::PhotoBytes;
 use super::options::{SamplingFields, generate_options};
 
-/// A task request.
+/// A task request (other fields are skipped without being kept; `regions` is parsed
+/// with a cap on its length).
 #[derive(Debug, Default, Deserialize)]
 pub struct TaskRequest {
     /// The photo as a data URL (JSON requests).
@@ -31,10 +33,11 @@ pub struct TaskRequest {
     #[serde(default)]
     pub prompt: Option<String>,
     /// Points, boxes or RLE masks (`regions`, `interactive`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounds::capped_seq")]
     pub regions: Vec<RegionSpec>,
-    /// Generation fields.
-    #[serde(flatten)]
+    /// The generation fields: read by a second pass over a JSON body (a flattened
+    /// struct would buffer every unknown field), or from a form's text parts.
+    #[serde(skip)]
     pub sampling: SamplingFields,
 }
 
@@ -92,20 +95,22 @@ async fn read_request(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (parts, body) = request.into_parts();
+    let body = super::body_bytes(state, Request::from_parts(parts.clone(), body)).await?;
     if !multipart {
-        let body = super::body_bytes(state, request).await?;
-        let parsed: TaskRequest = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                "bad_json",
-                format!("the request is not a task request: {e}"),
-            )
-        })?;
-        let url = parsed.image.as_deref().ok_or_else(|| {
+        let what = "a task request";
+        let mut parsed: TaskRequest =
+            bounds::parse_capped(&body, bounds::seq_cap(&state.config.limits), what)?;
+        parsed.sampling = bounds::parse_capped(&body, 0, what)?;
+        let url = parsed.image.take();
+        let url = url.as_deref().ok_or_else(|| {
             ApiError::bad_request("bad_image", "the request has no \"image\" (a data URL)")
         })?;
         let photo = PhotoBytes::from_data_url(url)?;
         return Ok((parsed, photo));
     }
+    // the body is in memory already (read within the body timeout)
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
     let mut form = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::new(e.status(), "bad_multipart", e.body_text()))?;
@@ -141,11 +146,16 @@ async fn read_request(
         match name.as_str() {
             "prompt" => parsed.prompt = Some(text.clone()),
             "regions" => {
-                parsed.regions = serde_json::from_str(&text).map_err(|e| {
-                    bad(format!(
-                        "the field \"regions\" is not a JSON list of regions: {e}"
-                    ))
-                })?
+                #[derive(Deserialize)]
+                #[serde(transparent)]
+                struct Regions(#[serde(deserialize_with = "bounds::capped_seq")] Vec<RegionSpec>);
+                let cap = bounds::seq_cap(&state.config.limits);
+                parsed.regions = bounds::parse_capped::<Regions>(
+                    text.as_bytes(),
+                    cap,
+                    "a JSON list of regions (the field \"regions\")",
+                )?
+                .0
             }
             "max_tokens" => parsed.sampling.max_tokens = Some(count("max_tokens")?),
             "force_seg" => parsed.sampling.force_seg = Some(count("force_seg")?),
@@ -166,14 +176,21 @@ pub async fn run_endpoint(
     request: Request,
 ) -> Result<Json<TaskResponse>, ApiError> {
     let (req, photo) = read_request(&state, request).await?;
+    let limits = &state.config.limits;
+    let chars = req.prompt.as_deref().map_or(0, |p| p.chars().count());
+    bounds::check_text(chars, limits)?;
+    let photo_size = photo.dimensions(state.queue.image_limits())?;
+    bounds::check_regions(&req.regions, photo_size, limits)?;
     let config = state.config.clone();
+    let cancel = CancelToken::new();
+    let worker_cancel = cancel.clone();
     let response = state
         .queue
-        .run(move |w| {
+        .run(cancel, move |w| {
             let t0 = Instant::now();
             let img = w.image(&photo)?;
             let options = if kind.generates() {
-                generate_options(&req.sampling, &config)?
+                generate_options(&req.sampling, &config)?.with_cancel(worker_cancel)
             } else {
                 Default::default()
             };

@@ -1,8 +1,11 @@
 //! The model worker: one thread owns the loaded Pipeline and runs the requests one at a
 //! time, from a bounded queue. A request that finds the queue full is refused at once
 //! (503 with `Retry-After`), so the backlog, and the memory it holds, stay bounded.
-//! The worker keeps an LRU cache of encoded photos keyed by their bytes' SHA-256:
-//! follow-up questions about the same photo skip decoding and encoding.
+//! The worker keeps an LRU cache of encoded photos keyed by their bytes' SHA-256,
+//! bounded in entries and in bytes: follow-up questions about the same photo skip
+//! decoding and encoding. A request whose client has gone (its [`CancelToken`]
+//! cancelled) is skipped if it has not started, and stopped at its next token if it
+//! has.
 
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
-use omg_llava::{ImageHandle, Pipeline};
+use omg_llava::{CancelToken, ImageHandle, ImageLimits, Pipeline};
 
 use super::error::ApiError;
 use super::images::PhotoBytes;
@@ -26,7 +29,7 @@ pub type Work = Box<dyn FnOnce(&mut Worker) + Send>;
 pub struct Worker {
     /// The loaded model.
     pub pipeline: Pipeline<B>,
-    cache: PhotoCache,
+    cache: PhotoCache<ImageHandle<B>>,
     stats: Arc<QueueStats>,
 }
 
@@ -36,38 +39,80 @@ impl Worker {
         if let Some(handle) = self.cache.get(&photo.hash) {
             return Ok(handle);
         }
-        let decoded = photo.decode(self.pipeline.image_limits())?;
-        let handle = Rc::new(self.pipeline.encode(&decoded)?);
+        let handle = {
+            // the decoded pixels live only while the photo is encoded
+            let decoded = photo.decode(self.pipeline.image_limits())?;
+            Rc::new(self.pipeline.encode(&decoded)?)
+        };
         self.stats.encoded.fetch_add(1, Ordering::SeqCst);
-        self.cache.put(photo.hash, handle.clone());
+        let bytes = handle.memory_bytes();
+        self.cache.put(photo.hash, handle.clone(), bytes);
+        self.stats
+            .cache_bytes
+            .store(self.cache.bytes(), Ordering::SeqCst);
+        self.stats
+            .cache_entries
+            .store(self.cache.entries.len(), Ordering::SeqCst);
         Ok(handle)
     }
 }
 
-/// Least-recently-used encoded photos.
-struct PhotoCache {
+/// Least-recently-used encoded photos, at most `capacity` of them and `max_bytes`
+/// together.
+pub struct PhotoCache<T> {
     capacity: usize,
-    /// Most recently used last.
-    entries: Vec<([u8; 32], Rc<ImageHandle<B>>)>,
+    max_bytes: usize,
+    /// Most recently used last, with their sizes.
+    entries: Vec<([u8; 32], Rc<T>, usize)>,
 }
 
-impl PhotoCache {
-    fn get(&mut self, key: &[u8; 32]) -> Option<Rc<ImageHandle<B>>> {
-        let at = self.entries.iter().position(|(k, _)| k == key)?;
-        let entry = self.entries.remove(at);
-        let handle = entry.1.clone();
-        self.entries.push(entry);
-        Some(handle)
+impl<T> PhotoCache<T> {
+    /// An empty cache of at most `capacity` entries and `max_bytes` bytes.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+        Self {
+            capacity,
+            max_bytes,
+            entries: Vec::new(),
+        }
     }
 
-    fn put(&mut self, key: [u8; 32], handle: Rc<ImageHandle<B>>) {
-        if self.capacity == 0 {
+    /// The entry of `key`, now the most recently used.
+    pub fn get(&mut self, key: &[u8; 32]) -> Option<Rc<T>> {
+        let at = self.entries.iter().position(|(k, _, _)| k == key)?;
+        let entry = self.entries.remove(at);
+        let value = entry.1.clone();
+        self.entries.push(entry);
+        Some(value)
+    }
+
+    /// Keeps `value` of `bytes` bytes, dropping the least recently used entries until
+    /// both bounds hold; a value larger than `max_bytes` is not kept.
+    pub fn put(&mut self, key: [u8; 32], value: Rc<T>, bytes: usize) {
+        self.entries.retain(|(k, _, _)| *k != key);
+        if self.capacity == 0 || bytes > self.max_bytes {
             return;
         }
-        if self.entries.len() == self.capacity {
+        while self.entries.len() >= self.capacity
+            || self.bytes().saturating_add(bytes) > self.max_bytes
+        {
             self.entries.remove(0);
         }
-        self.entries.push((key, handle));
+        self.entries.push((key, value, bytes));
+    }
+
+    /// Bytes the entries hold together.
+    pub fn bytes(&self) -> usize {
+        self.entries.iter().map(|(_, _, b)| b).sum()
+    }
+
+    /// Entries kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -82,6 +127,12 @@ pub struct QueueStats {
     pub encoded: AtomicUsize,
     /// Requests refused with 503.
     pub refused: AtomicUsize,
+    /// Requests skipped or stopped because their client had gone.
+    pub cancelled: AtomicUsize,
+    /// Encoded photos in the cache.
+    pub cache_entries: AtomicUsize,
+    /// Bytes the cached photos hold.
+    pub cache_bytes: AtomicUsize,
 }
 
 /// The handlers' side of the worker: submit requests to its bounded queue.
@@ -90,31 +141,31 @@ pub struct Queue {
     sender: SyncSender<Work>,
     capacity: usize,
     retry_after: u64,
+    image_limits: ImageLimits,
     /// Shared counters.
     pub stats: Arc<QueueStats>,
 }
 
 impl Queue {
     /// Starts the worker thread on `pipeline`, with `capacity` requests allowed to wait
-    /// (besides the one running) and `cache_size` encoded photos kept.
+    /// (besides the one running) and at most `cache_size` encoded photos of
+    /// `cache_bytes` bytes together kept.
     pub fn start(
         pipeline: Pipeline<B>,
         capacity: usize,
-        cache_size: usize,
+        (cache_size, cache_bytes): (usize, usize),
         retry_after: u64,
     ) -> Self {
         let (sender, receiver) = sync_channel::<Work>(capacity);
         let stats = Arc::new(QueueStats::default());
         let worker_stats = stats.clone();
+        let image_limits = pipeline.image_limits();
         std::thread::Builder::new()
             .name("omg-model".into())
             .spawn(move || {
                 let mut worker = Worker {
                     pipeline,
-                    cache: PhotoCache {
-                        capacity: cache_size,
-                        entries: Vec::new(),
-                    },
+                    cache: PhotoCache::new(cache_size, cache_bytes),
                     stats: worker_stats.clone(),
                 };
                 while let Ok(work) = receiver.recv() {
@@ -130,8 +181,14 @@ impl Queue {
             sender,
             capacity,
             retry_after,
+            image_limits,
             stats,
         }
+    }
+
+    /// The model's photo limits (to check a photo's header before queueing it).
+    pub fn image_limits(&self) -> ImageLimits {
+        self.image_limits
     }
 
     /// Requests allowed to wait.
@@ -159,16 +216,96 @@ impl Queue {
         }
     }
 
-    /// Runs `f` on the worker and waits (asynchronously) for its result.
+    /// Runs `f` on the worker and waits (asynchronously) for its result. If this
+    /// future is dropped (the client has gone), `cancel` is cancelled: the work is
+    /// skipped if it has not started, and a generation that gives `cancel` to its
+    /// options stops at its next token.
     pub async fn run<T: Send + 'static>(
         &self,
+        cancel: CancelToken,
         f: impl FnOnce(&mut Worker) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let guard = CancelOnDrop::new(cancel.clone());
         self.submit(Box::new(move |w| {
-            let _ = tx.send(f(w));
+            if cancel.is_cancelled() {
+                w.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            let out = f(w);
+            if cancel.is_cancelled() {
+                w.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = tx.send(out);
         }))?;
-        rx.await
-            .map_err(|_| ApiError::internal("the request failed inside the model (a panic)"))?
+        let out = rx
+            .await
+            .map_err(|_| ApiError::internal("the request failed inside the model (a panic)"))?;
+        guard.disarm();
+        out
+    }
+}
+
+/// Cancels its token when dropped, unless disarmed: held by a handler while the worker
+/// runs its request, so that a handler dropped with its closed connection stops the
+/// work.
+pub struct CancelOnDrop(Option<CancelToken>);
+
+impl CancelOnDrop {
+    /// A guard of `token`.
+    pub fn new(token: CancelToken) -> Self {
+        Self(Some(token))
+    }
+
+    /// Drops the guard without cancelling.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = &self.0 {
+            token.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: u8) -> [u8; 32] {
+        [k; 32]
+    }
+
+    #[test]
+    fn the_cache_keeps_within_its_entries_and_bytes_least_recently_used_first() {
+        let mut cache = PhotoCache::new(3, 100);
+        cache.put(key(1), Rc::new(1), 40);
+        cache.put(key(2), Rc::new(2), 40);
+        assert_eq!((cache.len(), cache.bytes()), (2, 80));
+        // 1 is used again, so 2 is the least recently used
+        assert_eq!(cache.get(&key(1)).as_deref(), Some(&1));
+        cache.put(key(3), Rc::new(3), 40);
+        assert!(cache.get(&key(2)).is_none(), "past the bytes, 2 goes first");
+        assert_eq!((cache.len(), cache.bytes()), (2, 80));
+        // past the entries
+        cache.put(key(4), Rc::new(4), 1);
+        cache.put(key(5), Rc::new(5), 1);
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&key(1)).is_none());
+        // a value larger than the whole cache is not kept, and evicts nothing
+        cache.put(key(6), Rc::new(6), 101);
+        assert!(cache.get(&key(6)).is_none());
+        assert_eq!(cache.len(), 3);
+        // the same key twice is one entry
+        cache.put(key(5), Rc::new(50), 2);
+        assert_eq!(cache.get(&key(5)).as_deref(), Some(&50));
+        assert_eq!(cache.len(), 3);
+        assert!(cache.bytes() <= 100);
+        let mut off = PhotoCache::new(0, 100);
+        off.put(key(1), Rc::new(1), 1);
+        assert!(off.is_empty());
     }
 }

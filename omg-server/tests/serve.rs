@@ -5,43 +5,20 @@
 //! with `Retry-After`.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use omg_cli::B;
 use omg_cli::jobs::{Job, JobKind, run_job};
 use omg_cli::records::{OutputMask, RegionSpec};
-use omg_llava::backend::default_device;
-use omg_llava::{Conversation, FinishReason, GenerateOptions, LoadOptions, Pipeline, Region, Task};
-use omg_server::{Queue, ServeConfig, router, spawn};
-use reqwest::blocking::{Client, Response};
+use omg_llava::{Conversation, FinishReason, GenerateOptions, Pipeline, Region, Task};
+use omg_server::ServeConfig;
+use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
-fn pipeline() -> Pipeline<B> {
-    Pipeline::<B>::from_dir(
-        omg_demo::source_bundle_dir(),
-        &LoadOptions::default(),
-        default_device(),
-        |_| {},
-    )
-    .unwrap()
-}
-
-/// Starts a server with `config` on a free loopback port.
-fn start(config: ServeConfig) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let queue = Queue::start(
-        pipeline(),
-        config.queue_capacity,
-        config.cache_size,
-        config.retry_after_s,
-    );
-    spawn(listener, router(queue, config)).unwrap();
-    addr
-}
+mod common;
+use common::*;
 
 /// The shared server (a large token limit, to reach the context length) and a
 /// Pipeline of the same bundle for the expected answers.
@@ -61,28 +38,6 @@ fn fixture() -> &'static Fixture {
         }),
         pipeline: pipeline(),
     })
-}
-
-fn url(addr: SocketAddr, path: &str) -> String {
-    format!("http://{addr}{path}")
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .unwrap()
-}
-
-fn photo_bytes() -> Vec<u8> {
-    std::fs::read(omg_demo::source_sample_photo()).unwrap()
-}
-
-fn data_url(bytes: &[u8]) -> String {
-    format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
 }
 
 fn photo() -> image::DynamicImage {
@@ -108,18 +63,6 @@ fn ok_json(r: Response) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The error code of a failed response, checking its status.
-fn error_code(r: Response, status: u16) -> (String, String) {
-    let got = r.status().as_u16();
-    let text = r.text().unwrap();
-    assert_eq!(got, status, "{text}");
-    let body: Value = serde_json::from_str(&text).unwrap();
-    (
-        body["error"]["code"].as_str().unwrap().to_owned(),
-        body["error"]["message"].as_str().unwrap().to_owned(),
-    )
-}
-
 fn seg_options(n: usize, at: usize) -> GenerateOptions {
     GenerateOptions::default()
         .with_max_new_tokens(n)
@@ -128,23 +71,6 @@ fn seg_options(n: usize, at: usize) -> GenerateOptions {
 
 fn masks_of(v: &Value) -> Vec<OutputMask> {
     serde_json::from_value(v["masks"].clone()).unwrap()
-}
-
-fn chat_body(question: &str, stream: bool) -> Value {
-    json!({
-        "model": "tiny-test",
-        "max_tokens": 7,
-        "force_seg": 2,
-        "stream": stream,
-        "stream_options": {"include_usage": true},
-        "messages": [
-            {"role": "system", "content": "You are helpful."},
-            {"role": "user", "content": [
-                {"type": "text", "text": question},
-                {"type": "image_url", "image_url": {"url": data_url(&photo_bytes())}}
-            ]}
-        ]
-    })
 }
 
 /// The `data:` payloads of a server-sent event stream.
