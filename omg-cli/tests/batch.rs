@@ -307,3 +307,76 @@ fn an_out_file_that_holds_no_results_is_refused_and_left_as_it_was() {
     assert!(finished_ids(&results).unwrap().is_empty());
     assert_eq!(std::fs::read_to_string(&results).unwrap(), "\n");
 }
+
+#[test]
+fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
+    use omg_cli::batch::runner::{MAX_ATTEMPTS, Running, running_path};
+    let p = pipeline();
+    let dir = workdir();
+    let manifest = dir.path().join("m.jsonl");
+    let results = dir.path().join("results.jsonl");
+    let marker = running_path(&results);
+    assert_eq!(marker, dir.path().join("results.jsonl.running"));
+    let inputs = read_manifest(&manifest, Shard::ALL).unwrap();
+    // an earlier process ended while "seg" and "cap" ran for the first time, and while
+    // "pan" ran for the second: as the marker it left says
+    let earlier = |ids: &[&str], attempt| Running {
+        ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+        attempt,
+    };
+    std::fs::write(
+        &marker,
+        serde_json::to_vec(&earlier(&["seg", "cap"], 1)).unwrap(),
+    )
+    .unwrap();
+    let mut order = Vec::new();
+    let summary = run_batch(
+        &p,
+        &inputs,
+        &results,
+        JobKind::Segment,
+        &options(),
+        4,
+        |o: &Output| order.push(o.id.clone()),
+    )
+    .unwrap();
+    assert_eq!(summary.written, 6);
+    // the two run first, then the rest; the marker is gone once the run ends
+    assert_eq!(order[..2], ["seg", "cap"]);
+    assert!(
+        by_id(&read_results(&results).unwrap(), "seg")
+            .error
+            .is_none()
+    );
+    assert!(!marker.exists());
+
+    std::fs::remove_file(&results).unwrap();
+    std::fs::write(
+        &marker,
+        serde_json::to_vec(&earlier(&["pan"], MAX_ATTEMPTS)).unwrap(),
+    )
+    .unwrap();
+    let summary = run_batch(
+        &p,
+        &inputs,
+        &results,
+        JobKind::Segment,
+        &options(),
+        4,
+        |_: &Output| {},
+    )
+    .unwrap();
+    assert_eq!((summary.written, summary.failed), (6, 3));
+    let out = read_results(&results).unwrap();
+    let pan = by_id(&out, "pan");
+    assert!(pan.masks.is_empty());
+    assert!(
+        pan.error.as_deref().unwrap().contains("not run again"),
+        "{:?}",
+        pan.error
+    );
+    assert_eq!(pan.task, JobKind::Panoptic);
+    // a marker cut while it was written names nothing
+    std::fs::write(&marker, b"{\"ids\": [\"se").unwrap();
+    assert_eq!(Running::read(&marker).unwrap(), None);
+}

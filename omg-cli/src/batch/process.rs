@@ -49,6 +49,23 @@ pub struct Output {
     pub error: Option<String>,
 }
 
+impl Output {
+    /// The record of `input` before it runs: no answer, no error yet.
+    pub fn of(input: &Input, default_task: JobKind) -> Self {
+        Self {
+            id: input.id.clone(),
+            task: input.task.unwrap_or(default_task),
+            image: input.image.display().to_string(),
+            width: None,
+            height: None,
+            text: None,
+            masks: Vec::new(),
+            timings: Timings::default(),
+            error: None,
+        }
+    }
+}
+
 /// Runs several inputs, their images encoded in one forward pass
 /// (`Pipeline::encode_batch`); one output per input, in order. An image that cannot
 /// be read or is past the pipeline's limits fails alone. `encode_ms` is each image's
@@ -62,17 +79,7 @@ pub fn process_batch<B: Backend>(
     let t0 = Instant::now();
     let mut outs: Vec<Output> = inputs
         .iter()
-        .map(|input| Output {
-            id: input.id.clone(),
-            task: input.task.unwrap_or(default_task),
-            image: input.image.display().to_string(),
-            width: None,
-            height: None,
-            text: None,
-            masks: Vec::new(),
-            timings: Timings::default(),
-            error: None,
-        })
+        .map(|input| Output::of(input, default_task))
         .collect();
     // The readable photos within the limits, and the index of their input.
     let (mut photos, mut owners) = (Vec::new(), Vec::new());

@@ -1,9 +1,18 @@
 //! The loop over a shard: skip the ids a results file already holds (repairing a line
 //! cut short by a crash), run the rest, append each result as it finishes.
+//!
+//! While inputs run, a file beside the results (`<results>.running`) names them and
+//! how many runs have started them. A run that finds it knows the process ended while
+//! those inputs ran (a crash, or a kill): it runs each of them again, alone, first; an
+//! input that was already being run again when the process ended is not run a third
+//! time but written as failed, so that one input that crashes the process cannot stop
+//! a resumed batch from finishing.
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use burn::tensor::backend::Backend;
 use omg_llava::{GenerateOptions, Pipeline};
@@ -103,8 +112,55 @@ pub fn pending(inputs: Vec<Input>, results: &Path) -> Result<(Vec<Input>, usize)
     Ok((left, skipped))
 }
 
+/// Runs of an input that ended the process before it is written as failed.
+pub const MAX_ATTEMPTS: u32 = 2;
+
+/// The file that names the inputs running for `results`: its name with `.running`
+/// appended.
+pub fn running_path(results: &Path) -> PathBuf {
+    let mut name = results.file_name().unwrap_or_default().to_owned();
+    name.push(".running");
+    results.with_file_name(name)
+}
+
+/// What `<results>.running` holds: the inputs being run, and the how-manieth run of
+/// them this is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    /// Ids of the inputs being run.
+    pub ids: Vec<String>,
+    /// 1 on their first run, 2 when they are run again after the process ended.
+    pub attempt: u32,
+}
+
+impl Running {
+    /// The inputs a process that ended left in `path`, if any (an unreadable file, cut
+    /// while it was written, names none).
+    pub fn read(path: &Path) -> Result<Option<Self>, BatchError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BatchError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes `path` whole (a temporary file renamed over it) and to the disk.
+    fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("running.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec(self).expect("ids serialize"))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
 /// Runs `inputs` (see [`pending`]), `batch_size` images per encoder pass, and appends
-/// one line per input to `results`, flushed as each batch finishes.
+/// one line per input to `results`, flushed as each batch finishes. Inputs that were
+/// running when an earlier process ended run first, alone; those that ended it twice
+/// are written as failed (see the module's documentation).
 pub fn run_batch<B: Backend>(
     p: &Pipeline<B>,
     inputs: &[Input],
@@ -130,16 +186,55 @@ pub fn run_batch<B: Backend>(
         inputs: inputs.len(),
         ..Summary::default()
     };
-    for chunk in inputs.chunks(batch_size.max(1)) {
-        for out in process_batch(p, chunk, default_task, options) {
-            let mut line = serde_json::to_string(&out).expect("an output record serializes");
-            line.push('\n');
-            file.write_all(line.as_bytes()).map_err(io)?;
-            file.flush().map_err(io)?;
-            summary.written += 1;
-            summary.failed += usize::from(out.error.is_some());
-            progress.done(&out);
+    let marker = running_path(results);
+    let marker_io = |source| BatchError::Io {
+        path: marker.clone(),
+        source,
+    };
+    let ended = Running::read(&marker)?;
+    let was_running = |i: &Input| ended.as_ref().is_some_and(|r| r.ids.contains(&i.id));
+    let (again, first): (Vec<&Input>, Vec<&Input>) = inputs.iter().partition(|i| was_running(i));
+    let attempt = ended.as_ref().map_or(1, |r| r.attempt + 1);
+    // each input that was running, alone; then the rest in chunks
+    let mut chunks: Vec<(Vec<Input>, u32)> = again
+        .into_iter()
+        .map(|i| (vec![i.clone()], attempt))
+        .collect();
+    chunks.extend(
+        first
+            .chunks(batch_size.max(1))
+            .map(|c| (c.iter().map(|&i| i.clone()).collect(), 1)),
+    );
+    let mut write = |out: &Output, summary: &mut Summary| -> Result<(), BatchError> {
+        let mut line = serde_json::to_string(out).expect("an output record serializes");
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(io)?;
+        file.flush().map_err(io)?;
+        summary.written += 1;
+        summary.failed += usize::from(out.error.is_some());
+        progress.done(out);
+        Ok(())
+    };
+    for (chunk, attempt) in chunks {
+        if attempt > MAX_ATTEMPTS {
+            let mut out = Output::of(&chunk[0], default_task);
+            out.error = Some(format!(
+                "the process ended {MAX_ATTEMPTS} times while running this input (a crash, or a kill), so it was not run again; remove this line from the results to try it once more"
+            ));
+            write(&out, &mut summary)?;
+            continue;
+        }
+        let running = Running {
+            ids: chunk.iter().map(|i| i.id.clone()).collect(),
+            attempt,
+        };
+        running.write(&marker).map_err(marker_io)?;
+        for out in process_batch(p, &chunk, default_task, options) {
+            write(&out, &mut summary)?;
         }
     }
-    Ok(summary)
+    match std::fs::remove_file(&marker) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(marker_io(e)),
+        _ => Ok(summary),
+    }
 }
