@@ -6,7 +6,6 @@
 //! `fixtures/parity/visual_prompts.safetensors` (`in.regions` → `out.region.center_points`).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use omg_encoder::distance_transform::{kornia_distance_transform, region_center};
 use serde_json::Value;
@@ -168,9 +167,10 @@ fn bounding_box_restriction_is_exact() {
 }
 
 #[test]
-fn large_mask_is_fast() {
+fn large_masks_find_their_centres() {
     let (h, w) = (1024, 1024);
-    // A full mask (worst case: the whole image is transformed) and a disc.
+    // A full mask (worst case: the whole image is transformed) and a disc centred at
+    // (530, 500): the points farthest from the outside are the middle and the centre.
     let full = vec![true; h * w];
     let disc: Vec<bool> = (0..h * w)
         .map(|i| {
@@ -178,14 +178,12 @@ fn large_mask_is_fast() {
             x * x + y * y <= 400.0 * 400.0
         })
         .collect();
-    for (name, mask) in [("full", &full), ("disc", &disc)] {
-        let t = Instant::now();
-        let c = region_center(mask, h, w).unwrap();
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        println!("{name} 1024x1024: centre {c:?} in {ms:.1} ms");
-        // Generous bound for unoptimised test builds; release builds take a few ms.
-        assert!(ms < 2000.0, "{name}: {ms} ms");
-    }
+    let (x, y) = region_center(&full, h, w).unwrap();
+    assert!(
+        (511..=512).contains(&x) && (511..=512).contains(&y),
+        "{x}, {y}"
+    );
+    assert_eq!(region_center(&disc, h, w), Some((530, 500)));
 }
 
 #[test]
