@@ -56,6 +56,7 @@
 
 pub mod backend;
 mod batch;
+mod batch_stream;
 mod bundle;
 mod cancel;
 mod config;
@@ -79,6 +80,7 @@ mod stream;
 mod task;
 mod tokens;
 
+pub use batch_stream::{BatchEvent, BatchRow, BatchStream};
 pub use bundle::CheckpointBundle;
 pub use cancel::CancelToken;
 pub use config::OmgLlavaConfig;

@@ -167,7 +167,7 @@ impl<B: Backend> Iterator for ResponseStream<'_, B> {
 }
 
 /// Whether `token` ends the model's turn.
-fn is_end<B: Backend>(model: &OmgLlava<B>, token: u32) -> bool {
+pub(crate) fn is_end<B: Backend>(model: &OmgLlava<B>, token: u32) -> bool {
     token == model.tokens.im_end || token == model.tokens.eos
 }
 

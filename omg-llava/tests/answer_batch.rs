@@ -103,3 +103,127 @@ fn a_batch_answers_as_each_task_alone() {
         Err(OmgLlavaError::BoxOutside { .. })
     ));
 }
+
+#[test]
+fn streamed_rows_keep_their_own_limits_and_cancel_tokens() {
+    use omg_llava::{BatchEvent, BatchRow, CancelToken, StreamEvent};
+    let p = pipeline();
+    let chelsea =
+        image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets/chelsea.png"))
+            .unwrap();
+    let a = p.encode(&chelsea).unwrap();
+    let b = p.encode(&chelsea.crop_imm(100, 30, 200, 150)).unwrap();
+    // "hi" runs to any limit on the demo weights; [SEG] forced at new token 1
+    let (hi, what) = (Task::chat("hi"), Task::chat("What is it?"));
+    let base = GenerateOptions::default().with_forced_seg(1);
+    let long = base.clone().with_max_new_tokens(12);
+    let short = base.clone().with_max_new_tokens(4);
+    let cancel = CancelToken::new();
+    let cancelled = base
+        .clone()
+        .with_max_new_tokens(12)
+        .with_cancel(cancel.clone());
+    let rows = [
+        BatchRow {
+            image: &a,
+            task: &hi,
+            options: &long,
+        },
+        BatchRow {
+            image: &b,
+            task: &what,
+            options: &short,
+        },
+        BatchRow {
+            image: &a,
+            task: &hi,
+            options: &cancelled,
+        },
+    ];
+    let stream = p.stream_batch(&rows).unwrap();
+    assert_eq!(stream.rows(), 3);
+    let mut texts = vec![String::new(); 3];
+    let mut masks = [0usize; 3];
+    let mut answers: Vec<Option<Result<omg_llava::Answer, OmgLlavaError>>> = vec![None, None, None];
+    for event in stream {
+        match event.unwrap() {
+            BatchEvent::Event { row, event } => {
+                assert!(answers[row].is_none(), "row {row} has ended");
+                match event {
+                    StreamEvent::Text(t) => texts[row].push_str(&t),
+                    StreamEvent::Mask { index, .. } => {
+                        assert_eq!(index, masks[row]);
+                        masks[row] += 1;
+                    }
+                    other => panic!("{other:?}"),
+                }
+                // the third row's caller goes away after its first event
+                if row == 2 {
+                    cancel.cancel();
+                }
+            }
+            BatchEvent::Finished { row, answer } => {
+                assert!(answers[row].is_none(), "row {row} finished twice");
+                answers[row] = Some(answer);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut answers = answers.into_iter().map(Option::unwrap);
+    let (first, second, third) = (
+        answers.next().unwrap().unwrap(),
+        answers.next().unwrap().unwrap(),
+        answers.next().unwrap(),
+    );
+    assert!(matches!(third, Err(OmgLlavaError::Cancelled)), "{third:?}");
+    // each finished row is its task alone, with its own limit
+    for (k, (got, img, task, options)) in [(first, &a, &hi, &long), (second, &b, &what, &short)]
+        .into_iter()
+        .enumerate()
+    {
+        let alone = p.run(img, task, options).unwrap();
+        assert_eq!(got.token_ids, alone.token_ids, "row {k}");
+        assert_eq!(got.finish_reason, alone.finish_reason, "row {k}");
+        assert_eq!(got.masks.len(), alone.masks.len(), "row {k}");
+        assert_eq!(masks[k], alone.masks.len(), "row {k}");
+        for (x, y) in got.masks.iter().zip(&alone.masks) {
+            assert!(x.mask().iou(y.mask()).unwrap() >= 0.999);
+        }
+        assert!(
+            alone.raw_text.starts_with(&texts[k]),
+            "row {k}: {:?}",
+            texts[k]
+        );
+        assert!(!texts[k].is_empty());
+    }
+    assert_eq!(
+        p.run(&b, &what, &short).unwrap().token_ids.len(),
+        4,
+        "the short row ran to its own limit"
+    );
+    // rows that do not share their sampling are refused, naming it
+    let sampled = base
+        .clone()
+        .with_max_new_tokens(4)
+        .with_sampling(omg_llava::Sampling::Sample {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 3,
+        });
+    let mixed = [
+        rows[0],
+        BatchRow {
+            image: &a,
+            task: &hi,
+            options: &sampled,
+        },
+    ];
+    assert!(matches!(
+        p.stream_batch(&mixed).err(),
+        Some(OmgLlavaError::InvalidOption {
+            option: "sampling",
+            ..
+        })
+    ));
+}

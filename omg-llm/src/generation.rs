@@ -273,6 +273,19 @@ impl<'m, B: Backend> Generator<'m, B> {
         })
     }
 
+    /// Stops `row` (an index past the batch is ignored): from the next step it is
+    /// finished, fed and reported as padding, as if it had emitted its end token; once
+    /// every row is stopped or finished, the generation ends. For a row's own token
+    /// limit in a batch, or a row whose caller has gone.
+    pub fn stop_row(&mut self, row: usize) {
+        if let Some(f) = self.finished.get_mut(row) {
+            *f = true;
+        }
+        if self.finished.iter().all(|&f| f) {
+            self.done = true;
+        }
+    }
+
     /// Hidden states captured so far (see [`GenerationConfig::capture_hidden_for`]).
     pub fn captured(&self) -> &[CapturedHidden<B>] {
         &self.captured

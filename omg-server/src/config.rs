@@ -24,6 +24,8 @@ pub struct ServeConfig {
     pub default_max_tokens: usize,
     /// The `Retry-After` of a 503, in seconds.
     pub retry_after_s: u64,
+    /// Chat completions generated together at most (1: one at a time).
+    pub max_batch: usize,
     /// What one request may carry.
     pub limits: RequestLimits,
     /// Who may call.
@@ -43,6 +45,7 @@ impl Default for ServeConfig {
             max_tokens_limit: 2048,
             default_max_tokens: 100,
             retry_after_s: 2,
+            max_batch: 4,
             limits: RequestLimits::default(),
             access: AccessPolicy::default(),
             connections: ConnectionLimits::default(),

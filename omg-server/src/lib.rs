@@ -17,6 +17,8 @@
 //! - [`options`]: the generation fields of a request, as the Pipeline's
 //!   `GenerateOptions`;
 //! - [`worker`]: the model thread, its bounded queue (503 + `Retry-After` past it), the
+//!   batching of waiting chat completions (generated together, each with its own
+//!   limits, stream and cancellation), the
 //!   LRU cache of encoded photos (bounded in entries and bytes), and the cancellation
 //!   of requests whose client has gone;
 //! - [`images`]: data URLs and file bytes to photos, within the pipeline's limits;
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+mod batching;
 pub mod bounds;
 pub mod config;
 pub mod error;
@@ -117,6 +120,9 @@ async fn health(State(s): State<AppState>) -> Response {
             "done": stats.done.load(Ordering::SeqCst),
             "refused": stats.refused.load(Ordering::SeqCst),
             "cancelled": stats.cancelled.load(Ordering::SeqCst),
+            "max_batch": s.config.max_batch,
+            "batches": stats.batches.load(Ordering::SeqCst),
+            "largest_batch": stats.batch_max.load(Ordering::SeqCst),
         },
         "cache": {
             "capacity": s.config.cache_size,

@@ -39,6 +39,10 @@ struct Args {
     /// Requests that may wait for the model besides the running one; more get 503.
     #[arg(long, default_value_t = 8)]
     queue: usize,
+    /// Chat completions generated together at most (waiting greedy requests join the
+    /// next batch; 1: one at a time).
+    #[arg(long, default_value_t = ServeConfig::default().max_batch)]
+    max_batch: usize,
     /// Encoded photos kept for follow-up questions (LRU), at most.
     #[arg(long, default_value_t = 16)]
     cache: usize,
@@ -199,6 +203,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         model_name,
         queue_capacity: args.queue,
         cache_size: args.cache,
+        max_batch: args.max_batch,
         cache_bytes: args.cache_mib << 20,
         max_body_bytes: args.max_body_mib << 20,
         max_tokens_limit: args.max_tokens_limit,
@@ -220,12 +225,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..ServeConfig::default()
     };
-    let queue = Queue::start(
-        loaded.pipeline,
-        config.queue_capacity,
-        (config.cache_size, config.cache_bytes),
-        config.retry_after_s,
-    );
+    let queue = Queue::start(loaded.pipeline, &config);
     let connections = config.connections.clone();
     raise_open_files(connections.max_connections);
     let keyed = config.access.api_key.is_some();

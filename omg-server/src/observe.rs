@@ -1,7 +1,8 @@
 //! What operators watch: every request counted by endpoint and status and logged
 //! through `tracing` (method, route, status, time; never the request's text or
 //! photo), and `GET /metrics` in Prometheus' text format with those counts, the queue,
-//! the photo cache, the tokens generated and the time to the first token.
+//! the photo cache, the chat batches, the tokens generated and the time to the first
+//! token.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -98,7 +99,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for ((route, status), count) in m.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         let _ = writeln!(out, "{n}{{route=\"{route}\",status=\"{status}\"}} {count}");
     }
-    let gauges: [(&str, &str, &str, u64); 9] = [
+    let gauges: [(&str, &str, &str, u64); 12] = [
         (
             "omg_queue_waiting",
             "gauge",
@@ -152,6 +153,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "counter",
             "Tokens generated.",
             m.tokens.load(Ordering::Relaxed),
+        ),
+        (
+            "omg_chat_batches_total",
+            "counter",
+            "Chat batches run (a request alone is a batch of one).",
+            load(&stats.batches),
+        ),
+        (
+            "omg_chat_batched_requests_total",
+            "counter",
+            "Chat requests run in those batches (the mean batch size is their ratio).",
+            load(&stats.batched_rows),
+        ),
+        (
+            "omg_chat_batch_size_max",
+            "gauge",
+            "Requests of the largest chat batch so far.",
+            load(&stats.batch_max),
         ),
     ];
     for (name, kind, help, value) in gauges {

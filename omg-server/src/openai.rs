@@ -18,7 +18,7 @@
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -26,18 +26,18 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use omg_cli::records::{OutputMask, RegionSpec};
 use omg_llava::{
-    CancelToken, Conversation, FinishReason, GenerateOptions, GroundedAnswer, ImageHandle,
-    StreamEvent, Task,
+    CancelToken, Conversation, FinishReason, GenerateOptions, GroundedAnswer, ImageHandle, Task,
 };
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
+use super::batching::{ChatRow, Reply};
 use super::bounds;
 use super::error::ApiError;
 use super::images::PhotoBytes;
 use super::options::{SamplingFields, generate_options};
-use super::worker::{B, CancelOnDrop, Worker};
+use super::worker::{B, CancelOnDrop, Job, Worker};
 use super::{AppState, ServeConfig};
 
 /// A chat completion request (the fields OMG-LLaVA uses; other OpenAI fields are
@@ -186,10 +186,10 @@ impl<'de> Deserialize<'de> for Part {
 
 /// The conversation of a request: its photo, the earlier (question, answer) turns and
 /// the question to answer.
-struct Dialogue {
-    photo: PhotoBytes,
-    history: Vec<(String, String)>,
-    question: String,
+pub(crate) struct Dialogue {
+    pub(crate) photo: PhotoBytes,
+    pub(crate) history: Vec<(String, String)>,
+    pub(crate) question: String,
 }
 
 impl Dialogue {
@@ -271,7 +271,7 @@ fn read_dialogue(messages: &[Message]) -> Result<Dialogue, ApiError> {
 /// turn, checked by the handler; their masks are decoded here, on the model thread),
 /// or a chat turn after the history (each earlier answer recorded as the client gives
 /// it, its `[SEG]` and `<p>` tags kept as the model's tokens).
-fn chat_task(d: &Dialogue, regions: &[RegionSpec]) -> Result<Task, ApiError> {
+pub(crate) fn chat_task(d: &Dialogue, regions: &[RegionSpec]) -> Result<Task, ApiError> {
     if !regions.is_empty() {
         let regions = regions
             .iter()
@@ -308,13 +308,19 @@ fn answer_masks(grounded: &GroundedAnswer) -> Vec<OutputMask> {
 }
 
 /// What the worker sends a streaming handler.
-enum Chunk {
+pub(crate) enum Chunk {
+    /// A piece of text.
     Text(String),
+    /// The mask of the `index`-th `[SEG]`.
     Mask(usize, OutputMask),
+    /// The end.
     Done {
+        /// Why it ended.
         finish_reason: FinishReason,
+        /// The `usage` object.
         usage: Value,
     },
+    /// The error that ended it.
     Failed(ApiError),
 }
 
@@ -352,26 +358,29 @@ pub async fn chat_completions(
     let created = now();
     let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
 
+    let row = |reply| {
+        Box::new(ChatRow {
+            dialogue,
+            regions,
+            sampling,
+            config: limits,
+            cancel: cancel.clone(),
+            metrics: state.metrics.clone(),
+            reply,
+        })
+    };
     if !request.stream {
-        let worker_cancel = cancel.clone();
-        let metrics = state.metrics.clone();
-        let answer = state
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // a client that goes away cancels its row: skipped if waiting, stopped at its
+        // next token if running
+        let guard = CancelOnDrop::new(cancel.clone());
+        state
             .queue
-            .run(cancel, move |w| {
-                let t0 = Instant::now();
-                let (options, img) = prepare(w, &dialogue.photo, &sampling, &limits)?;
-                let task = chat_task(&dialogue, &regions)?;
-                let options = options.with_cancel(worker_cancel);
-                let mut stream = w.pipeline.stream(&img, &task, &options)?;
-                if let Some(first) = stream.next() {
-                    first?;
-                    metrics.record_first_token(t0.elapsed());
-                }
-                let answer = stream.finish()?;
-                metrics.record_generation(answer.token_ids.len(), t0.elapsed());
-                Ok(answer)
-            })
-            .await?;
+            .submit_job(Job::Chat(row(Reply::Blocking(tx))))?;
+        let answer = rx
+            .await
+            .map_err(|_| ApiError::internal("the request failed inside the model (a panic)"))??;
+        guard.disarm();
         let usage = usage(answer.prompt_tokens, answer.token_ids.len());
         let finish = answer.finish_reason;
         let grounded = GroundedAnswer::from(answer);
@@ -399,66 +408,10 @@ pub async fn chat_completions(
     // held by the response: a client that goes away, before the start or during the
     // answer, stops the generation at its next token
     let guard = CancelOnDrop::new(cancel.clone());
-    let metrics = state.metrics.clone();
-    state.queue.submit(Box::new(move |w| {
-        if cancel.is_cancelled() {
-            return;
-        }
-        let t0 = Instant::now();
-        let started = prepare(w, &dialogue.photo, &sampling, &limits)
-            .and_then(|(options, img)| Ok((options, img, chat_task(&dialogue, &regions)?)));
-        let (options, img, task) = match started {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = started_tx.send(Err(e));
-                return;
-            }
-        };
-        let options = options.with_cancel(cancel);
-        let mut stream = match w.pipeline.stream(&img, &task, &options) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = started_tx.send(Err(e.into()));
-                return;
-            }
-        };
-        let _ = started_tx.send(Ok(()));
-        let mut first = true;
-        for event in stream.by_ref() {
-            if std::mem::take(&mut first) {
-                metrics.record_first_token(t0.elapsed());
-            }
-            let chunk = match event {
-                Ok(StreamEvent::Text(piece)) => Chunk::Text(piece),
-                Ok(StreamEvent::Mask {
-                    index,
-                    phrase,
-                    mask,
-                }) => Chunk::Mask(index, OutputMask::with_phrase(&mask, phrase)),
-                // an event this server does not send
-                Ok(_) => continue,
-                Err(e) => {
-                    let _ = tx.send(Chunk::Failed(e.into()));
-                    return;
-                }
-            };
-            if tx.send(chunk).is_err() {
-                // the client went away: stop generating
-                return;
-            }
-        }
-        let done = match stream.finish() {
-            Ok(answer) => {
-                metrics.record_generation(answer.token_ids.len(), t0.elapsed());
-                Chunk::Done {
-                    finish_reason: answer.finish_reason,
-                    usage: usage(answer.prompt_tokens, answer.token_ids.len()),
-                }
-            }
-            Err(e) => Chunk::Failed(e.into()),
-        };
-        let _ = tx.send(done);
-    }))?;
+    state.queue.submit_job(Job::Chat(row(Reply::Streaming {
+        started: Some(started_tx),
+        chunks: tx,
+    })))?;
     started_rx
         .await
         .map_err(|_| ApiError::internal("the request failed inside the model (a panic)"))??;
@@ -531,7 +484,7 @@ pub async fn chat_completions(
 
 /// What answering a request needs from the worker: the generation options and the
 /// encoded photo (from the cache).
-fn prepare(
+pub(crate) fn prepare(
     w: &mut Worker,
     photo: &PhotoBytes,
     sampling: &SamplingFields,
@@ -562,7 +515,7 @@ fn chunk_json(
     })
 }
 
-fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+pub(crate) fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
     json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,

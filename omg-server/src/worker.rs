@@ -7,14 +7,17 @@
 //! cancelled) is skipped if it has not started, and stopped at its next token if it
 //! has.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use omg_llava::{CancelToken, ImageHandle, ImageLimits, Pipeline};
 
+use super::batching::{ChatRow, run_chat_batch};
+use super::config::ServeConfig;
 use super::error::ApiError;
 use super::images::PhotoBytes;
 
@@ -25,12 +28,21 @@ pub use omg_cli::B;
 /// A request's work, run on the worker thread.
 pub type Work = Box<dyn FnOnce(&mut Worker) + Send>;
 
+/// What waits in the queue: any work, or a chat completion, which the worker batches
+/// with the compatible chat completions waiting behind it.
+pub(crate) enum Job {
+    /// Work run alone.
+    Work(Work),
+    /// A chat completion.
+    Chat(Box<ChatRow>),
+}
+
 /// What the worker thread owns: the model and the photo cache.
 pub struct Worker {
     /// The loaded model.
     pub pipeline: Pipeline<B>,
     cache: PhotoCache<ImageHandle<B>>,
-    stats: Arc<QueueStats>,
+    pub(crate) stats: Arc<QueueStats>,
 }
 
 impl Worker {
@@ -133,12 +145,18 @@ pub struct QueueStats {
     pub cache_entries: AtomicUsize,
     /// Bytes the cached photos hold.
     pub cache_bytes: AtomicUsize,
+    /// Chat batches run (a request run alone is a batch of one).
+    pub batches: AtomicUsize,
+    /// Chat requests run in those batches.
+    pub batched_rows: AtomicUsize,
+    /// Rows of the largest batch.
+    pub batch_max: AtomicUsize,
 }
 
 /// The handlers' side of the worker: submit requests to its bounded queue.
 #[derive(Clone)]
 pub struct Queue {
-    sender: SyncSender<Work>,
+    sender: SyncSender<Job>,
     capacity: usize,
     retry_after: u64,
     image_limits: ImageLimits,
@@ -147,16 +165,15 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Starts the worker thread on `pipeline`, with `capacity` requests allowed to wait
-    /// (besides the one running) and at most `cache_size` encoded photos of
-    /// `cache_bytes` bytes together kept.
-    pub fn start(
-        pipeline: Pipeline<B>,
-        capacity: usize,
-        (cache_size, cache_bytes): (usize, usize),
-        retry_after: u64,
-    ) -> Self {
-        let (sender, receiver) = sync_channel::<Work>(capacity);
+    /// Starts the worker thread on `pipeline` with `config`'s queue (`queue_capacity`
+    /// requests may wait besides the running ones), photo cache (`cache_size` photos of
+    /// `cache_bytes` bytes at most) and batches (up to `max_batch` chat completions
+    /// generated together).
+    pub fn start(pipeline: Pipeline<B>, config: &ServeConfig) -> Self {
+        let capacity = config.queue_capacity;
+        let (cache_size, cache_bytes) = (config.cache_size, config.cache_bytes);
+        let (retry_after, max_batch) = (config.retry_after_s, config.max_batch.max(1));
+        let (sender, receiver) = sync_channel::<Job>(capacity);
         let stats = Arc::new(QueueStats::default());
         let worker_stats = stats.clone();
         let image_limits = pipeline.image_limits();
@@ -168,12 +185,30 @@ impl Queue {
                     cache: PhotoCache::new(cache_size, cache_bytes),
                     stats: worker_stats.clone(),
                 };
-                while let Ok(work) = receiver.recv() {
-                    worker_stats.waiting.fetch_sub(1, Ordering::SeqCst);
-                    // a panic in one request must not take the model down with it: the
-                    // request's reply channel is dropped, and the handler answers 500
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut worker)));
-                    worker_stats.done.fetch_add(1, Ordering::SeqCst);
+                // jobs taken off the channel while gathering a batch, to run next
+                let mut deferred = VecDeque::new();
+                while let Some(job) = deferred.pop_front().or_else(|| receiver.recv().ok()) {
+                    let jobs = match job {
+                        Job::Chat(first) => {
+                            let rows = gather(*first, &receiver, &mut deferred, max_batch);
+                            let n = rows.len();
+                            worker_stats.waiting.fetch_sub(n, Ordering::SeqCst);
+                            // a panic in one request must not take the model down with
+                            // it: the requests' reply channels are dropped, and their
+                            // handlers answer 500
+                            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                run_chat_batch(&mut worker, rows)
+                            }));
+                            n
+                        }
+                        Job::Work(work) => {
+                            worker_stats.waiting.fetch_sub(1, Ordering::SeqCst);
+                            let _ =
+                                std::panic::catch_unwind(AssertUnwindSafe(|| work(&mut worker)));
+                            1
+                        }
+                    };
+                    worker_stats.done.fetch_add(jobs, Ordering::SeqCst);
                 }
             })
             .expect("the model thread starts");
@@ -198,8 +233,13 @@ impl Queue {
 
     /// Queues `work`, or refuses it with a 503 when `capacity` requests are waiting.
     pub fn submit(&self, work: Work) -> Result<(), ApiError> {
+        self.submit_job(Job::Work(work))
+    }
+
+    /// Queues a job, or refuses it with a 503 when `capacity` requests are waiting.
+    pub(crate) fn submit_job(&self, job: Job) -> Result<(), ApiError> {
         self.stats.waiting.fetch_add(1, Ordering::SeqCst);
-        match self.sender.try_send(work) {
+        match self.sender.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -244,6 +284,39 @@ impl Queue {
         guard.disarm();
         out
     }
+}
+
+/// `first` and the chat completions that can be generated with it, up to `max_batch`
+/// rows: taken from `deferred` first, then from the channel without waiting; other
+/// jobs taken off the channel meanwhile go to `deferred` (at most `max_batch` of them),
+/// to run next in their order.
+fn gather(
+    first: ChatRow,
+    receiver: &Receiver<Job>,
+    deferred: &mut VecDeque<Job>,
+    max_batch: usize,
+) -> Vec<ChatRow> {
+    let key = first.batch_key();
+    let mut rows = vec![first];
+    if key.is_none() {
+        return rows;
+    }
+    let mut kept = VecDeque::new();
+    while let Some(job) = deferred.pop_front() {
+        match job {
+            Job::Chat(row) if rows.len() < max_batch && row.batch_key() == key => rows.push(*row),
+            other => kept.push_back(other),
+        }
+    }
+    *deferred = kept;
+    while rows.len() < max_batch && deferred.len() < max_batch {
+        match receiver.try_recv() {
+            Ok(Job::Chat(row)) if row.batch_key() == key => rows.push(*row),
+            Ok(other) => deferred.push_back(other),
+            Err(_) => break,
+        }
+    }
+    rows
 }
 
 /// Cancels its token when dropped, unless disarmed: held by a handler while the worker

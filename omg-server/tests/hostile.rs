@@ -363,12 +363,7 @@ fn a_shutdown_finishes_the_running_request_and_takes_no_new_one() {
         max_tokens_limit: 1 << 20,
         ..ServeConfig::default()
     };
-    let queue = omg_server::Queue::start(
-        pipeline(),
-        config.queue_capacity,
-        (config.cache_size, config.cache_bytes),
-        config.retry_after_s,
-    );
+    let queue = omg_server::Queue::start(pipeline(), &config);
     let connections = config.connections.clone();
     let app = omg_server::router(queue, config);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

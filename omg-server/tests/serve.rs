@@ -567,3 +567,96 @@ fn a_full_queue_answers_503_with_retry_after() {
     let h: Value = get_json(addr, "/health");
     assert!(h["queue"]["refused"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn waiting_chat_requests_are_generated_together_and_answer_as_alone() {
+    let addr = start(ServeConfig {
+        max_tokens_limit: 1 << 20,
+        max_batch: 4,
+        ..ServeConfig::default()
+    });
+    let health = || get_json(addr, "/health");
+    // a long answer holds the model ("hi" never ends early on the demo weights)
+    let mut long = chat_body("hi", true);
+    long["max_tokens"] = json!(20000);
+    let blocker = client()
+        .post(url(addr, "/v1/chat/completions"))
+        .json(&long)
+        .send()
+        .unwrap();
+    let mut lines = BufReader::new(blocker).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("data: "));
+    // three requests of their own lengths wait behind it, one of them streamed
+    let asks = [
+        ("What is it?", 6, false),
+        ("hi", 9, true),
+        ("Describe the image.", 4, false),
+    ];
+    let handles: Vec<_> = asks
+        .iter()
+        .map(|&(q, n, stream)| {
+            let mut body = chat_body(q, stream);
+            body["max_tokens"] = json!(n);
+            std::thread::spawn(move || {
+                client()
+                    .post(url(addr, "/v1/chat/completions"))
+                    .json(&body)
+                    .send()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while health()["queue"]["waiting"].as_u64() != Some(3) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "{}", health());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // the long answer's client goes away: the three run as one batch
+    drop(lines);
+    let p = &fixture().pipeline;
+    let img = p.encode(&photo()).unwrap();
+    for (&(q, n, stream), handle) in asks.iter().zip(handles) {
+        let r = handle.join().unwrap();
+        let alone = p.run(&img, &Task::chat(q), &seg_options(n, 2)).unwrap();
+        let (text, masks) = if stream {
+            let mut text = String::new();
+            let mut masks = Vec::new();
+            for e in events(r) {
+                if e == "[DONE]" {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&e).unwrap();
+                if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+                    text.push_str(t);
+                }
+                if v.get("masks").is_some() {
+                    masks.extend(masks_of(&v));
+                }
+            }
+            (text, masks)
+        } else {
+            let v = ok_json(r);
+            assert_eq!(
+                v["usage"]["completion_tokens"].as_u64(),
+                Some(alone.token_ids.len() as u64),
+                "{q}"
+            );
+            (
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                masks_of(&v),
+            )
+        };
+        let expected = omg_llava::GroundedAnswer::from(alone);
+        assert_eq!(text.trim_end(), expected.answer.text, "{q}");
+        assert_eq!(masks.len(), expected.answer.masks.len(), "{q}");
+        for (m, e) in masks.iter().zip(&expected.answer.masks) {
+            let got = omg_llava::BinaryMask::from_rle(&m.rle).unwrap();
+            assert!(got.iou(e.mask()).unwrap() >= 0.999, "{q}");
+        }
+    }
+    let h = health();
+    assert_eq!(h["queue"]["largest_batch"].as_u64(), Some(3), "{h}");
+}

@@ -28,12 +28,7 @@ pub fn pipeline() -> Pipeline<B> {
 pub fn start(config: ServeConfig) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let queue = Queue::start(
-        pipeline(),
-        config.queue_capacity,
-        (config.cache_size, config.cache_bytes),
-        config.retry_after_s,
-    );
+    let queue = Queue::start(pipeline(), &config);
     let connections = config.connections.clone();
     spawn(listener, router(queue, config), connections).unwrap();
     addr

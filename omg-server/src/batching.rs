@@ -1,0 +1,255 @@
+//! Chat completions generated together: the worker takes a chat completion and the
+//! compatible ones waiting behind it (greedy, the same `force_seg`; up to
+//! `--max-batch`), prepares each (its photo from the cache, its options, its task),
+//! and runs them as one [`BatchStream`](omg_llava::BatchStream): one forward pass per
+//! step for every row, each row with its own `max_tokens`, its own stream or answer,
+//! its own cancellation. A sampled request runs alone (the rows of a batch would share
+//! one random generator). Greedy answers equal the one-at-a-time answers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use omg_cli::records::{OutputMask, RegionSpec};
+use omg_llava::{
+    Answer, BatchEvent, BatchRow, BatchStream, CancelToken, OmgLlavaError, StreamEvent,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::ServeConfig;
+use super::error::ApiError;
+use super::observe::Metrics;
+use super::openai::{Chunk, Dialogue, chat_task, prepare, usage};
+use super::options::SamplingFields;
+use super::worker::{B, Worker};
+
+/// Where a row's answer goes.
+pub enum Reply {
+    /// The whole answer, at its end.
+    Blocking(oneshot::Sender<Result<Answer, ApiError>>),
+    /// Whether it could start, then its chunks as they come.
+    Streaming {
+        /// Answered once the prefill is done (or with the error that stopped it).
+        started: Option<oneshot::Sender<Result<(), ApiError>>>,
+        /// Text, masks, the end.
+        chunks: mpsc::UnboundedSender<Chunk>,
+    },
+}
+
+impl Reply {
+    /// Answers `e`, where the client still waits.
+    fn fail(&mut self, e: ApiError) {
+        match self {
+            Reply::Blocking(_) => {
+                if let Reply::Blocking(tx) = std::mem::replace(self, closed()) {
+                    let _ = tx.send(Err(e));
+                }
+            }
+            Reply::Streaming { started, chunks } => match started.take() {
+                Some(tx) => {
+                    let _ = tx.send(Err(e));
+                }
+                None => {
+                    let _ = chunks.send(Chunk::Failed(e));
+                }
+            },
+        }
+    }
+}
+
+/// A reply already given.
+fn closed() -> Reply {
+    Reply::Blocking(oneshot::channel().0)
+}
+
+/// A chat completion waiting for the model.
+pub struct ChatRow {
+    /// The conversation.
+    pub(crate) dialogue: Dialogue,
+    /// Its regions (decoded on the model thread).
+    pub(crate) regions: Vec<RegionSpec>,
+    /// Its generation fields.
+    pub(crate) sampling: SamplingFields,
+    /// The server's settings.
+    pub(crate) config: Arc<ServeConfig>,
+    /// Cancelled when its client goes away.
+    pub(crate) cancel: CancelToken,
+    /// Where its time to first token and tokens are counted.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where its answer goes.
+    pub(crate) reply: Reply,
+}
+
+/// What rows must share to be generated together: greedy decoding and `force_seg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchKey {
+    force_seg: Option<usize>,
+}
+
+impl ChatRow {
+    /// Its batch key; `None` for a sampled request, which runs alone.
+    pub fn batch_key(&self) -> Option<BatchKey> {
+        let greedy = self.sampling.temperature.is_none_or(|t| t == 0.0);
+        greedy.then_some(BatchKey {
+            force_seg: self.sampling.force_seg,
+        })
+    }
+}
+
+/// A row ready to run, and how its answer is going.
+struct Running {
+    row: ChatRow,
+    first_token: bool,
+}
+
+/// Runs `rows` together (see the module's documentation); each row's reply gets its
+/// answer or its error.
+pub fn run_chat_batch(w: &mut Worker, rows: Vec<ChatRow>) {
+    let t0 = Instant::now();
+    let mut ready = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        if row.cancel.is_cancelled() {
+            w.stats.cancelled.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        let prepared = prepare(w, &row.dialogue.photo, &row.sampling, &row.config).and_then(
+            |(options, img)| {
+                Ok((
+                    options.with_cancel(row.cancel.clone()),
+                    img,
+                    chat_task(&row.dialogue, &row.regions)?,
+                ))
+            },
+        );
+        match prepared {
+            Ok((options, img, task)) => ready.push((row, options, img, task)),
+            Err(e) => row.reply.fail(e),
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let stats = w.stats.clone();
+    stats.batches.fetch_add(1, Ordering::SeqCst);
+    stats.batched_rows.fetch_add(ready.len(), Ordering::SeqCst);
+    stats.batch_max.fetch_max(ready.len(), Ordering::SeqCst);
+    let mut running: Vec<Running> = Vec::with_capacity(ready.len());
+    let mut inputs = Vec::with_capacity(ready.len());
+    for (row, options, img, task) in ready {
+        running.push(Running {
+            row,
+            first_token: true,
+        });
+        inputs.push((options, img, task));
+    }
+    let batch: Vec<BatchRow<'_, B>> = inputs
+        .iter()
+        .map(|(options, img, task)| BatchRow {
+            image: img,
+            task,
+            options,
+        })
+        .collect();
+    match w.pipeline.stream_batch(&batch) {
+        Ok(stream) => drive(stream, &mut running, t0, &stats),
+        // a row that cannot start (its prompt too long, say) fails alone: each row on
+        // its own
+        Err(_) if batch.len() > 1 => {
+            for (k, one) in batch.iter().enumerate() {
+                let row = std::slice::from_mut(&mut running[k]);
+                match w.pipeline.stream_batch(std::slice::from_ref(one)) {
+                    Ok(stream) => drive(stream, row, t0, &stats),
+                    Err(e) => fail_unless_cancelled(&mut row[0], e, &stats),
+                }
+            }
+        }
+        Err(e) => fail_unless_cancelled(&mut running[0], e, &stats),
+    }
+}
+
+fn fail_unless_cancelled(r: &mut Running, e: OmgLlavaError, stats: &super::worker::QueueStats) {
+    if matches!(e, OmgLlavaError::Cancelled) {
+        stats.cancelled.fetch_add(1, Ordering::SeqCst);
+    } else {
+        r.row.reply.fail(e.into());
+    }
+}
+
+/// Sends each row's events and answer where its reply goes.
+fn drive(
+    stream: BatchStream<'_, B>,
+    rows: &mut [Running],
+    t0: Instant,
+    stats: &super::worker::QueueStats,
+) {
+    for r in rows.iter_mut() {
+        if let Reply::Streaming { started, .. } = &mut r.row.reply
+            && let Some(tx) = started.take()
+        {
+            let _ = tx.send(Ok(()));
+        }
+    }
+    let mut ended = vec![false; rows.len()];
+    for event in stream {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                let e = ApiError::from(e);
+                for (r, _) in rows.iter_mut().zip(&ended).filter(|(_, done)| !**done) {
+                    r.row.reply.fail(e.clone());
+                }
+                return;
+            }
+        };
+        match event {
+            BatchEvent::Event { row, event } => {
+                let r = &mut rows[row];
+                if std::mem::take(&mut r.first_token) {
+                    r.row.metrics.record_first_token(t0.elapsed());
+                }
+                if let Reply::Streaming { chunks, .. } = &r.row.reply {
+                    let chunk = match event {
+                        StreamEvent::Text(piece) => Chunk::Text(piece),
+                        StreamEvent::Mask {
+                            index,
+                            phrase,
+                            mask,
+                        } => Chunk::Mask(index, OutputMask::with_phrase(&mask, phrase)),
+                        _ => continue,
+                    };
+                    if chunks.send(chunk).is_err() {
+                        // the client went away: the row stops at the next step
+                        r.row.cancel.cancel();
+                    }
+                }
+            }
+            BatchEvent::Finished { row, answer } => {
+                ended[row] = true;
+                let r = &mut rows[row];
+                if let Ok(a) = &answer {
+                    r.row
+                        .metrics
+                        .record_generation(a.token_ids.len(), t0.elapsed());
+                }
+                match (answer, std::mem::replace(&mut r.row.reply, closed())) {
+                    (Err(OmgLlavaError::Cancelled), _) => {
+                        stats.cancelled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (answer, Reply::Blocking(tx)) => {
+                        let _ = tx.send(answer.map_err(ApiError::from));
+                    }
+                    (Ok(a), Reply::Streaming { chunks, .. }) => {
+                        let _ = chunks.send(Chunk::Done {
+                            finish_reason: a.finish_reason,
+                            usage: usage(a.prompt_tokens, a.token_ids.len()),
+                        });
+                    }
+                    (Err(e), Reply::Streaming { chunks, .. }) => {
+                        let _ = chunks.send(Chunk::Failed(e.into()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
