@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use omg_llava::{LlmWeights, LoadOptions, LoadStep, OmgLlavaError, Pipeline};
+use omg_llava::{LlmWeights, LoadOptions, LoadStep, OmgLlavaError, Pipeline, RandomWeights};
 
 use crate::B;
 
@@ -37,6 +37,38 @@ pub struct ModelArgs {
     /// tensor is named in the error.
     #[arg(long, global = true, help_heading = "Model")]
     pub check_finite: bool,
+    /// Instead of a bundle, random weights of real sizes: the official vision side
+    /// (OMG-Seg at 1024²) with an InternLM2 of 0.5 B (`small`) or 7.7 B (`7b`)
+    /// parameters, and the demo bundle's tokenizer. The answers are meaningless; the
+    /// memory and speed are a real model's (for load tests and benchmarks).
+    #[arg(
+        long,
+        global = true,
+        value_name = "small|7b",
+        conflicts_with = "bundle",
+        help_heading = "Model"
+    )]
+    pub random: Option<RandomSize>,
+}
+
+/// The sizes `--random` builds.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RandomSize {
+    /// The official vision side with a 0.5 B InternLM2 (hidden 1024, 24 layers).
+    Small,
+    /// OMG-LLaVA-7B's sizes (InternLM2-chat-7B).
+    #[value(name = "7b")]
+    SevenB,
+}
+
+impl RandomSize {
+    /// The sizes, with the LLM's linears in `weights`.
+    pub fn sizes(self, weights: LlmWeights) -> RandomWeights {
+        match self {
+            RandomSize::Small => RandomWeights::scaled(1024, 24, weights),
+            RandomSize::SevenB => RandomWeights::official_7b(weights),
+        }
+    }
 }
 
 /// Why the model could not be loaded.
@@ -88,6 +120,22 @@ impl ModelArgs {
             return Ok(Loaded {
                 pipeline,
                 source: "hub".into(),
+                demo: false,
+            });
+        }
+        if let Some(size) = self.random {
+            let demo = omg_demo::bundle_dir().map_err(LoadError::Demo)?;
+            let tokenizer = omg_llava::CheckpointBundle::from_dir(&demo)?.llm_dir;
+            eprintln!(
+                "building random weights of the {size:?} sizes (meaningless answers) on {}",
+                omg_llava::backend::NAME
+            );
+            let sizes = size.sizes(self.llm_weights);
+            let pipeline = Pipeline::with_random_weights(&sizes, tokenizer, device)?;
+            progress.finish(t0);
+            return Ok(Loaded {
+                pipeline,
+                source: format!("random-{size:?}").to_lowercase(),
                 demo: false,
             });
         }
