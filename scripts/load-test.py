@@ -11,7 +11,8 @@ with a 0.5 B LLM of random weights). For each number of concurrent clients, ever
 client sends `--requests` streamed greedy chat requests about the same photo (encoded
 once, before the timing) one after another, each its own question; the script prints
 total completion tokens per second, the latency and time-to-first-token percentiles,
-and checks that every answer of the batched server equals the one-at-a-time server's.
+and checks that every answer of the batched server equals the one-at-a-time server's. The time to first token is the time to the first chunk,
+which the server sends once the prefill has chosen the first token.
 Exits 1 if an answer differs or a request fails. Standard library only.
 """
 
@@ -44,7 +45,8 @@ def free_port():
 
 def chat(port, question, photo_url, max_tokens):
     """One streamed request: (answer text, completion tokens, seconds, seconds to the
-    first text)."""
+    first token). The first chunk comes when the prompt's prefill has chosen the first
+    token; text can come later (random weights choose bytes that are not yet UTF-8)."""
     body = json.dumps({
         "messages": [{"role": "user", "content": [
             {"type": "text", "text": question},
@@ -64,6 +66,8 @@ def chat(port, question, photo_url, max_tokens):
         line = raw.decode().strip()
         if not line.startswith("data: ") or line == "data: [DONE]":
             continue
+        if first is None:
+            first = time.perf_counter() - t0
         chunk = json.loads(line[6:])
         if "error" in chunk:
             raise RuntimeError(chunk["error"])
@@ -72,8 +76,6 @@ def chat(port, question, photo_url, max_tokens):
         for choice in chunk.get("choices", []):
             piece = choice.get("delta", {}).get("content")
             if piece:
-                if first is None:
-                    first = time.perf_counter() - t0
                 text += piece
     c.close()
     return text, tokens, time.perf_counter() - t0, first

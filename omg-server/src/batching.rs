@@ -96,10 +96,9 @@ impl ChatRow {
     }
 }
 
-/// A row ready to run, and how its answer is going.
+/// A row ready to run.
 struct Running {
     row: ChatRow,
-    first_token: bool,
 }
 
 /// Runs `rows` together (see the module's documentation); each row's reply gets its
@@ -136,10 +135,7 @@ pub fn run_chat_batch(w: &mut Worker, rows: Vec<ChatRow>) {
     let mut running: Vec<Running> = Vec::with_capacity(ready.len());
     let mut inputs = Vec::with_capacity(ready.len());
     for (row, options, img, task) in ready {
-        running.push(Running {
-            row,
-            first_token: true,
-        });
+        running.push(Running { row });
         inputs.push((options, img, task));
     }
     let batch: Vec<BatchRow<'_, B>> = inputs
@@ -182,7 +178,9 @@ fn drive(
     t0: Instant,
     stats: &super::worker::QueueStats,
 ) {
+    // the prefill is done and has chosen each row's first token
     for r in rows.iter_mut() {
+        r.row.metrics.record_first_token(t0.elapsed());
         if let Reply::Streaming { started, .. } = &mut r.row.reply
             && let Some(tx) = started.take()
         {
@@ -204,9 +202,6 @@ fn drive(
         match event {
             BatchEvent::Event { row, event } => {
                 let r = &mut rows[row];
-                if std::mem::take(&mut r.first_token) {
-                    r.row.metrics.record_first_token(t0.elapsed());
-                }
                 if let Reply::Streaming { chunks, .. } = &r.row.reply {
                     let chunk = match event {
                         StreamEvent::Text(piece) => Chunk::Text(piece),

@@ -26,6 +26,10 @@ pub struct ServeConfig {
     pub retry_after_s: u64,
     /// Chat completions generated together at most (1: one at a time).
     pub max_batch: usize,
+    /// How long the model thread waits for more chat completions to join a batch it
+    /// starts with fewer than `max_batch` (requests sent together arrive a few
+    /// milliseconds apart).
+    pub batch_wait: Duration,
     /// What one request may carry.
     pub limits: RequestLimits,
     /// Who may call.
@@ -46,6 +50,7 @@ impl Default for ServeConfig {
             default_max_tokens: 100,
             retry_after_s: 2,
             max_batch: 4,
+            batch_wait: Duration::from_millis(20),
             limits: RequestLimits::default(),
             access: AccessPolicy::default(),
             connections: ConnectionLimits::default(),

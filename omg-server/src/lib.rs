@@ -150,6 +150,20 @@ pub(crate) async fn body_bytes(
     request: Request,
 ) -> Result<axum::body::Bytes, ApiError> {
     use axum::extract::FromRequest;
+    let limit = state.config.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        // refused from its declared length, before any of it is read
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request's body is {n} bytes (the limit is {limit} bytes)"),
+        ));
+    }
     let timeout = state.config.connections.body_timeout;
     tokio::time::timeout(timeout, axum::body::Bytes::from_request(request, state))
         .await

@@ -43,6 +43,9 @@ struct Args {
     /// next batch; 1: one at a time).
     #[arg(long, default_value_t = ServeConfig::default().max_batch)]
     max_batch: usize,
+    /// Milliseconds the model thread waits for more chat completions to join a batch.
+    #[arg(long, default_value_t = 20)]
+    batch_wait_ms: u64,
     /// Encoded photos kept for follow-up questions (LRU), at most.
     #[arg(long, default_value_t = 16)]
     cache: usize,
@@ -204,6 +207,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         queue_capacity: args.queue,
         cache_size: args.cache,
         max_batch: args.max_batch,
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
         cache_bytes: args.cache_mib << 20,
         max_body_bytes: args.max_body_mib << 20,
         max_tokens_limit: args.max_tokens_limit,

@@ -49,7 +49,8 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Records the time from a request's start on the model to its first token.
+    /// Records the time from a request's start on the model to its first token (the
+    /// end of its prefill, which chooses that token).
     pub fn record_first_token(&self, elapsed: Duration) {
         let s = elapsed.as_secs_f64();
         let bucket = TTFT_BUCKETS
@@ -192,7 +193,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         &mut out,
         "omg_time_to_first_token_seconds",
         "histogram",
-        "Time from a request's start on the model to its first token.",
+        "Time from a chat request's start on the model to its first token (the end of its prefill).",
     );
     let mut cumulative = 0;
     for (k, bound) in TTFT_BUCKETS.iter().enumerate() {

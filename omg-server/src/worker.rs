@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
 use omg_llava::{CancelToken, ImageHandle, ImageLimits, Pipeline};
 
@@ -173,6 +174,7 @@ impl Queue {
         let capacity = config.queue_capacity;
         let (cache_size, cache_bytes) = (config.cache_size, config.cache_bytes);
         let (retry_after, max_batch) = (config.retry_after_s, config.max_batch.max(1));
+        let batch_wait = config.batch_wait;
         let (sender, receiver) = sync_channel::<Job>(capacity);
         let stats = Arc::new(QueueStats::default());
         let worker_stats = stats.clone();
@@ -190,7 +192,8 @@ impl Queue {
                 while let Some(job) = deferred.pop_front().or_else(|| receiver.recv().ok()) {
                     let jobs = match job {
                         Job::Chat(first) => {
-                            let rows = gather(*first, &receiver, &mut deferred, max_batch);
+                            let rows =
+                                gather(*first, &receiver, &mut deferred, max_batch, batch_wait);
                             let n = rows.len();
                             worker_stats.waiting.fetch_sub(n, Ordering::SeqCst);
                             // a panic in one request must not take the model down with
@@ -287,15 +290,17 @@ impl Queue {
 }
 
 /// `first` and the chat completions that can be generated with it, up to `max_batch`
-/// rows: taken from `deferred` first, then from the channel without waiting; other
-/// jobs taken off the channel meanwhile go to `deferred` (at most `max_batch` of them),
-/// to run next in their order.
+/// rows: taken from `deferred` first, then from the channel, waiting up to `wait` for
+/// more to arrive; other jobs taken off the channel meanwhile go to `deferred` (at most
+/// `max_batch` of them), to run next in their order.
 fn gather(
     first: ChatRow,
     receiver: &Receiver<Job>,
     deferred: &mut VecDeque<Job>,
     max_batch: usize,
+    wait: Duration,
 ) -> Vec<ChatRow> {
+    let deadline = Instant::now() + wait;
     let key = first.batch_key();
     let mut rows = vec![first];
     if key.is_none() {
@@ -310,7 +315,8 @@ fn gather(
     }
     *deferred = kept;
     while rows.len() < max_batch && deferred.len() < max_batch {
-        match receiver.try_recv() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
             Ok(Job::Chat(row)) if row.batch_key() == key => rows.push(*row),
             Ok(other) => deferred.push_back(other),
             Err(_) => break,

@@ -507,11 +507,23 @@ fn bad_inputs_get_the_4xx_that_names_them() {
     stream_bad["force_seg"] = Value::Null;
     let (code, _) = error_code(post("/v1/chat/completions", &stream_bad), 400);
     assert_eq!(code, "prompt_too_long");
-    // a body past the server's limit
-    let huge = json!({"image": format!("data:image/png;base64,{}", "A".repeat(5 << 20))});
+    // a body past the server's limit is refused from its declared length, before it is
+    // read (the request's head alone is sent: a client still writing the body when the
+    // answer comes may see its connection closed first)
     for path in ["/v1/segment", "/v1/chat/completions"] {
-        let (code, msg) = error_code(post(path, &huge), 413);
-        assert_eq!(code, "body_too_large");
+        let mut tcp = std::net::TcpStream::connect(fixture().addr).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            5 << 20
+        );
+        std::io::Write::write_all(&mut tcp, head.as_bytes()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut tcp, &mut answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "body_too_large");
+        let msg = body["error"]["message"].as_str().unwrap();
         assert!(msg.contains(&(4 << 20).to_string()), "{msg}");
     }
 }
