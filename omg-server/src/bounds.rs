@@ -98,27 +98,38 @@ pub fn seq_cap(limits: &RequestLimits) -> usize {
 
 /// Refuses more than `limits.max_messages` messages (400 `too_many_messages`).
 pub fn check_messages(count: usize, limits: &RequestLimits) -> Result<(), ApiError> {
-    if count > limits.max_messages {
-        return Err(ApiError::bad_request(
-            "too_many_messages",
-            format!(
-                "the request has {count} messages; this server takes at most {} (--max-messages)",
-                limits.max_messages
-            ),
-        ));
-    }
-    Ok(())
+    at_most(
+        count,
+        limits.max_messages,
+        "too_many_messages",
+        "messages",
+        "--max-messages",
+    )
 }
 
 /// Refuses `chars` characters of text past the limit (400 `text_too_long`).
 pub fn check_text(chars: usize, limits: &RequestLimits) -> Result<(), ApiError> {
-    if chars > limits.max_text_chars {
+    at_most(
+        chars,
+        limits.max_text_chars,
+        "text_too_long",
+        "characters of text",
+        "--max-text-chars",
+    )
+}
+
+/// A 400 `code` when `count` `what` are more than `limit` (set by `flag`).
+fn at_most(
+    count: usize,
+    limit: usize,
+    code: &'static str,
+    what: &str,
+    flag: &str,
+) -> Result<(), ApiError> {
+    if count > limit {
         return Err(ApiError::bad_request(
-            "text_too_long",
-            format!(
-                "the request's text has {chars} characters; this server takes at most {} (--max-text-chars)",
-                limits.max_text_chars
-            ),
+            code,
+            format!("the request has {count} {what}; this server takes at most {limit} ({flag})"),
         ));
     }
     Ok(())
@@ -133,13 +144,13 @@ pub fn check_regions(
     limits: &RequestLimits,
 ) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::bad_request("bad_regions", m);
-    if regions.len() > limits.max_regions {
-        return Err(bad(format!(
-            "{} regions given; this server takes at most {} (--max-regions)",
-            regions.len(),
-            limits.max_regions
-        )));
-    }
+    at_most(
+        regions.len(),
+        limits.max_regions,
+        "bad_regions",
+        "regions",
+        "--max-regions",
+    )?;
     let (width, height) = photo;
     for (k, r) in regions.iter().enumerate() {
         let coordinates: &[f32] = match r {
