@@ -6,21 +6,24 @@
 //! its own cancellation. A sampled request runs alone (the rows of a batch would share
 //! one random generator). Greedy answers equal the one-at-a-time answers.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use omg_cli::records::{OutputMask, RegionSpec};
 use omg_llava::{
-    Answer, BatchEvent, BatchRow, BatchStream, CancelToken, OmgLlavaError, StreamEvent,
+    Answer, BatchEvent, BatchRow, BatchStream, CancelToken, Conversation, FinishReason,
+    GenerateOptions, ImageHandle, OmgLlavaError, StreamEvent, Task,
 };
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::ServeConfig;
 use super::error::ApiError;
+use super::images::PhotoBytes;
 use super::observe::Metrics;
-use super::openai::{Chunk, Dialogue, chat_task, prepare, usage};
-use super::options::SamplingFields;
+use super::options::{SamplingFields, generate_options};
 use super::worker::{B, Worker};
 
 /// Where a row's answer goes.
@@ -96,11 +99,6 @@ impl ChatRow {
     }
 }
 
-/// A row ready to run.
-struct Running {
-    row: ChatRow,
-}
-
 /// Runs `rows` together (see the module's documentation); each row's reply gets its
 /// answer or its error.
 pub fn run_chat_batch(w: &mut Worker, rows: Vec<ChatRow>) {
@@ -132,10 +130,10 @@ pub fn run_chat_batch(w: &mut Worker, rows: Vec<ChatRow>) {
     stats.batches.fetch_add(1, Ordering::SeqCst);
     stats.batched_rows.fetch_add(ready.len(), Ordering::SeqCst);
     stats.batch_max.fetch_max(ready.len(), Ordering::SeqCst);
-    let mut running: Vec<Running> = Vec::with_capacity(ready.len());
+    let mut running: Vec<ChatRow> = Vec::with_capacity(ready.len());
     let mut inputs = Vec::with_capacity(ready.len());
     for (row, options, img, task) in ready {
-        running.push(Running { row });
+        running.push(row);
         inputs.push((options, img, task));
     }
     let batch: Vec<BatchRow<'_, B>> = inputs
@@ -163,25 +161,25 @@ pub fn run_chat_batch(w: &mut Worker, rows: Vec<ChatRow>) {
     }
 }
 
-fn fail_unless_cancelled(r: &mut Running, e: OmgLlavaError, stats: &super::worker::QueueStats) {
+fn fail_unless_cancelled(r: &mut ChatRow, e: OmgLlavaError, stats: &super::worker::QueueStats) {
     if matches!(e, OmgLlavaError::Cancelled) {
         stats.cancelled.fetch_add(1, Ordering::SeqCst);
     } else {
-        r.row.reply.fail(e.into());
+        r.reply.fail(e.into());
     }
 }
 
 /// Sends each row's events and answer where its reply goes.
 fn drive(
     stream: BatchStream<'_, B>,
-    rows: &mut [Running],
+    rows: &mut [ChatRow],
     t0: Instant,
     stats: &super::worker::QueueStats,
 ) {
     // the prefill is done and has chosen each row's first token
     for r in rows.iter_mut() {
-        r.row.metrics.record_first_token(t0.elapsed());
-        if let Reply::Streaming { started, .. } = &mut r.row.reply
+        r.metrics.record_first_token(t0.elapsed());
+        if let Reply::Streaming { started, .. } = &mut r.reply
             && let Some(tx) = started.take()
         {
             let _ = tx.send(Ok(()));
@@ -194,7 +192,7 @@ fn drive(
             Err(e) => {
                 let e = ApiError::from(e);
                 for (r, _) in rows.iter_mut().zip(&ended).filter(|(_, done)| !**done) {
-                    r.row.reply.fail(e.clone());
+                    r.reply.fail(e.clone());
                 }
                 return;
             }
@@ -202,7 +200,7 @@ fn drive(
         match event {
             BatchEvent::Event { row, event } => {
                 let r = &mut rows[row];
-                if let Reply::Streaming { chunks, .. } = &r.row.reply {
+                if let Reply::Streaming { chunks, .. } = &r.reply {
                     let chunk = match event {
                         StreamEvent::Text(piece) => Chunk::Text(piece),
                         StreamEvent::Mask {
@@ -214,7 +212,7 @@ fn drive(
                     };
                     if chunks.send(chunk).is_err() {
                         // the client went away: the row stops at the next step
-                        r.row.cancel.cancel();
+                        r.cancel.cancel();
                     }
                 }
             }
@@ -222,11 +220,9 @@ fn drive(
                 ended[row] = true;
                 let r = &mut rows[row];
                 if let Ok(a) = &answer {
-                    r.row
-                        .metrics
-                        .record_generation(a.token_ids.len(), t0.elapsed());
+                    r.metrics.record_generation(a.token_ids.len(), t0.elapsed());
                 }
-                match (answer, std::mem::replace(&mut r.row.reply, closed())) {
+                match (answer, std::mem::replace(&mut r.reply, closed())) {
                     (Err(OmgLlavaError::Cancelled), _) => {
                         stats.cancelled.fetch_add(1, Ordering::SeqCst);
                     }
@@ -247,4 +243,83 @@ fn drive(
             _ => {}
         }
     }
+}
+
+/// The conversation of a request: its photo, the earlier (question, answer) turns and
+/// the question to answer.
+pub(crate) struct Dialogue {
+    pub(crate) photo: PhotoBytes,
+    pub(crate) history: Vec<(String, String)>,
+    pub(crate) question: String,
+}
+
+impl Dialogue {
+    /// Characters of its text.
+    pub(crate) fn chars(&self) -> usize {
+        let turns: usize = self
+            .history
+            .iter()
+            .map(|(q, a)| q.chars().count() + a.chars().count())
+            .sum();
+        turns + self.question.chars().count()
+    }
+}
+
+/// The Pipeline's task for the last question: a question about `regions` (a single
+/// turn, checked by the handler; their masks are decoded here, on the model thread),
+/// or a chat turn after the history (each earlier answer recorded as the client gives
+/// it, its `[SEG]` and `<p>` tags kept as the model's tokens).
+pub(crate) fn chat_task(d: &Dialogue, regions: &[RegionSpec]) -> Result<Task, ApiError> {
+    if !regions.is_empty() {
+        let regions = regions
+            .iter()
+            .map(RegionSpec::to_region)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::bad_request("bad_regions", e.to_string()))?;
+        return Ok(Task::ask_regions(regions, d.question.clone()));
+    }
+    let mut conversation = Conversation::new();
+    for (q, a) in &d.history {
+        conversation.push_turn(q, a);
+    }
+    Ok(Task::chat_after(&conversation, d.question.clone()))
+}
+
+/// What the worker sends a streaming handler.
+pub(crate) enum Chunk {
+    /// A piece of text.
+    Text(String),
+    /// The mask of the `index`-th `[SEG]`.
+    Mask(usize, OutputMask),
+    /// The end.
+    Done {
+        /// Why it ended.
+        finish_reason: FinishReason,
+        /// The `usage` object.
+        usage: Value,
+    },
+    /// The error that ended it.
+    Failed(ApiError),
+}
+
+/// What answering a request needs from the worker: the generation options and the
+/// encoded photo (from the cache).
+fn prepare(
+    w: &mut Worker,
+    photo: &PhotoBytes,
+    sampling: &SamplingFields,
+    config: &ServeConfig,
+) -> Result<(GenerateOptions, Rc<ImageHandle<B>>), ApiError> {
+    let options = generate_options(sampling, config)?;
+    let img = w.image(photo)?;
+    Ok((options, img))
+}
+
+/// The `usage` object of an answer.
+pub(crate) fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    })
 }

@@ -16,11 +16,12 @@
 //!   (connection timeouts and cap, graceful shutdown);
 //! - [`options`]: the generation fields of a request, as the Pipeline's
 //!   `GenerateOptions`;
-//! - [`worker`]: the model thread, its bounded queue (503 + `Retry-After` past it), the
-//!   batching of waiting chat completions (generated together, each with its own
-//!   limits, stream and cancellation), the
-//!   LRU cache of encoded photos (bounded in entries and bytes), and the cancellation
-//!   of requests whose client has gone;
+//! - [`queue`]: the model thread's bounded queue (503 + `Retry-After` past it), which
+//!   gathers waiting chat completions into batches (generated together, each with its
+//!   own limits, stream and cancellation);
+//! - [`worker`]: what the model thread owns: the LRU cache of encoded photos (bounded in
+//!   entries and bytes), the counters, and the cancellation of requests whose client
+//!   has gone;
 //! - [`images`]: data URLs and file bytes to photos, within the pipeline's limits;
 //! - [`error`]: every failure as a status and OpenAI's error object.
 
@@ -36,6 +37,7 @@ pub mod listen;
 pub mod observe;
 pub mod openai;
 pub mod options;
+pub mod queue;
 pub mod tasks;
 pub mod worker;
 
@@ -51,7 +53,7 @@ use serde_json::json;
 
 pub use config::{AccessPolicy, ConnectionLimits, RequestLimits, ServeConfig};
 pub use error::ApiError;
-pub use worker::Queue;
+pub use queue::Queue;
 
 use omg_cli::jobs::JobKind;
 use tasks::run_endpoint;

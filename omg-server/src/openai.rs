@@ -16,7 +16,6 @@
 //! (each recorded with `Conversation::push_turn`), a question with regions is
 //! `Task::ask_regions`.
 
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,20 +24,19 @@ use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use omg_cli::records::{OutputMask, RegionSpec};
-use omg_llava::{
-    CancelToken, Conversation, FinishReason, GenerateOptions, GroundedAnswer, ImageHandle, Task,
-};
+use omg_llava::{CancelToken, FinishReason, GroundedAnswer};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 
-use super::batching::{ChatRow, Reply};
+use super::AppState;
+use super::batching::{ChatRow, Chunk, Dialogue, Reply, usage};
 use super::bounds;
 use super::error::ApiError;
 use super::images::PhotoBytes;
-use super::options::{SamplingFields, generate_options};
-use super::worker::{B, CancelOnDrop, Job, Worker};
-use super::{AppState, ServeConfig};
+use super::options::SamplingFields;
+use super::queue::Job;
+use super::worker::CancelOnDrop;
 
 /// A chat completion request (the fields OMG-LLaVA uses; other OpenAI fields are
 /// accepted and skipped without being kept). Its lists are parsed with
@@ -184,26 +182,6 @@ impl<'de> Deserialize<'de> for Part {
     }
 }
 
-/// The conversation of a request: its photo, the earlier (question, answer) turns and
-/// the question to answer.
-pub(crate) struct Dialogue {
-    pub(crate) photo: PhotoBytes,
-    pub(crate) history: Vec<(String, String)>,
-    pub(crate) question: String,
-}
-
-impl Dialogue {
-    /// Characters of its text.
-    fn chars(&self) -> usize {
-        let turns: usize = self
-            .history
-            .iter()
-            .map(|(q, a)| q.chars().count() + a.chars().count())
-            .sum();
-        turns + self.question.chars().count()
-    }
-}
-
 fn read_dialogue(messages: &[Message]) -> Result<Dialogue, ApiError> {
     let bad = |m: String| ApiError::bad_request("bad_messages", m);
     let mut photo = None;
@@ -267,26 +245,6 @@ fn read_dialogue(messages: &[Message]) -> Result<Dialogue, ApiError> {
     })
 }
 
-/// The Pipeline's task for the last question: a question about `regions` (a single
-/// turn, checked by the handler; their masks are decoded here, on the model thread),
-/// or a chat turn after the history (each earlier answer recorded as the client gives
-/// it, its `[SEG]` and `<p>` tags kept as the model's tokens).
-pub(crate) fn chat_task(d: &Dialogue, regions: &[RegionSpec]) -> Result<Task, ApiError> {
-    if !regions.is_empty() {
-        let regions = regions
-            .iter()
-            .map(RegionSpec::to_region)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::bad_request("bad_regions", e.to_string()))?;
-        return Ok(Task::ask_regions(regions, d.question.clone()));
-    }
-    let mut conversation = Conversation::new();
-    for (q, a) in &d.history {
-        conversation.push_turn(q, a);
-    }
-    Ok(Task::chat_after(&conversation, d.question.clone()))
-}
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn now() -> u64 {
@@ -305,23 +263,6 @@ fn answer_masks(grounded: &GroundedAnswer) -> Vec<OutputMask> {
         .enumerate()
         .map(|(k, m)| OutputMask::with_phrase(m, grounded.phrases.get(k).map(|p| p.phrase.clone())))
         .collect()
-}
-
-/// What the worker sends a streaming handler.
-pub(crate) enum Chunk {
-    /// A piece of text.
-    Text(String),
-    /// The mask of the `index`-th `[SEG]`.
-    Mask(usize, OutputMask),
-    /// The end.
-    Done {
-        /// Why it ended.
-        finish_reason: FinishReason,
-        /// The `usage` object.
-        usage: Value,
-    },
-    /// The error that ended it.
-    Failed(ApiError),
 }
 
 /// `POST /v1/chat/completions`.
@@ -482,19 +423,6 @@ pub async fn chat_completions(
     Ok(Sse::new(events).into_response())
 }
 
-/// What answering a request needs from the worker: the generation options and the
-/// encoded photo (from the cache).
-pub(crate) fn prepare(
-    w: &mut Worker,
-    photo: &PhotoBytes,
-    sampling: &SamplingFields,
-    config: &ServeConfig,
-) -> Result<(GenerateOptions, Rc<ImageHandle<B>>), ApiError> {
-    let options = generate_options(sampling, config)?;
-    let img = w.image(photo)?;
-    Ok((options, img))
-}
-
 fn data(value: &Value) -> Event {
     Event::default().data(value.to_string())
 }
@@ -512,13 +440,5 @@ fn chunk_json(
         "created": created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
-    })
-}
-
-pub(crate) fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
-    json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
     })
 }
