@@ -24,7 +24,7 @@ use super::error::ApiError;
 use super::images::PhotoBytes;
 use super::observe::Metrics;
 use super::options::{SamplingFields, generate_options};
-use super::worker::{B, Worker};
+use super::worker::{B, QueueStats, Worker};
 
 /// Where a row's answer goes.
 pub enum Reply {
@@ -161,7 +161,7 @@ pub fn run_chat_batch(w: &mut Worker, rows: Vec<ChatRow>) {
     }
 }
 
-fn fail_unless_cancelled(r: &mut ChatRow, e: OmgLlavaError, stats: &super::worker::QueueStats) {
+fn fail_unless_cancelled(r: &mut ChatRow, e: OmgLlavaError, stats: &QueueStats) {
     if matches!(e, OmgLlavaError::Cancelled) {
         stats.cancelled.fetch_add(1, Ordering::SeqCst);
     } else {
@@ -170,12 +170,7 @@ fn fail_unless_cancelled(r: &mut ChatRow, e: OmgLlavaError, stats: &super::worke
 }
 
 /// Sends each row's events and answer where its reply goes.
-fn drive(
-    stream: BatchStream<'_, B>,
-    rows: &mut [ChatRow],
-    t0: Instant,
-    stats: &super::worker::QueueStats,
-) {
+fn drive(stream: BatchStream<'_, B>, rows: &mut [ChatRow], t0: Instant, stats: &QueueStats) {
     // the prefill is done and has chosen each row's first token
     for r in rows.iter_mut() {
         r.metrics.record_first_token(t0.elapsed());
