@@ -1,19 +1,4 @@
-//! Region masks from pictures (`BinaryMask::from_image_bytes`, the CLI's `--mask`):
-//! arbitrary bytes, with a small pixel bound so that declared sizes are tested too.
-#![no_main]
+//! The `png_mask` fuzz target (`omg_fuzz::targets::png_mask`).
+#![cfg_attr(fuzzing, no_main)]
 
-use libfuzzer_sys::fuzz_target;
-use omg_masks::{BinaryMask, MaskError};
-
-const MAX_PIXELS: u64 = 1 << 22;
-
-fuzz_target!(|data: &[u8]| {
-    match BinaryMask::from_image_bytes(data, MAX_PIXELS) {
-        Ok(mask) => {
-            assert!((mask.height() * mask.width()) as u64 <= MAX_PIXELS);
-            assert!(mask.area() <= (mask.height() * mask.width()) as u64);
-        }
-        Err(MaskError::Image(_) | MaskError::ExceedsLimit { .. }) => {}
-        Err(other) => panic!("unexpected error kind: {other}"),
-    }
-});
+omg_fuzz::fuzz_binary!(png_mask);
