@@ -208,3 +208,118 @@ impl ModelFramePrompts {
             .then(|| PromptBatch::Regions(self.masks.iter().map(|(_, m)| m.clone()).collect()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Regions in the model frame against the official `expand2square_points`,
+    //! `expand2square_mask` and torch `nearest` computed by
+    //! `fixtures/photo_frame/make_reference.py`, on wide and tall photos with odd and
+    //! even padding.
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn cases() -> Vec<Value> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/photo_frame/reference.json"
+        );
+        let reference: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+            .expect("the photo-frame reference");
+        reference["cases"].as_array().unwrap().clone()
+    }
+
+    fn num(v: &Value) -> u32 {
+        v.as_u64().unwrap() as u32
+    }
+
+    fn floats(v: &Value) -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    }
+
+    fn bits(v: &Value) -> Vec<bool> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter())
+            .map(|x| x.as_u64() == Some(1))
+            .collect()
+    }
+
+    fn close(ours: &[f32], want: &[f64], what: &str) {
+        assert_eq!(ours.len(), want.len(), "{what}");
+        for (a, b) in ours.iter().zip(want) {
+            assert!(
+                (f64::from(*a) - b).abs() < 1e-4,
+                "{what}: {ours:?} vs {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn regions_in_the_model_frame_equal_the_official_mapping() {
+        for case in cases() {
+            let (w, h) = (num(&case["width"]), num(&case["height"]));
+            let t = SquareTransform::new(w, h, num(&case["target"]));
+            let what = format!("{w}x{h}");
+            let points: Vec<Region> = case["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    let p = floats(p);
+                    Region::point(p[0] as f32, p[1] as f32)
+                })
+                .collect();
+            let boxes: Vec<Region> = case["boxes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    let b = floats(b);
+                    Region::rect(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32)
+                })
+                .collect();
+            let region =
+                BinaryMask::from_vec(h as usize, w as usize, bits(&case["region"])).unwrap();
+            let mut all = points.clone();
+            all.extend(boxes.iter().cloned());
+            all.push(Region::Mask(region));
+            for r in &all {
+                r.validate(w, h).unwrap();
+            }
+            let model = ModelFramePrompts::new(&all, t).unwrap();
+
+            let want_points = case["points_model"].as_array().unwrap();
+            assert_eq!(model.points.len(), want_points.len(), "{what}");
+            for (p, want) in model.points.iter().zip(want_points) {
+                close(&[p.0, p.1], &floats(want), &format!("point of {what}"));
+            }
+            let want_boxes = case["boxes_model"].as_array().unwrap();
+            assert_eq!(model.boxes.len(), want_boxes.len(), "{what}");
+            for (i, ((index, b), want)) in model.boxes.iter().zip(want_boxes).enumerate() {
+                assert_eq!(*index, i, "{what}");
+                close(b, &floats(want), &format!("box {i} of {what}"));
+            }
+            let [(index, mask)] = &model.masks[..] else {
+                panic!("one mask of {what}");
+            };
+            assert_eq!(*index, boxes.len(), "{what}");
+            let target = num(&case["target"]) as usize;
+            assert_eq!((mask.height(), mask.width()), (target, target), "{what}");
+            let want = bits(&case["region_model"]);
+            let wrong = mask
+                .data()
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(wrong, 0, "pixels that differ in the region mask of {what}");
+        }
+    }
+}
