@@ -154,7 +154,9 @@ fn few_row_linear_matches_burns_linear() {
         (vec![1usize, 1], 64, 300, true),
         (vec![2, 3], 33, 517, false),
         (vec![1, 8], 7, 256, true),
-        (vec![1, 9], 16, 40, true), // more rows than the GEMV takes
+        // tiles of 2048 columns: two full ones and a part, one and a column
+        (vec![1, 3], 9, 4100, true),
+        (vec![1, 1], 5, 2049, false),
     ] {
         let x = random([lead[0], lead[1], k], -1.0, 1.0);
         let w = random([k, n], -1.0, 1.0);

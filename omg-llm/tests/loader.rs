@@ -456,20 +456,56 @@ fn released_pth_loads_int8_with_lora_merged_before_quantizing() {
     assert_eq!(report.lora_merged.len(), 2 * 5 + 1);
     assert!(model.layers[1].feed_forward.w2.quantized().is_some());
     assert!(model.output.quantized().is_some());
+    assert_near_the_release(&model, "int8");
+}
+
+/// A reduced-precision release model against the official logits and the f32 model's
+/// final hidden states: changed, the hidden states within the documented goal of bf16,
+/// f16 and int8 (cosine ≥ 0.9999, `docs/precision.md`), and the logit error far below
+/// what the LoRA itself changes (a LoRA not merged, or rounded apart from its base,
+/// would be off by about as much as it changes).
+fn assert_near_the_release(model: &InternLM2<B>, what: &str) {
     let (ids, batch, expected) = fixture_ids_and_logits();
-    let ours = logits(&model, &ids, batch);
+    let ours = logits(model, &ids, batch);
     let d = max_diff(&ours, &expected);
-    let dot: f64 = ours
+    let (f32_model, _) = load_release(omg_llm::LlmWeights::F32);
+    let hidden_cos = cosine(
+        &hidden(model, &ids, batch),
+        &hidden(&f32_model, &ids, batch),
+    );
+    let b = bundle();
+    let config = InternLM2Config::from_json_file(b.join("internlm2/config.json")).unwrap();
+    let base = SafetensorsFile::open(b.join("internlm2/model.safetensors")).unwrap();
+    let base = load_hf::<B>(&config, &base, &Default::default()).unwrap();
+    let lora = max_diff(&logits(&base, &ids, batch), &expected);
+    assert!(d > 0.0, "{what} changes nothing");
+    assert!(hidden_cos >= 0.9999, "{what}: hidden cosine {hidden_cos}");
+    assert!(
+        d < lora / 10.0,
+        "{what}: max diff {d} against the LoRA's {lora}"
+    );
+}
+
+/// The final norm's output at every position.
+fn hidden(model: &InternLM2<B>, ids: &[u32], batch: usize) -> Vec<f32> {
+    model
+        .forward_ids(ids, batch, None, ForwardOptions::default())
+        .unwrap()
+        .last_hidden_state
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap()
+}
+
+/// Cosine similarity in f64.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
         .iter()
-        .zip(&expected)
-        .map(|(&a, &b)| a as f64 * b as f64)
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
         .sum();
-    let norm = |v: &[f32]| v.iter().map(|&a| (a as f64).powi(2)).sum::<f64>().sqrt();
-    let cos = dot / (norm(&ours) * norm(&expected));
-    // quantized: close to the official LoRA model, not equal (a LoRA delta quantized
-    // separately, or not merged, would be far off)
-    assert!(d > 0.0 && d < 0.2, "max diff {d}");
-    assert!(cos > 0.999, "cosine {cos}");
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
 }
 
 #[test]
@@ -491,11 +527,8 @@ fn released_pth_loads_bf16_with_lora_merged_before_rounding() {
         model.tok_embeddings.weight.val().dtype(),
         burn::tensor::DType::F32
     );
-    let (ids, batch, expected) = fixture_ids_and_logits();
-    let ours = logits(&model, &ids, batch);
-    let d = max_diff(&ours, &expected);
     // rounded to bf16 after the LoRA merge: close to the official LoRA model, not equal
-    assert!(d > 0.0 && d < 0.1, "max diff {d}");
+    assert_near_the_release(&model, "bf16");
 }
 
 /// A prepared file holds the model exactly as loaded, in every precision: the model

@@ -4,8 +4,10 @@
 //!
 //! * logits and hidden states: largest absolute difference and cosine similarity;
 //! * greedy ids: compared only at positions where the f32 top-1/top-2 logit gap exceeds
-//!   the measured logit error (random weights give near-ties, where any rounding may
-//!   flip the arg-max); the count of such positions is reported;
+//!   the precision's fixed margin ([`id_margin`]; random weights give near-ties, where
+//!   any rounding may flip the arg-max). The positions are chosen from the f32 run alone,
+//!   so a larger error cannot shrink the set it is judged on; the count of such positions
+//!   is reported, and a budget with none fails its goal;
 //! * masks (`e2e`): IoU of the `[SEG]` mask against the f32 mask.
 //!
 //! `llm`: the fixture's prompts, continued greedily by the f32 model to
@@ -43,7 +45,7 @@ pub struct Budget {
     pub hidden_cosine: f64,
     /// Positions whose greedy id was predicted.
     pub positions: usize,
-    /// Positions where the f32 top-1/top-2 gap exceeds `logits_max_abs`.
+    /// Positions where the f32 top-1/top-2 gap exceeds [`id_margin`] of `weights`.
     pub comparable: usize,
     /// Comparable positions where both precisions pick the same id.
     pub equal: usize,
@@ -52,13 +54,22 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Fraction of comparable greedy ids that are equal (1 when none is comparable).
-    pub fn equal_fraction(&self) -> f64 {
-        if self.comparable == 0 {
-            1.0
-        } else {
-            self.equal as f64 / self.comparable as f64
-        }
+    /// Fraction of comparable greedy ids that are equal; `None` when no position is
+    /// comparable (which misses every goal).
+    pub fn equal_fraction(&self) -> Option<f64> {
+        (self.comparable > 0).then(|| self.equal as f64 / self.comparable as f64)
+    }
+}
+
+/// The f32 top-1/top-2 logit gap above which a position's greedy id is compared: twice
+/// the largest logit error measured for the precision on the public fixtures
+/// (`docs/precision.md`): 0 for f32, 0.1 for bf16, f16 and int8 (errors up to 0.049),
+/// 2 for int4 (errors up to 1.07 on `llm`; its goal sets no greedy-id bound).
+pub fn id_margin(weights: LlmWeights) -> f32 {
+    match weights {
+        LlmWeights::F32 => 0.0,
+        LlmWeights::Int4 => 2.0,
+        _ => 0.1,
     }
 }
 
@@ -68,30 +79,33 @@ impl Budget {
 pub struct Goal {
     /// Least cosine similarity of the compared hidden states.
     pub min_hidden_cosine: f64,
-    /// Least fraction of comparable greedy ids that are equal.
-    pub min_equal_fraction: f64,
+    /// Least fraction of comparable greedy ids that are equal; `None` where the goal sets
+    /// no bound (int4: on the fixtures' random weights almost no f32 top-1/top-2 gap
+    /// exceeds its logit error, so nothing could be compared).
+    pub min_equal_fraction: Option<f64>,
     /// Least `[SEG]` mask IoU against f32 (`e2e`).
     pub min_mask_iou: f64,
 }
 
-/// The goal of `weights`: f32 exact; bf16, f16 and int8 keep the mask (IoU ≥ 0.99) and
-/// ≥ 99 % of the comparable greedy ids; int4 its looser, measured budget.
+/// The goal of `weights` (`docs/precision.md`): f32 exact; bf16, f16 and int8 keep the
+/// mask (IoU ≥ 0.998) and ≥ 99 % of the comparable greedy ids; int4 its looser,
+/// measured budget.
 pub fn goal(weights: LlmWeights) -> Goal {
     match weights {
         LlmWeights::F32 => Goal {
             min_hidden_cosine: 1.0 - 1e-12,
-            min_equal_fraction: 1.0,
+            min_equal_fraction: Some(1.0),
             min_mask_iou: 1.0,
         },
         LlmWeights::Int4 => Goal {
             min_hidden_cosine: 0.97,
-            min_equal_fraction: 0.0,
+            min_equal_fraction: None,
             min_mask_iou: 0.8,
         },
         _ => Goal {
             min_hidden_cosine: 0.9999,
-            min_equal_fraction: 0.99,
-            min_mask_iou: 0.99,
+            min_equal_fraction: Some(0.99),
+            min_mask_iou: 0.998,
         },
     }
 }
@@ -99,8 +113,6 @@ pub fn goal(weights: LlmWeights) -> Goal {
 impl Budget {
     /// What misses `goal` (empty: within it). NaN misses every bound.
     pub fn misses(&self, goal: Goal) -> Vec<String> {
-        // false for NaN, unlike `value < least`
-        let reaches = |value: f64, least: f64| value >= least;
         let mut out = Vec::new();
         if !reaches(self.hidden_cosine, goal.min_hidden_cosine) {
             out.push(format!(
@@ -108,12 +120,26 @@ impl Budget {
                 self.hidden_cosine, goal.min_hidden_cosine
             ));
         }
-        if !reaches(self.equal_fraction(), goal.min_equal_fraction) {
-            out.push(format!(
-                "greedy ids {}/{} equal < {}",
-                self.equal, self.comparable, goal.min_equal_fraction
-            ));
+        let Some(least) = goal.min_equal_fraction else {
+            return self.mask_misses(goal, out);
+        };
+        match self.equal_fraction() {
+            None => out.push(format!(
+                "no greedy id comparable (no f32 top-1/top-2 gap above {} in {} positions)",
+                id_margin(self.weights),
+                self.positions
+            )),
+            Some(fraction) if !reaches(fraction, least) => out.push(format!(
+                "greedy ids {}/{} equal < {least}",
+                self.equal, self.comparable
+            )),
+            Some(_) => {}
         }
+        self.mask_misses(goal, out)
+    }
+
+    /// `out` with the mask IoU's miss of `goal` added, if any.
+    fn mask_misses(&self, goal: Goal, mut out: Vec<String>) -> Vec<String> {
         if let Some(iou) = self.mask_iou
             && !reaches(iou, goal.min_mask_iou)
         {
@@ -137,13 +163,18 @@ impl fmt::Display for Budget {
             self.equal,
             self.comparable,
             self.positions,
-            100.0 * self.equal_fraction()
+            100.0 * self.equal_fraction().unwrap_or(f64::NAN)
         )?;
         if let Some(iou) = self.mask_iou {
             write!(f, " | mask IoU {iou:.4}")?;
         }
         Ok(())
     }
+}
+
+/// `value ≥ least`; false for NaN, unlike `!(value < least)`.
+fn reaches(value: f64, least: f64) -> bool {
+    value >= least
 }
 
 /// Largest absolute difference (NaN against a number is infinite).
@@ -199,13 +230,18 @@ fn top2(row: &[f32]) -> (usize, f32) {
     (best.0, best.1 - second)
 }
 
-/// Greedy-id comparison of logit rows `[positions][vocab]`: (positions, comparable, equal).
-fn greedy_ids(reference: &[Vec<f32>], other: &[Vec<f32>], error: f32) -> (usize, usize, usize) {
+/// Greedy-id comparison of logit rows `[positions][vocab]` at the positions whose
+/// reference top-1/top-2 gap exceeds `margin`: (positions, comparable, equal).
+pub fn greedy_ids(
+    reference: &[Vec<f32>],
+    other: &[Vec<f32>],
+    margin: f32,
+) -> (usize, usize, usize) {
     let mut comparable = 0;
     let mut equal = 0;
     for (r, o) in reference.iter().zip(other) {
         let (id, gap) = top2(r);
-        if gap > error {
+        if gap > margin {
             comparable += 1;
             equal += usize::from(top2(o).0 == id);
         }
@@ -279,7 +315,7 @@ pub fn llm_budget<B: Backend>(
     let (lq, hq) = forward(&reduced, &flat, rows)?;
     let logits_max_abs = max_abs(&l32, &lq);
     let split = |v: &[f32]| v.chunks(vocab).map(|c| c.to_vec()).collect::<Vec<_>>();
-    let (positions, comparable, equal) = greedy_ids(&split(&l32), &split(&lq), logits_max_abs);
+    let (positions, comparable, equal) = greedy_ids(&split(&l32), &split(&lq), id_margin(weights));
     Ok(Budget {
         stage: "llm".into(),
         weights,
@@ -305,8 +341,11 @@ pub fn e2e_budget<B: Backend>(
     let flat = |rows: &[Vec<f32>]| rows.concat();
     let (l32, lq) = (flat(&reference.step_logits), flat(&reduced.step_logits));
     let logits_max_abs = max_abs(&l32, &lq);
-    let (positions, comparable, equal) =
-        greedy_ids(&reference.step_logits, &reduced.step_logits, logits_max_abs);
+    let (positions, comparable, equal) = greedy_ids(
+        &reference.step_logits,
+        &reduced.step_logits,
+        id_margin(weights),
+    );
     Ok(Budget {
         stage: "e2e".into(),
         weights,

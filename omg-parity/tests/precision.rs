@@ -1,12 +1,13 @@
 //! The error budget of the reduced LLM precisions on the public fixtures (see
 //! `omg_parity::precision` and `docs/precision.md`): int8, bf16 and f16 keep the
-//! `[SEG]` mask (IoU ≥ 0.99) and ≥ 99 % of the comparable greedy ids; int4 stays within
-//! its documented, looser budget.
+//! `[SEG]` mask (IoU ≥ 0.998) and ≥ 99 % of the comparable greedy ids; int4 stays within
+//! its documented, looser budget. Every bound asserted here is the documented goal
+//! (`omg_parity::precision::goal`).
 
 use burn::backend::Flex;
 use omg_llm::LlmWeights;
 use omg_parity::Fixture;
-use omg_parity::precision::{Budget, budget, cosine, goal, iou};
+use omg_parity::precision::{Budget, budget, cosine, goal, greedy_ids, id_margin, iou};
 
 type B = Flex;
 
@@ -21,96 +22,124 @@ fn measure(stage: &str, weights: LlmWeights) -> Budget {
     b
 }
 
-#[test]
-fn f32_against_itself_is_exact() {
-    let b = measure("llm", LlmWeights::F32);
-    assert_eq!(b.logits_max_abs, 0.0);
-    assert_eq!(b.equal, b.comparable);
-    assert!(b.comparable > 0);
+/// A reduced precision changes the numbers, keeps the mask and the comparable greedy
+/// ids within its goal, and has positions to compare them on.
+fn assert_within_goal(stage: &str, weights: LlmWeights) -> Budget {
+    let b = measure(stage, weights);
+    let goal = goal(weights);
+    assert!(b.logits_max_abs > 0.0, "{weights} must change something");
+    assert!(b.hidden_cosine >= goal.min_hidden_cosine, "{b}");
+    if let Some(least) = goal.min_equal_fraction {
+        assert!(b.comparable > 0, "{b}");
+        assert!(b.equal_fraction().unwrap() >= least, "{b}");
+    }
+    if stage == "e2e" {
+        assert!(b.mask_iou.unwrap() >= goal.min_mask_iou, "{b}");
+    }
+    assert!(b.misses(goal).is_empty(), "{b}");
+    b
 }
 
 #[test]
-fn int8_keeps_the_logits_and_the_greedy_ids() {
-    let b = measure("llm", LlmWeights::Int8);
-    assert!(b.logits_max_abs > 0.0, "int8 must change something");
-    assert!(b.logits_cosine >= 0.9999, "{b}");
-    assert!(b.hidden_cosine >= 0.9999, "{b}");
-    assert!(b.comparable >= b.positions / 2, "{b}");
-    assert!(b.equal_fraction() >= 0.99, "{b}");
-}
-
-#[test]
-fn int8_keeps_the_seg_mask() {
-    let b = measure("e2e", LlmWeights::Int8);
-    assert!(b.mask_iou.unwrap() >= 0.99, "{b}");
-    assert!(b.hidden_cosine >= 0.9999, "{b}");
-    assert!(b.equal_fraction() >= 0.99, "{b}");
+fn int8_keeps_the_logits_the_greedy_ids_and_the_seg_mask() {
+    let llm = assert_within_goal("llm", LlmWeights::Int8);
+    assert!(llm.logits_cosine >= 0.9999, "{llm}");
+    // most positions are compared: the margin is fixed, not the measured error
+    assert!(llm.comparable >= llm.positions / 2, "{llm}");
+    assert_within_goal("e2e", LlmWeights::Int8);
 }
 
 #[test]
 fn int4_stays_within_its_documented_budget() {
-    let llm = measure("llm", LlmWeights::Int4);
-    let e2e = measure("e2e", LlmWeights::Int4);
+    let llm = assert_within_goal("llm", LlmWeights::Int4);
+    let e2e = assert_within_goal("e2e", LlmWeights::Int4);
     // measured 0.982 / 0.85 (docs/precision.md): on these 64-wide random layers one
     // scale covers a whole row, the worst case of grouped int4
     assert!(llm.logits_cosine >= 0.97, "{llm}");
-    assert!(llm.hidden_cosine >= 0.97, "{llm}");
-    assert!(e2e.mask_iou.unwrap() >= 0.8, "{e2e}");
+    assert!(e2e.mask_iou.unwrap() < 1.0, "{e2e}");
     let int8 = measure("llm", LlmWeights::Int8);
     assert!(
         llm.logits_max_abs > 4.0 * int8.logits_max_abs,
         "int4 {llm} vs int8 {int8}"
     );
+    // int4 misses the int8 goal
+    assert!(!e2e.misses(goal(LlmWeights::Int8)).is_empty(), "{e2e}");
 }
 
 #[test]
 fn bf16_keeps_the_logits_and_the_seg_mask() {
-    let llm = measure("llm", LlmWeights::Bf16);
-    assert!(llm.logits_max_abs > 0.0, "bf16 must change something");
+    let llm = assert_within_goal("llm", LlmWeights::Bf16);
     assert!(llm.logits_cosine >= 0.9999, "{llm}");
-    assert!(llm.equal_fraction() >= 0.99, "{llm}");
-    let e2e = measure("e2e", LlmWeights::Bf16);
-    assert!(e2e.mask_iou.unwrap() >= 0.99, "{e2e}");
-    assert!(e2e.equal_fraction() >= 0.99, "{e2e}");
+    assert_within_goal("e2e", LlmWeights::Bf16);
 }
 
 #[test]
 fn f16_is_closer_than_bf16() {
     // f16 keeps 11 bits of mantissa against bf16's 8: on activations of this size
     // (far from f16's range limit) its error must be smaller
-    let f16 = measure("llm", LlmWeights::F16);
+    let f16 = assert_within_goal("llm", LlmWeights::F16);
     let bf16 = measure("llm", LlmWeights::Bf16);
-    assert!(f16.logits_max_abs > 0.0, "f16 must change something");
     assert!(f16.logits_max_abs < bf16.logits_max_abs, "{f16} vs {bf16}");
-    assert!(f16.logits_cosine >= 0.9999, "{f16}");
-    assert!(f16.equal_fraction() >= 0.99, "{f16}");
-    let e2e = measure("e2e", LlmWeights::F16);
-    assert!(e2e.mask_iou.unwrap() >= 0.99, "{e2e}");
+    assert_within_goal("e2e", LlmWeights::F16);
 }
 
 #[test]
-fn every_precision_meets_its_documented_goal_and_the_check_can_fail() {
-    for weights in [
-        LlmWeights::F32,
-        LlmWeights::Bf16,
-        LlmWeights::F16,
-        LlmWeights::Int8,
-        LlmWeights::Int4,
-    ] {
-        for stage in ["llm", "e2e"] {
-            let b = measure(stage, weights);
-            assert_eq!(b.misses(goal(weights)), Vec::<String>::new(), "{b}");
-        }
-    }
-    // int4 misses the int8 goal, and a NaN misses everything
-    let int4 = measure("e2e", LlmWeights::Int4);
-    assert!(!int4.misses(goal(LlmWeights::Int8)).is_empty(), "{int4}");
+fn the_f32_budget_compares_every_position_it_can() {
+    // f32 against itself: margin 0, so every position without an exact tie is compared
+    let b = measure("llm", LlmWeights::F32);
+    assert_eq!(id_margin(LlmWeights::F32), 0.0);
+    assert_eq!(b.comparable, b.positions, "{b}");
+    assert!(b.misses(goal(LlmWeights::F32)).is_empty(), "{b}");
+}
+
+#[test]
+fn a_budget_misses_its_goal_on_nan_on_nothing_comparable_and_on_a_changed_id() {
+    let int8 = measure("e2e", LlmWeights::Int8);
+    assert!(int8.misses(goal(LlmWeights::Int8)).is_empty(), "{int8}");
     let nan = Budget {
         hidden_cosine: f64::NAN,
         mask_iou: Some(f64::NAN),
-        ..int4
+        ..int8.clone()
     };
-    assert_eq!(nan.misses(goal(LlmWeights::Int4)).len(), 2);
+    assert_eq!(nan.misses(goal(LlmWeights::Int8)).len(), 2);
+    // nothing comparable fails a goal that bounds greedy ids, not int4's
+    let none = Budget {
+        comparable: 0,
+        equal: 0,
+        ..int8.clone()
+    };
+    assert_eq!(none.equal_fraction(), None);
+    let misses = none.misses(goal(LlmWeights::Int8));
+    assert!(
+        misses.len() == 1 && misses[0].contains("no greedy id comparable"),
+        "{misses:?}"
+    );
+    assert!(none.misses(goal(LlmWeights::Int4)).is_empty());
+    // one id of a hundred changed
+    let changed = Budget {
+        comparable: 100,
+        equal: 98,
+        ..int8.clone()
+    };
+    assert_eq!(changed.misses(goal(LlmWeights::Int8)).len(), 1);
+    // a mask just under the documented IoU
+    let mask = Budget {
+        mask_iou: Some(goal(LlmWeights::Int8).min_mask_iou - 1e-6),
+        ..int8
+    };
+    assert_eq!(mask.misses(goal(LlmWeights::Int8)).len(), 1);
+}
+
+#[test]
+fn comparable_positions_depend_on_the_reference_and_the_margin_only() {
+    // rows of [top-1, top-2] logits: gaps 3, 0.5 and 0.05
+    let reference = vec![vec![3.0, 0.0], vec![0.0, 0.5], vec![1.0, 1.05]];
+    let same = reference.clone();
+    let flipped = vec![vec![0.0, 9.0], vec![9.0, 0.0], vec![9.0, 0.0]];
+    assert_eq!(greedy_ids(&reference, &same, 0.1), (3, 2, 2));
+    assert_eq!(greedy_ids(&reference, &flipped, 0.1), (3, 2, 0));
+    assert_eq!(greedy_ids(&reference, &flipped, 1.0), (3, 1, 0));
+    assert_eq!(greedy_ids(&reference, &same, 0.0), (3, 3, 3));
 }
 
 #[test]
