@@ -60,7 +60,6 @@ fn text_past_the_limit_and_endless_history_are_refused() {
     let placeholders = "<region>".repeat(131_072);
     let mut chat = chat_body(&placeholders, false);
     chat["regions"] = json!([{"point": [1, 1]}]);
-    let t0 = Instant::now();
     let (code, msg) = error_code(post_to(server(), "/v1/chat/completions", &chat), 400);
     assert_eq!(code, "text_too_long");
     assert!(msg.contains("1048576 characters"), "{msg}");
@@ -113,8 +112,6 @@ fn text_past_the_limit_and_endless_history_are_refused() {
     let body = json!({"messages": [{"role": "user", "content": parts}]});
     let (code, _) = error_code(post_to(server(), "/v1/chat/completions", &body), 400);
     assert_eq!(code, "list_too_long");
-    // nothing above reached the model
-    assert!(t0.elapsed() < Duration::from_secs(600));
 }
 
 #[test]
@@ -288,15 +285,10 @@ fn connections_past_the_cap_are_answered_503() {
     assert!(answer.contains("too_many_connections"), "{answer}");
     // once they are closed (by the client, or by the idle timeout) there is room again
     drop(held);
-    let t0 = Instant::now();
-    loop {
+    eventually("room for a connection again", || {
         let r = client().get(url(addr, "/health")).send();
-        if r.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "no room again");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        r.is_ok_and(|r| r.status().is_success())
+    });
 }
 
 #[test]
@@ -320,24 +312,19 @@ fn a_request_whose_client_has_gone_is_stopped() {
         .send();
     assert!(sent.is_err(), "{:?}", sent.map(|r| r.text()));
     // the worker stops at its next token and is free again
-    let t0 = Instant::now();
-    loop {
+    eventually("the request to be cancelled", || {
         let h: Value = client()
             .get(url(addr, "/health"))
             .send()
             .unwrap()
             .json()
             .unwrap();
-        if h["queue"]["cancelled"].as_u64() == Some(1) {
+        let cancelled = h["queue"]["cancelled"].as_u64() == Some(1);
+        if cancelled {
             assert_eq!(h["queue"]["done"].as_u64(), Some(1));
-            break;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "not cancelled: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        cancelled
+    });
     let body = json!({"image": data_url(&photo_bytes()), "max_tokens": 2});
     let r = post_to(addr, "/v1/caption", &body);
     assert!(r.status().is_success());

@@ -84,3 +84,17 @@ pub fn chat_body(question: &str, stream: bool) -> Value {
         ]
     })
 }
+
+/// Polls `done` every 50 ms until it holds. Not a timing assertion: the only bound is a
+/// guard against a hang (10 minutes, far past any wait these tests expect), which
+/// fails the test naming `what`.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !done() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "still waiting for {what} after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
