@@ -17,7 +17,7 @@ pub const OBJECT_CATEGORY_ID: usize = 0;
 /// A COCO `images` entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CocoImage {
-    /// 1-based, in the order the results list the images.
+    /// 1-based, in the order of the input ids.
     pub id: usize,
     /// The image file as the manifest gives it.
     pub file_name: String,
@@ -104,13 +104,18 @@ pub fn parse_results(path: &Path, text: &str) -> Result<Vec<Output>, BatchError>
     Ok(out)
 }
 
-/// The COCO file of `results`.
+/// The COCO file of `results`: one image per input id that has a photo and no error,
+/// numbered in the order of the ids (so the shards of one run, given in any order, or a
+/// run resumed in another order give the same file); where an id repeats, its first
+/// result is kept.
 pub fn to_coco(results: &[Output]) -> CocoJson {
     let mut seen = HashSet::new();
     let mut images = Vec::new();
     let mut annotations = Vec::new();
     let mut categories = BTreeMap::new();
-    for r in results {
+    let mut ordered: Vec<&Output> = results.iter().collect();
+    ordered.sort_by(|a, b| a.id.cmp(&b.id));
+    for r in ordered {
         let (Some(width), Some(height), None) = (r.width, r.height, &r.error) else {
             continue;
         };
