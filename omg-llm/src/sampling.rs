@@ -154,4 +154,68 @@ mod tests {
         }
         assert_eq!(seen, [true, true, false, false]);
     }
+
+    /// How often each token is drawn in `n` seeded draws.
+    fn frequencies(
+        logits: &[f32],
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        n: usize,
+    ) -> Vec<f64> {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut counts = vec![0usize; logits.len()];
+        for _ in 0..n {
+            counts[sample(&mut logits.to_vec(), temperature, top_k, top_p, &mut rng) as usize] += 1;
+        }
+        counts.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    #[test]
+    fn draws_follow_the_softmax_of_the_tempered_logits() {
+        let logits = [1.0f32, 0.2, -0.5, 1.4, 0.0];
+        let temperature = 0.7;
+        let n = 40_000;
+        let scaled: Vec<f32> = logits.iter().map(|l| l / temperature).collect();
+        let want = softmax(&scaled);
+        let got = frequencies(&logits, temperature, 0, 1.0, n);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            // within five standard deviations of a binomial count
+            let sigma = (f64::from(w) * (1.0 - f64::from(w)) / n as f64).sqrt();
+            assert!(
+                (g - f64::from(w)).abs() < 5.0 * sigma,
+                "token {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn top_k_keeps_every_token_tied_with_the_kth() {
+        // as transformers' TopKLogitsWarper: scores below the k-th largest are removed,
+        // so three tokens tied at the 2nd place all stay
+        let logits = [1.0f32, 3.0, 3.0, 2.0, 3.0];
+        let got = frequencies(&logits, 1.0, 2, 1.0, 3000);
+        assert_eq!(got[0], 0.0);
+        assert_eq!(got[3], 0.0);
+        for i in [1, 2, 4] {
+            assert!((got[i] - 1.0 / 3.0).abs() < 0.05, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn top_p_applies_after_top_k() {
+        // top-k 3 leaves [3, 2, 1] (probabilities ≈ 0.665, 0.245, 0.090); top-p 0.9
+        // then drops the last, whose share stays under 1 − 0.9. Without top-k the
+        // probabilities are ≈ 0.636, 0.234, 0.086, 0.032, 0.012: the three smallest
+        // sum to 0.130 > 0.1, so top-p alone keeps the third token.
+        let logits = [3.0f32, 2.0, 1.0, 0.0, -1.0];
+        let kept = |k| {
+            frequencies(&logits, 1.0, k, 0.9, 2000)
+                .iter()
+                .map(|&f| f > 0.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kept(3), [true, true, false, false, false]);
+        assert_eq!(kept(0), [true, true, true, false, false]);
+    }
 }
