@@ -66,9 +66,12 @@ pub fn generate_options(
         options = options.with_forced_seg(k);
     }
     options.validate().map_err(|e| match e {
-        OmgLlavaError::InvalidOption { option, reason } => {
-            bad(format!("{}: {reason}", request_field(option)))
-        }
+        OmgLlavaError::InvalidOption { option, reason } => bad(format!(
+            "{}: {}",
+            request_field(option),
+            // the reason may name another setting by its Pipeline name
+            reason.replace("max_new_tokens", "max_tokens")
+        )),
         other => other.into(),
     })?;
     Ok(options)
@@ -80,5 +83,107 @@ fn request_field(option: &str) -> &str {
         "max_new_tokens" => "max_tokens",
         "forced_seg" => "force_seg",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServeConfig {
+        ServeConfig {
+            default_max_tokens: 7,
+            max_tokens_limit: 50,
+            ..ServeConfig::default()
+        }
+    }
+
+    fn options(fields: SamplingFields) -> Result<GenerateOptions, String> {
+        generate_options(&fields, &config()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn max_tokens_comes_from_the_request_its_newer_name_or_the_default() {
+        let n = |max_tokens, max_completion_tokens| {
+            options(SamplingFields {
+                max_tokens,
+                max_completion_tokens,
+                ..Default::default()
+            })
+            .map(|o| o.max_new_tokens)
+        };
+        assert_eq!(n(None, None), Ok(7));
+        assert_eq!(n(Some(3), None), Ok(3));
+        assert_eq!(n(None, Some(4)), Ok(4));
+        assert_eq!(n(Some(3), Some(4)), Ok(3));
+        assert_eq!(n(Some(50), None), Ok(50));
+        for bad in [0, 51] {
+            let e = n(Some(bad), None).unwrap_err();
+            assert!(
+                e.contains("between 1 and 50") && e.contains(&format!("got {bad}")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn temperature_zero_is_greedy_and_above_zero_samples_with_top_p_and_seed() {
+        let sampling = |temperature, top_p, seed| {
+            options(SamplingFields {
+                temperature,
+                top_p,
+                seed,
+                ..Default::default()
+            })
+            .map(|o| o.sampling)
+        };
+        assert_eq!(sampling(None, Some(0.5), Some(3)), Ok(Sampling::Greedy));
+        assert_eq!(sampling(Some(0.0), None, None), Ok(Sampling::Greedy));
+        assert_eq!(
+            sampling(Some(0.7), Some(0.9), Some(42)),
+            Ok(Sampling::Sample {
+                temperature: 0.7,
+                top_k: 0,
+                top_p: 0.9,
+                seed: 42
+            })
+        );
+        assert_eq!(
+            sampling(Some(1.5), None, None),
+            Ok(Sampling::Sample {
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                seed: 0
+            })
+        );
+        let e = sampling(Some(-0.1), None, None).unwrap_err();
+        assert!(e.contains("temperature must be 0 or more"), "{e}");
+        // the Pipeline's own range check, named by the request's field
+        let e = sampling(Some(1.0), Some(1.5), None).unwrap_err();
+        assert!(e.contains("top_p"), "{e}");
+    }
+
+    #[test]
+    fn force_seg_is_passed_on_and_its_errors_name_the_request_field() {
+        let forced = |force_seg, max_tokens| {
+            options(SamplingFields {
+                force_seg,
+                max_tokens,
+                ..Default::default()
+            })
+            .map(|o| o.forced_seg)
+        };
+        assert_eq!(forced(None, None), Ok(None));
+        assert_eq!(forced(Some(1), Some(5)), Ok(Some(1)));
+        let e = forced(Some(4), Some(5)).unwrap_err();
+        assert!(e.contains("force_seg:") && !e.contains("forced_seg"), "{e}");
+        assert!(
+            e.contains("max_tokens of at least 6") && !e.contains("max_new"),
+            "{e}"
+        );
+        assert_eq!(request_field("max_new_tokens"), "max_tokens");
+        assert_eq!(request_field("forced_seg"), "force_seg");
+        assert_eq!(request_field("top_p"), "top_p");
     }
 }
