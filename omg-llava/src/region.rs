@@ -322,4 +322,121 @@ mod tests {
             assert_eq!(wrong, 0, "pixels that differ in the region mask of {what}");
         }
     }
+
+    #[test]
+    fn validation_takes_the_photo_and_refuses_what_lies_outside_it() {
+        let (w, h) = (8, 5);
+        let ok = |r: Region| r.validate(w, h).is_ok();
+        // points: [0, w) × [0, h), finite
+        assert!(ok(Region::point(0.0, 0.0)));
+        assert!(ok(Region::point(7.99, 4.99)));
+        for (x, y) in [
+            (8.0, 1.0),
+            (1.0, 5.0),
+            (-0.01, 1.0),
+            (1.0, -0.01),
+            (f32::NAN, 1.0),
+        ] {
+            assert!(
+                matches!(
+                    Region::point(x, y).validate(w, h),
+                    Err(OmgLlavaError::PointOutside { .. })
+                ),
+                "{x},{y}"
+            );
+        }
+        // boxes: x1 < x2, y1 < y2, finite, overlapping the photo (edges may lie outside)
+        assert!(ok(Region::rect(0.0, 0.0, 8.0, 5.0)));
+        assert!(ok(Region::rect(-3.0, -3.0, 0.5, 0.5)));
+        assert!(ok(Region::rect(7.5, 4.5, 30.0, 30.0)));
+        for b in [
+            [1.0, 1.0, 1.0, 3.0],
+            [1.0, 3.0, 2.0, 3.0],
+            [2.0, 1.0, 1.0, 3.0],
+            [0.0, 0.0, f32::INFINITY, 1.0],
+        ] {
+            assert!(
+                matches!(
+                    Region::Rect(b).validate(w, h),
+                    Err(OmgLlavaError::DegenerateBox { .. })
+                ),
+                "{b:?}"
+            );
+        }
+        for b in [
+            [-2.0, 1.0, 0.0, 3.0],
+            [1.0, -2.0, 3.0, 0.0],
+            [8.0, 1.0, 9.0, 3.0],
+            [1.0, 5.0, 3.0, 6.0],
+        ] {
+            assert!(
+                matches!(
+                    Region::Rect(b).validate(w, h),
+                    Err(OmgLlavaError::BoxOutside { .. })
+                ),
+                "{b:?}"
+            );
+        }
+        // masks: the photo's size, not empty
+        let mask = |mh, mw, on: bool| {
+            let mut data = vec![false; mh * mw];
+            if on {
+                data[0] = true;
+            }
+            Region::Mask(BinaryMask::from_vec(mh, mw, data).unwrap())
+        };
+        assert!(ok(mask(5, 8, true)));
+        assert!(matches!(
+            mask(5, 8, false).validate(w, h),
+            Err(OmgLlavaError::EmptyRegionMask)
+        ));
+        for (mh, mw) in [(8, 5), (5, 7), (6, 8)] {
+            assert!(matches!(
+                mask(mh, mw, true).validate(w, h),
+                Err(OmgLlavaError::RegionMaskSize { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn boxes_are_cut_at_the_photo_and_kinds_keep_their_region_index() {
+        let t = SquareTransform::new(8, 4, 16);
+        let regions = [
+            Region::rect(-3.0, -1.0, 20.0, 2.0),
+            Region::point(1.0, 1.0),
+            Region::Mask(BinaryMask::from_vec(4, 8, vec![true; 32]).unwrap()),
+            Region::rect(2.0, 1.0, 4.0, 3.0),
+        ];
+        let m = ModelFramePrompts::new(&regions, t).unwrap();
+        // side 8, pad_y 2, scale 2: the first box is cut to [0, 0, 8, 2] first
+        assert_eq!(
+            m.boxes,
+            vec![(0, [0.0, 4.0, 16.0, 8.0]), (2, [4.0, 6.0, 8.0, 10.0])]
+        );
+        assert_eq!(m.points, vec![(2.0, 6.0)]);
+        assert_eq!(m.masks.len(), 1);
+        assert_eq!(m.masks[0].0, 1);
+        // each batch exists only with prompts of its kind
+        assert!(
+            m.point_batch(16).is_some() && m.box_batch(16).is_some() && m.mask_batch().is_some()
+        );
+        let only_points = ModelFramePrompts::new(&regions[1..2], t).unwrap();
+        assert!(only_points.box_batch(16).is_none() && only_points.mask_batch().is_none());
+        assert!(matches!(
+            only_points.point_batch(16),
+            Some(PromptBatch::Points {
+                width: 16,
+                height: 16,
+                ..
+            })
+        ));
+        // a mask of another size is an error, not a panic
+        let other = [Region::Mask(
+            BinaryMask::from_vec(3, 8, vec![true; 24]).unwrap(),
+        )];
+        assert!(matches!(
+            ModelFramePrompts::new(&other, t),
+            Err(OmgLlavaError::RegionMaskSize { .. })
+        ));
+    }
 }
