@@ -240,6 +240,20 @@ fn shards_merged_by_coco_equal_one_unsharded_run() {
     let merged = coco(&["s1.jsonl", "s0.jsonl"], "merged.json");
     assert!(!one["annotations"].as_array().unwrap().is_empty());
     assert_eq!(one["images"].as_array().unwrap().len(), lines.len());
+    // each annotation's area and bbox ([x, y, width, height]) are its RLE's
+    for a in one["annotations"].as_array().unwrap() {
+        let rle: omg_masks::CocoRle = serde_json::from_value(a["segmentation"].clone()).unwrap();
+        let mask = omg_masks::BinaryMask::from_rle(&rle).unwrap();
+        assert_eq!(a["area"].as_u64(), Some(mask.area()), "{}", a["id"]);
+        let b = mask.bbox().unwrap();
+        assert_eq!(
+            a["bbox"],
+            serde_json::json!([b.x, b.y, b.width, b.height]),
+            "{}",
+            a["id"]
+        );
+        assert_eq!(rle.size, [300, 451]);
+    }
     // equal, ids included; compared as text so that a failure stays readable
     assert!(merged == one, "{}", similar_json(&merged, &one));
 }
@@ -258,4 +272,27 @@ fn similar_json(a: &serde_json::Value, b: &serde_json::Value) -> String {
         context(&a),
         context(&b)
     )
+}
+
+#[test]
+fn a_manifest_that_repeats_an_id_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_photo(dir.path(), "png");
+    let lines = [
+        r#"{"id": "a", "image": "photo.png", "task": "caption"}"#,
+        r#"{"id": "b", "image": "photo.png", "task": "caption"}"#,
+        r#"{"id": "a", "image": "photo.png", "task": "panoptic"}"#,
+    ];
+    std::fs::write(dir.path().join("m.jsonl"), lines.join("\n")).unwrap();
+    let run = omg(
+        dir.path(),
+        &["batch", "--manifest", "m.jsonl", "--out", "r.jsonl"],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains(r#"m.jsonl:3: the id "a" is used twice"#),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("r.jsonl").exists(), "nothing ran");
 }
