@@ -35,13 +35,13 @@ SCOPES = {
         [],
     ),
     "photo-frame": (
-        "masks back in the photo; the padded-square transform",
+        "masks back in the photo; the padded-square transform (`SquareTransform` only)",
         ["omg-decoder/src/postprocess.rs", "omg-encoder/src/preprocess.rs"],
         ["--test-package", "omg-decoder,omg-encoder", "--re", "SquareTransform|postprocess"],
         [],
     ),
     "region": (
-        "regions: validation and the model frame",
+        "validation and the model frame",
         ["omg-llava/src/region.rs"],
         ["-p", "omg-llava"],
         ["--lib", "--test=region_frame", "--test=bad_inputs", "--test=tasks"],
@@ -133,25 +133,35 @@ def outcomes(name):
     return rows
 
 
+def planned(name):
+    """How many mutants each file of a scope has, from the scope's `mutants.json`."""
+    path = WORK / name / "mutants.out" / "mutants.json"
+    if not path.exists():
+        return Counter()
+    return Counter(m["file"] for m in json.loads(path.read_text()))
+
+
 def table():
     lines = [
-        "| scope | module | mutants | caught | missed | timeout | unviable | missed % of viable |",
+        "| scope | module | mutants tested | caught | missed | timeout | unviable | missed % of viable |",
         "|---|---|---|---|---|---|---|---|",
     ]
     missed_lines = []
     for name, (what, files, _, _) in SCOPES.items():
         rows = outcomes(name)
         if rows is None:
-            lines.append(f"| {name} ({what}) | — | not run | | | | | |")
+            lines.append(f"| {name}: {what} | {', '.join(f'`{f}`' for f in files)} | not run yet | | | | | |")
             continue
+        plan = planned(name)
         for f in files:
             c = Counter(s for (file, s, _) in rows if file == f)
             total = sum(c.values())
+            tested = f"{total}" if total >= plan[f] else f"{total} of {plan[f]} (unfinished)"
             viable = total - c["Unviable"]
             missed = c["MissedMutant"]
             share = f"{100 * missed / viable:.0f} %" if viable else "—"
             lines.append(
-                f"| {name} | `{f}` | {total} | {c['CaughtMutant']} | {missed} | {c['Timeout']} | {c['Unviable']} | {share} |"
+                f"| {name}: {what} | `{f}` | {tested} | {c['CaughtMutant']} | {missed} | {c['Timeout']} | {c['Unviable']} | {share} |"
             )
             missed_lines += [f"- `{d}`" for (file, s, d) in rows if file == f and s == "MissedMutant"]
     body = "\n".join(lines)
