@@ -31,14 +31,16 @@ fn bundle() -> PathBuf {
 }
 
 fn logits(model: &InternLM2<B>, ids: &[u32], batch: usize) -> Vec<f32> {
-    model
+    outputs(model, ids, batch).0
+}
+
+/// The logits and the final norm's output at every position, from one forward pass.
+fn outputs(model: &InternLM2<B>, ids: &[u32], batch: usize) -> (Vec<f32>, Vec<f32>) {
+    let out = model
         .forward_ids(ids, batch, None, ForwardOptions::default())
-        .unwrap()
-        .logits
-        .unwrap()
-        .into_data()
-        .into_vec::<f32>()
-        .unwrap()
+        .unwrap();
+    let read = |t: burn::tensor::Tensor<B, 3>| t.into_data().into_vec::<f32>().unwrap();
+    (read(out.logits.unwrap()), read(out.last_hidden_state))
 }
 
 fn fixture_ids_and_logits() -> (Vec<u32>, usize, Vec<f32>) {
@@ -466,13 +468,10 @@ fn released_pth_loads_int8_with_lora_merged_before_quantizing() {
 /// would be off by about as much as it changes).
 fn assert_near_the_release(model: &InternLM2<B>, what: &str) {
     let (ids, batch, expected) = fixture_ids_and_logits();
-    let ours = logits(model, &ids, batch);
+    let (ours, hidden) = outputs(model, &ids, batch);
     let d = max_diff(&ours, &expected);
     let (f32_model, _) = load_release(omg_llm::LlmWeights::F32);
-    let hidden_cos = cosine(
-        &hidden(model, &ids, batch),
-        &hidden(&f32_model, &ids, batch),
-    );
+    let hidden_cos = cosine(&hidden, &outputs(&f32_model, &ids, batch).1);
     let b = bundle();
     let config = InternLM2Config::from_json_file(b.join("internlm2/config.json")).unwrap();
     let base = SafetensorsFile::open(b.join("internlm2/model.safetensors")).unwrap();
@@ -484,17 +483,6 @@ fn assert_near_the_release(model: &InternLM2<B>, what: &str) {
         d < lora / 10.0,
         "{what}: max diff {d} against the LoRA's {lora}"
     );
-}
-
-/// The final norm's output at every position.
-fn hidden(model: &InternLM2<B>, ids: &[u32], batch: usize) -> Vec<f32> {
-    model
-        .forward_ids(ids, batch, None, ForwardOptions::default())
-        .unwrap()
-        .last_hidden_state
-        .into_data()
-        .into_vec::<f32>()
-        .unwrap()
 }
 
 /// Cosine similarity in f64.
