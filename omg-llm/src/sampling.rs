@@ -17,7 +17,9 @@ pub enum Sampling {
         top_k: usize,
         /// Keep the smallest set of tokens whose probability reaches `top_p` (1 = off).
         top_p: f32,
-        /// Seed of the random generator (runs with the same seed are identical).
+        /// Seed of the random generator (runs with the same seed are identical). The
+        /// rows of a batch share the generator: at each step the unfinished rows draw
+        /// in row order, so a row's tokens depend on its batch, as in HF.
         seed: u64,
     },
 }

@@ -403,3 +403,82 @@ fn left_padded_rows_generate_as_they_would_alone() {
     );
     assert!(matches!(bad, Err(LlmError::Input(_))));
 }
+
+/// Rows of a sampled batch share one seeded generator, drawn in row order at each step
+/// (as HF's `torch.multinomial` over the batch), and a stopped row draws nothing: each
+/// token is the softmax's inverse CDF at the next uniform draw of `StdRng(seed)`.
+#[test]
+fn sampled_rows_share_one_generator_in_row_order() {
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+    let model = seeded_model(&tiny_config(), 5);
+    let seed = 9;
+    let mut config = GenerationConfig::greedy(6);
+    config.eos_token_id = None;
+    config.keep_step_logits = true;
+    config.sampling = omg_llm::generation::Sampling::Sample {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed,
+    };
+    let prompts = [7u32, 3, 11, 50, 2, 64];
+    let mut generator = Generator::from_ids(&model, &prompts, 2, config).unwrap();
+    let mut steps = Vec::new();
+    while let Some(step) = generator.next_step().unwrap() {
+        if step.index == 1 {
+            generator.stop_row(1);
+        }
+        steps.push(step);
+    }
+    assert_eq!(steps.len(), 6);
+
+    let inverse_cdf = |logits: &[f32], u: f32| {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = logits.iter().map(|&s| (s - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        let mut acc = 0.0f32;
+        for (i, e) in exps.iter().enumerate() {
+            acc += e / sum;
+            if u < acc {
+                return i as u32;
+            }
+        }
+        exps.len() as u32 - 1
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut draws = 0;
+    for step in &steps {
+        let logits = step.logits.as_ref().unwrap();
+        for row in 0..2 {
+            if row == 1 && step.index >= 2 {
+                // stopped after step 1: padded, and no draw spent on it
+                assert_eq!(step.tokens[row], 2, "step {}", step.index);
+                continue;
+            }
+            let u: f32 = rng.random();
+            draws += 1;
+            assert_eq!(
+                step.tokens[row],
+                inverse_cdf(&logits[row], u),
+                "step {} row {row}",
+                step.index
+            );
+        }
+    }
+    assert_eq!(draws, 2 * 2 + 4);
+    // the rows' draws interleave: row 0 alone (its own generator) takes a different path
+    let mut alone_config = GenerationConfig::greedy(6);
+    alone_config.eos_token_id = None;
+    alone_config.sampling = omg_llm::generation::Sampling::Sample {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed,
+    };
+    let alone = generate(&model, &prompts[..3], 1, alone_config)
+        .unwrap()
+        .tokens;
+    let batched: Vec<u32> = steps.iter().map(|s| s.tokens[0]).collect();
+    assert_ne!(alone[0], batched);
+}
