@@ -62,7 +62,9 @@ impl TensorSource for TrackedFile {
 }
 
 impl Fixture {
-    /// Opens `path` (a `.safetensors` file) and its `.json` sidecar.
+    /// Opens `path` (a `.safetensors` file) and its `.json` sidecar, after checking the
+    /// file against the sidecar's `size_bytes` and `sha256` (where it has them): a
+    /// fixture changed since it was made is an error, never a silent new reference.
     pub fn open(path: &Path) -> Result<Self, ParityError> {
         let sidecar_path = path.with_extension("json");
         let text = std::fs::read_to_string(&sidecar_path).map_err(|e| {
@@ -74,6 +76,7 @@ impl Fixture {
         let sidecar: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             ParityError::Malformed(format!("{} is not JSON: {e}", sidecar_path.display()))
         })?;
+        verify_file(path, &sidecar)?;
         let tensors = TrackedFile {
             file: SafetensorsFile::open(path)?,
             read: Mutex::new(BTreeSet::new()),
@@ -208,4 +211,58 @@ impl TensorSource for Weights<'_> {
     fn describe(&self) -> String {
         format!("{} (weights)", self.0.describe())
     }
+}
+
+/// Checks the `.safetensors` file against the size and SHA-256 digest its sidecar
+/// records (`size_bytes`, `sha256`; a sidecar without them is not checked).
+fn verify_file(path: &Path, sidecar: &serde_json::Value) -> Result<(), ParityError> {
+    use sha2::{Digest, Sha256};
+
+    let drifted = |what: String| {
+        ParityError::Malformed(format!(
+            "{}: {what}; the file is not the one its sidecar describes (a changed or truncated copy)",
+            path.display()
+        ))
+    };
+    let unreadable =
+        |e: std::io::Error| ParityError::Malformed(format!("cannot read {}: {e}", path.display()));
+    if let Some(size) = sidecar.get("size_bytes") {
+        let want = size.as_u64().ok_or_else(|| {
+            ParityError::Malformed(format!(
+                "{}: the sidecar's `size_bytes` is not a byte count",
+                path.display()
+            ))
+        })?;
+        let got = std::fs::metadata(path).map_err(unreadable)?.len();
+        if got != want {
+            return Err(drifted(format!(
+                "{got} bytes where the sidecar records {want}"
+            )));
+        }
+    }
+    if let Some(digest) = sidecar.get("sha256") {
+        let want = digest
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| {
+                ParityError::Malformed(format!(
+                    "{}: the sidecar's `sha256` is not a string",
+                    path.display()
+                ))
+            })?;
+        let mut hasher = Sha256::new();
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        std::io::copy(&mut file, &mut hasher).map_err(unreadable)?;
+        let got: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != want {
+            return Err(drifted(format!(
+                "SHA-256 {got} where the sidecar records {want}"
+            )));
+        }
+    }
+    Ok(())
 }

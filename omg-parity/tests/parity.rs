@@ -99,6 +99,32 @@ fn malformed_fixtures_and_unknown_stages_are_errors() {
     assert!(matches!(err, ParityError::Malformed(_)), "{err}");
 }
 
+/// A fixture file that is not the one its sidecar describes (one byte changed, or cut
+/// short) is refused before anything is compared, naming the file and both values.
+#[test]
+fn a_fixture_changed_since_it_was_made_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = edited_llm_fixture(tmp.path(), |_| {});
+    // the untouched copy passes the check
+    run_path::<B>(&path, &Default::default()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = run_path::<B>(&path, &Default::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ParityError::Malformed(_)), "{msg}");
+    assert!(
+        msg.contains("SHA-256") && msg.contains("llm.safetensors"),
+        "{msg}"
+    );
+    std::fs::write(&path, &bytes[..last]).unwrap();
+    let msg = run_path::<B>(&path, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("bytes where the sidecar records"), "{msg}");
+}
+
 #[test]
 fn encoder_fixture_passes() {
     // backbone 4, pixel decoder 5, decoder stages 5×3 + queries 2, predict 3, prior 5
