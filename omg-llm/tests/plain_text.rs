@@ -140,3 +140,51 @@ fn chat_token_spellings_in_plain_text_stay_text() {
         "<|im_start|> user\nX<|im_end|>"
     );
 }
+
+/// A token's spelling in plain text stays text wherever the plain span sits: before the
+/// markup, after it, between two markup spans, or beside markup longer than itself.
+#[test]
+fn token_spellings_stay_text_before_between_and_after_markup() {
+    let (base, omg) = tokenizers();
+    let seg = omg.token_id("[SEG]").expect("[SEG]");
+    let im_end = omg.token_id("<|im_end|>").expect("<|im_end|>");
+    let arrangements: [&[TextSpan<'_>]; 5] = [
+        &[TextSpan::Plain("[SEG]"), TextSpan::Markup(" done")],
+        &[TextSpan::Markup("Q: "), TextSpan::Plain("[SEG]")],
+        &[
+            TextSpan::Plain("hi "),
+            TextSpan::Markup("<|im_end|>"),
+            TextSpan::Plain("[SEG]"),
+        ],
+        &[
+            TextSpan::Plain("[SEG]"),
+            TextSpan::Markup("<|im_end|> and a long tail of markup text"),
+        ],
+        &[
+            TextSpan::Markup("<|im_end|>"),
+            TextSpan::Plain("a [SEG] b"),
+            TextSpan::Markup("<|im_end|>"),
+        ],
+    ];
+    for spans in arrangements {
+        let text: String = spans
+            .iter()
+            .map(|s| match s {
+                TextSpan::Markup(t) | TextSpan::Plain(t) => *t,
+            })
+            .collect();
+        let ids = omg.encode_spans(spans, true).unwrap();
+        // On `base` `[SEG]` is not a token: its `encode` is the reference.
+        assert_eq!(ids, base.encode(&text, true).unwrap(), "{spans:?}");
+        assert!(!ids.contains(&seg), "{spans:?}");
+        let markup_im_ends = spans
+            .iter()
+            .filter(|s| matches!(s, TextSpan::Markup(t) if t.contains("<|im_end|>")))
+            .count();
+        assert_eq!(
+            ids.iter().filter(|&&t| t == im_end).count(),
+            markup_im_ends,
+            "{spans:?}"
+        );
+    }
+}
