@@ -203,6 +203,12 @@ mod tests {
             .unwrap();
         assert_eq!(err.code, "bad_json");
         assert!(err.message.contains("not lists"), "{}", err.message);
+        // a number where the list goes: the error says a list was expected
+        let err = parse_capped::<Lists>(br#"{"items": 5}"#, 3, "lists")
+            .err()
+            .unwrap();
+        assert_eq!(err.code, "bad_json");
+        assert!(err.message.contains("expected a list"), "{}", err.message);
     }
 
     #[test]
