@@ -109,11 +109,15 @@ mod tests {
     #[test]
     fn turns_follow_the_official_chat_format() {
         let mut c = Conversation::new();
+        assert!(c.is_empty());
+        assert_eq!(c.len(), 0);
         assert_eq!(
             c.prompt_for("Q1").text(),
             "<|im_start|>user\n<image>\nQ1<|im_end|>\n<|im_start|>assistant\n"
         );
         c.push_turn("Q1", "It is <p>a cat</p> [SEG].");
+        assert!(!c.is_empty());
+        assert_eq!(c.len(), 1);
         let p = c.prompt_for("Q2");
         assert_eq!(
             p.text(),
@@ -132,5 +136,7 @@ mod tests {
             c.turns().collect::<Vec<_>>(),
             [("Q1", "It is <p>a cat</p> [SEG].")]
         );
+        c.push_turn("Q2", "No.");
+        assert_eq!((c.len(), c.turns().len()), (2, 2));
     }
 }

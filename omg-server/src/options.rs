@@ -50,8 +50,9 @@ pub fn generate_options(
     }
     let mut options = GenerateOptions::default().with_max_new_tokens(n);
     match fields.temperature {
-        // 0 is greedy here (OpenAI's convention), so only a negative value is refused
-        None | Some(0.0) => {}
+        Some(t) if t.is_nan() || t < 0.0 => {
+            return Err(bad(format!("temperature must be 0 or more, got {t}")));
+        }
         Some(t) if t > 0.0 => {
             options = options.with_sampling(Sampling::Sample {
                 temperature: t,
@@ -60,7 +61,8 @@ pub fn generate_options(
                 seed: fields.seed.unwrap_or(0),
             });
         }
-        Some(t) => return Err(bad(format!("temperature must be 0 or more, got {t}"))),
+        // none, or 0: greedy (OpenAI's convention)
+        _ => {}
     }
     if let Some(k) = fields.force_seg {
         options = options.with_forced_seg(k);
@@ -157,8 +159,10 @@ mod tests {
                 seed: 0
             })
         );
-        let e = sampling(Some(-0.1), None, None).unwrap_err();
-        assert!(e.contains("temperature must be 0 or more"), "{e}");
+        for bad in [-0.1, f32::NAN] {
+            let e = sampling(Some(bad), None, None).unwrap_err();
+            assert!(e.contains("temperature must be 0 or more"), "{e}");
+        }
         // the Pipeline's own range check, named by the request's field
         let e = sampling(Some(1.0), Some(1.5), None).unwrap_err();
         assert!(e.contains("top_p"), "{e}");
