@@ -69,7 +69,7 @@ fn a_batch_equals_the_pipeline_resumes_and_exports_coco() {
         |_: &Output| {},
     )
     .unwrap();
-    assert_eq!((summary.written, summary.failed), (6, 2));
+    assert_eq!((summary.inputs, summary.written, summary.failed), (6, 6, 2));
     let out = read_results(&results).unwrap();
     assert_eq!(
         out.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
@@ -302,6 +302,13 @@ fn an_out_file_that_holds_no_results_is_refused_and_left_as_it_was() {
         Err(BatchError::Results { line: 2, .. })
     ));
     assert_eq!(std::fs::read_to_string(&results).unwrap(), "\nnot json");
+    // bytes that are not UTF-8 are named by their line
+    std::fs::write(&results, b"\n\n{\"id\": \"\xff\"}\n").unwrap();
+    let e = finished_ids(&results).unwrap_err();
+    assert!(
+        matches!(&e, BatchError::Results { line: 3, reason, .. } if reason.contains("not UTF-8")),
+        "{e}"
+    );
     // a cut record is still cut off, as a killed run leaves it
     std::fs::write(&results, "\n{\"id\": \"x\", \"ta").unwrap();
     assert!(finished_ids(&results).unwrap().is_empty());
@@ -330,6 +337,7 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
     )
     .unwrap();
     let mut order = Vec::new();
+    let mut markers = Vec::new();
     let summary = run_batch(
         &p,
         &inputs,
@@ -337,12 +345,23 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
         JobKind::Segment,
         &options(),
         4,
-        |o: &Output| order.push(o.id.clone()),
+        |o: &Output| {
+            order.push(o.id.clone());
+            markers.push(Running::read(&marker).unwrap());
+        },
     )
     .unwrap();
     assert_eq!(summary.written, 6);
     // the two run first, then the rest; the marker is gone once the run ends
     assert_eq!(order[..2], ["seg", "cap"]);
+    // while an input runs, the marker names it (alone on its second run) and the
+    // attempt
+    assert_eq!(markers[0], Some(earlier(&["seg"], 2)));
+    assert_eq!(markers[1], Some(earlier(&["cap"], 2)));
+    assert_eq!(
+        markers[2],
+        Some(earlier(&["gone", "pan", "reg", "bad-region"], 1))
+    );
     assert!(
         by_id(&read_results(&results).unwrap(), "seg")
             .error
@@ -379,4 +398,24 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
     // a marker cut while it was written names nothing
     std::fs::write(&marker, b"{\"ids\": [\"se").unwrap();
     assert_eq!(Running::read(&marker).unwrap(), None);
+    // no marker is none; one that cannot be read is an error naming it
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(Running::read(&marker).unwrap(), None);
+    std::fs::create_dir(&marker).unwrap();
+    let e = Running::read(&marker).unwrap_err();
+    assert!(e.to_string().contains("results.jsonl.running"), "{e}");
+    std::fs::remove_dir(&marker).unwrap();
+    // nothing to run: no marker is written, and none is left to remove
+    let summary = run_batch(
+        &p,
+        &[],
+        &results,
+        JobKind::Segment,
+        &options(),
+        4,
+        |_: &Output| {},
+    )
+    .unwrap();
+    assert_eq!((summary.inputs, summary.written), (0, 0));
+    assert!(!marker.exists());
 }

@@ -196,6 +196,7 @@ mod tests {
         q.push_prompt(&p);
         assert_eq!(q.text(), "z<a>xy<b>");
         assert_eq!(q.plain_ranges(), &[0..1, 4..6]);
+        assert_eq!(q.to_string(), "z<a>xy<b>");
     }
 
     #[test]
