@@ -418,4 +418,24 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
     .unwrap();
     assert_eq!((summary.inputs, summary.written), (0, 0));
     assert!(!marker.exists());
+    // a marker that cannot be removed at the end is an error naming it (here a folder
+    // has taken its place while the last input ran)
+    std::fs::remove_file(&results).unwrap();
+    let e = run_batch(
+        &p,
+        &inputs,
+        &results,
+        JobKind::Segment,
+        &options(),
+        4,
+        |o: &Output| {
+            if o.id == "bad-region" {
+                std::fs::remove_file(&marker).unwrap();
+                std::fs::create_dir(&marker).unwrap();
+            }
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("results.jsonl.running"), "{e}");
+    assert_eq!(read_results(&results).unwrap().len(), 6);
 }
