@@ -249,6 +249,13 @@ pub fn greedy_ids(
     (reference.len(), comparable, equal)
 }
 
+/// The logits of each row's last position, from all-position logits `[rows, t, vocab]`.
+fn last_positions(logits: &[f32], rows: usize, t: usize, vocab: usize) -> Vec<&[f32]> {
+    (0..rows)
+        .map(|r| &logits[((r + 1) * t - 1) * vocab..(r + 1) * t * vocab])
+        .collect()
+}
+
 fn llm_config(fx: &Fixture) -> Result<InternLM2Config, ParityError> {
     let json = fx
         .json("/config")
@@ -304,10 +311,9 @@ pub fn llm_budget<B: Backend>(
     for _ in 0..CONTINUATION {
         let flat: Vec<u32> = seqs.concat();
         let (logits, _) = forward(&reference, &flat, rows)?;
-        let t = seqs[0].len();
-        for (r, seq) in seqs.iter_mut().enumerate() {
-            let last = &logits[(r * t + t - 1) * vocab..(r * t + t) * vocab];
-            seq.push(top2(last).0 as u32);
+        let last = last_positions(&logits, rows, seqs[0].len(), vocab);
+        for (seq, row) in seqs.iter_mut().zip(last) {
+            seq.push(top2(row).0 as u32);
         }
     }
     let flat: Vec<u32> = seqs.concat();
@@ -372,5 +378,27 @@ pub fn budget<B: Backend>(
         other => Err(ParityError::UnknownStage(format!(
             "{other} (precision budgets are measured on the llm and e2e stages)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_positions_are_the_last_of_each_row() {
+        // 2 rows of 3 positions of 2 logits: 0, 1, …, 11
+        let logits: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        assert_eq!(
+            last_positions(&logits, 2, 3, 2),
+            [&[4.0, 5.0][..], &[10.0, 11.0][..]]
+        );
+    }
+
+    #[test]
+    fn max_abs_is_the_largest_difference_and_nan_is_infinite() {
+        assert_eq!(max_abs(&[1.0, 5.0, -2.0], &[1.5, 5.0, 1.0]), 3.0);
+        assert_eq!(max_abs(&[2.0], &[2.0]), 0.0);
+        assert_eq!(max_abs(&[f32::NAN], &[0.0]), f32::INFINITY);
     }
 }

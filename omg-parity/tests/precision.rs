@@ -89,7 +89,51 @@ fn the_f32_budget_compares_every_position_it_can() {
     let b = measure("llm", LlmWeights::F32);
     assert_eq!(id_margin(LlmWeights::F32), 0.0);
     assert_eq!(b.comparable, b.positions, "{b}");
+    assert_eq!((b.logits_max_abs, b.hidden_max_abs), (0.0, 0.0), "{b}");
     assert!(b.misses(goal(LlmWeights::F32)).is_empty(), "{b}");
+    // f32's goal is exactness: a hidden cosine that meets int8's misses it
+    let near = Budget {
+        hidden_cosine: 1.0 - 1e-9,
+        ..b
+    };
+    assert!(near.misses(goal(LlmWeights::Int8)).is_empty(), "{near}");
+    assert_eq!(near.misses(goal(LlmWeights::F32)).len(), 1, "{near}");
+}
+
+#[test]
+fn the_id_margins_are_the_documented_ones() {
+    // docs/precision.md: twice the largest logit error measured for each precision
+    assert_eq!(id_margin(LlmWeights::Int4), 2.0);
+    for w in [LlmWeights::Bf16, LlmWeights::F16, LlmWeights::Int8] {
+        assert_eq!(id_margin(w), 0.1, "{w}");
+    }
+}
+
+#[test]
+fn a_budget_prints_every_figure() {
+    let b = Budget {
+        stage: "e2e".into(),
+        weights: LlmWeights::Int8,
+        logits_max_abs: 0.0123,
+        logits_cosine: 0.999_987,
+        hidden_max_abs: 0.0456,
+        hidden_cosine: 0.999_912,
+        positions: 64,
+        comparable: 44,
+        equal: 43,
+        mask_iou: Some(0.99871),
+    };
+    let text = b.to_string();
+    for part in [
+        "int8",
+        "e2e",
+        "logits max-abs 1.230e-2 cos 0.999987",
+        "hidden max-abs 4.560e-2 cos 0.999912",
+        "greedy ids 43/44 comparable of 64 equal (97.7 %)",
+        "mask IoU 0.9987",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text:?}");
+    }
 }
 
 #[test]
@@ -140,12 +184,29 @@ fn comparable_positions_depend_on_the_reference_and_the_margin_only() {
     assert_eq!(greedy_ids(&reference, &flipped, 0.1), (3, 2, 0));
     assert_eq!(greedy_ids(&reference, &flipped, 1.0), (3, 1, 0));
     assert_eq!(greedy_ids(&reference, &same, 0.0), (3, 3, 3));
+    // a tie is never comparable, even at margin 0; ties pick the first id, as
+    // `torch.argmax`
+    assert_eq!(
+        greedy_ids(&[vec![1.0, 1.0]], &[vec![0.0, 2.0]], 0.0),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        greedy_ids(&[vec![3.0, 0.0]], &[vec![2.0, 2.0]], 0.0),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        greedy_ids(&[vec![0.0, 3.0]], &[vec![2.0, 2.0]], 0.0),
+        (1, 1, 0)
+    );
 }
 
 #[test]
 fn the_metrics_can_fail() {
     assert!((cosine(&[1.0, 0.0], &[0.0, 1.0])).abs() < 1e-12);
     assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]) - 1.0).abs() < 1e-12);
+    // one side all zeros: 0, not NaN
+    assert_eq!(cosine(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
+    assert_eq!(cosine(&[1.0, 0.0], &[0.0, 0.0]), 0.0);
     assert_eq!(iou(&[true, true, false], &[true, false, false]), 0.5);
     assert_eq!(iou(&[false], &[false]), 1.0);
 }
