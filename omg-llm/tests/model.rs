@@ -260,14 +260,54 @@ fn bad_inputs_are_errors() {
             .is_err()
     );
     assert!(generate(&model, &[1, 2], 1, GenerationConfig::greedy(0)).is_err());
-    let mut c = GenerationConfig::demo_sampling(3, 0);
-    c.sampling = omg_llm::generation::Sampling::Sample {
-        temperature: 0.0,
-        top_k: 0,
-        top_p: 1.0,
-        seed: 0,
+    // prompt rows: none, no ids, or ids that do not split into equal rows
+    for (ids, batch) in [(&[1u32, 2][..], 0), (&[][..], 1), (&[1, 2, 3][..], 2)] {
+        let e = generate(&model, ids, batch, GenerationConfig::greedy(2)).unwrap_err();
+        assert!(e.to_string().contains("equal non-empty rows"), "{e}");
+    }
+    // sampling settings: each bound, its first bad value refused, the edge accepted
+    let sampled = |temperature: f32, top_p: f32, repetition_penalty: f32| {
+        let mut c = GenerationConfig::demo_sampling(2, 0);
+        c.repetition_penalty = repetition_penalty;
+        c.sampling = omg_llm::generation::Sampling::Sample {
+            temperature,
+            top_k: 0,
+            top_p,
+            seed: 0,
+        };
+        generate(&model, &[1, 2], 1, c).map(|_| ())
     };
-    assert!(generate(&model, &[1, 2], 1, c).is_err());
+    for t in [0.0, -1.0, f32::INFINITY, f32::NAN] {
+        let e = sampled(t, 1.0, 1.0).unwrap_err();
+        assert!(
+            e.to_string().contains("temperature must be positive"),
+            "{e}"
+        );
+    }
+    for p in [0.0, -0.1, 1.0001, f32::NAN] {
+        let e = sampled(1.0, p, 1.0).unwrap_err();
+        assert!(e.to_string().contains("top_p must be in (0, 1]"), "{e}");
+    }
+    for r in [0.0, -1.0, f32::INFINITY, f32::NAN] {
+        let e = sampled(1.0, 1.0, r).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("repetition_penalty must be positive"),
+            "{e}"
+        );
+    }
+    sampled(1e-3, 1.0, 1e-3).unwrap();
+    sampled(1.0, 1e-3, 1.0).unwrap();
+    // the official demo's settings
+    assert_eq!(
+        GenerationConfig::demo_sampling(7, 5).sampling,
+        omg_llm::generation::Sampling::Sample {
+            temperature: 0.1,
+            top_k: 40,
+            top_p: 0.75,
+            seed: 5
+        }
+    );
     // embed checks its ids on the device: the last row is fine, one past it and a
     // negative id are typed errors (not a panic on the CPU, not garbage on a GPU)
     let ids = |v: Vec<i64>| {
