@@ -35,7 +35,12 @@ pub(crate) fn apply_repetition_penalty(scores: &mut [f32], seen: &[u32], penalty
     seen.dedup();
     for t in seen {
         if let Some(s) = scores.get_mut(t as usize) {
-            *s = if *s < 0.0 { *s * penalty } else { *s / penalty };
+            // `score < 0` in HF; a zero (of either sign) is unchanged either way
+            *s = if s.is_sign_negative() {
+                *s * penalty
+            } else {
+                *s / penalty
+            };
         }
     }
 }
@@ -62,13 +67,15 @@ pub(crate) fn sample(
     for s in scores.iter_mut() {
         *s /= temperature;
     }
-    if top_k > 0 && top_k < scores.len() {
+    if top_k > 0 {
         let mut sorted: Vec<f32> = scores.to_vec();
         sorted.sort_unstable_by(|a, b| b.total_cmp(a));
-        let kth = sorted[top_k - 1];
-        for s in scores.iter_mut() {
-            if *s < kth {
-                *s = f32::NEG_INFINITY;
+        // fewer tokens than `top_k`: all stay
+        if let Some(&kth) = sorted.get(top_k - 1) {
+            for s in scores.iter_mut() {
+                if *s < kth {
+                    *s = f32::NEG_INFINITY;
+                }
             }
         }
     }
@@ -112,13 +119,45 @@ fn softmax(scores: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{RngExt, SeedableRng};
 
     #[test]
     fn repetition_penalty_lowers_the_scores_of_seen_ids() {
         let mut s = vec![2.0, -2.0, 1.0];
         apply_repetition_penalty(&mut s, &[0, 1, 1], 2.0);
         assert_eq!(s, vec![1.0, -4.0, 1.0]);
+    }
+
+    #[test]
+    fn repetition_penalty_leaves_zeros_and_ids_past_the_vocabulary_alone() {
+        let mut s = vec![0.0, -0.0, 3.0];
+        apply_repetition_penalty(&mut s, &[0, 1, 7], 1.5);
+        assert_eq!(s, vec![0.0, -0.0, 3.0]);
+        assert!(s[1].is_sign_negative());
+    }
+
+    #[test]
+    fn a_tiny_top_p_keeps_the_most_likely_token() {
+        // top-p keeps the smallest set reaching p, and never less than the top token,
+        // even where the probabilities' f32 sum rounds to 1 − p or below
+        let mut rng = StdRng::seed_from_u64(3);
+        for seed in 0..20u64 {
+            let mut draw = StdRng::seed_from_u64(seed);
+            let logits: Vec<f32> = (0..97).map(|_| draw.random::<f32>() * 8.0).collect();
+            let best = argmax(&logits);
+            assert_ne!(best, 0, "seed {seed}");
+            assert_eq!(sample(&mut logits.clone(), 1.0, 0, 1e-9, &mut rng), best);
+        }
+    }
+
+    #[test]
+    fn large_logits_do_not_overflow_the_softmax() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for _ in 0..10 {
+            assert_eq!(sample(&mut vec![0.0, 1000.0], 1.0, 0, 1.0, &mut rng), 1);
+        }
+        let p = softmax(&[1000.0, 1000.0]);
+        assert_eq!(p, vec![0.5, 0.5]);
     }
 
     #[test]
@@ -187,6 +226,18 @@ mod tests {
             assert!(
                 (g - f64::from(w)).abs() < 5.0 * sigma,
                 "token {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn top_k_of_the_whole_vocabulary_or_more_keeps_every_token() {
+        let logits = [1.0f32, 0.0, -1.0];
+        for k in [3, 4] {
+            assert!(
+                frequencies(&logits, 1.0, k, 1.0, 2000)
+                    .iter()
+                    .all(|&f| f > 0.0)
             );
         }
     }

@@ -180,6 +180,13 @@ fn generation_stops_on_stop_ids_and_captures_hidden_states() {
     let mut forced = probe.clone();
     forced.forced_tokens.insert(1, 50);
     forced.capture_hidden_for = vec![50];
+    // while streaming, the state is there as soon as the token was fed back
+    let mut streaming = Generator::from_ids(&model, &prompt, 1, forced.clone()).unwrap();
+    for index in 0..3 {
+        streaming.next_step().unwrap().unwrap();
+        let seen: Vec<usize> = streaming.captured().iter().map(|c| c.index).collect();
+        assert_eq!(seen, if index == 0 { vec![] } else { vec![1] });
+    }
     let out = generate(&model, &prompt, 1, forced).unwrap();
     assert_eq!(out.tokens[0][1], 50);
     let captured: Vec<_> = out.captured.iter().filter(|c| c.index == 1).collect();
