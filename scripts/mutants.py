@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Mutation testing of the modules where a wrong answer would be silent, with one command:
 
-    python3 scripts/mutants.py                 # every scope (about 2 hours on 2 cores)
+    python3 scripts/mutants.py                 # every scope (about an hour and a half on 2 cores)
     python3 scripts/mutants.py region budget   # some scopes
     python3 scripts/mutants.py --table-only    # rewrite the table from the last results
 
