@@ -42,6 +42,24 @@ fn workdir() -> tempfile::TempDir {
     dir
 }
 
+/// `run_batch` of segmentation by default, four inputs per encoder pass.
+fn run_in_fours(
+    p: &Pipeline<B>,
+    inputs: &[omg_cli::batch::Input],
+    results: &std::path::Path,
+    progress: impl omg_cli::batch::Progress,
+) -> Result<omg_cli::batch::Summary, BatchError> {
+    run_batch(
+        p,
+        inputs,
+        results,
+        JobKind::Segment,
+        &options(),
+        4,
+        progress,
+    )
+}
+
 fn by_id<'a>(results: &'a [Output], id: &str) -> &'a Output {
     results
         .iter()
@@ -338,18 +356,10 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
     .unwrap();
     let mut order = Vec::new();
     let mut markers = Vec::new();
-    let summary = run_batch(
-        &p,
-        &inputs,
-        &results,
-        JobKind::Segment,
-        &options(),
-        4,
-        |o: &Output| {
-            order.push(o.id.clone());
-            markers.push(Running::read(&marker).unwrap());
-        },
-    )
+    let summary = run_in_fours(&p, &inputs, &results, |o: &Output| {
+        order.push(o.id.clone());
+        markers.push(Running::read(&marker).unwrap());
+    })
     .unwrap();
     assert_eq!(summary.written, 6);
     // the two run first, then the rest; the marker is gone once the run ends
@@ -375,16 +385,7 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
         serde_json::to_vec(&earlier(&["pan"], MAX_ATTEMPTS)).unwrap(),
     )
     .unwrap();
-    let summary = run_batch(
-        &p,
-        &inputs,
-        &results,
-        JobKind::Segment,
-        &options(),
-        4,
-        |_: &Output| {},
-    )
-    .unwrap();
+    let summary = run_in_fours(&p, &inputs, &results, |_: &Output| {}).unwrap();
     assert_eq!((summary.written, summary.failed), (6, 3));
     let out = read_results(&results).unwrap();
     let pan = by_id(&out, "pan");
@@ -406,35 +407,18 @@ fn inputs_that_ended_the_process_run_again_alone_and_twice_is_a_failure() {
     assert!(e.to_string().contains("results.jsonl.running"), "{e}");
     std::fs::remove_dir(&marker).unwrap();
     // nothing to run: no marker is written, and none is left to remove
-    let summary = run_batch(
-        &p,
-        &[],
-        &results,
-        JobKind::Segment,
-        &options(),
-        4,
-        |_: &Output| {},
-    )
-    .unwrap();
+    let summary = run_in_fours(&p, &[], &results, |_: &Output| {}).unwrap();
     assert_eq!((summary.inputs, summary.written), (0, 0));
     assert!(!marker.exists());
     // a marker that cannot be removed at the end is an error naming it (here a folder
     // has taken its place while the last input ran)
     std::fs::remove_file(&results).unwrap();
-    let e = run_batch(
-        &p,
-        &inputs,
-        &results,
-        JobKind::Segment,
-        &options(),
-        4,
-        |o: &Output| {
-            if o.id == "bad-region" {
-                std::fs::remove_file(&marker).unwrap();
-                std::fs::create_dir(&marker).unwrap();
-            }
-        },
-    )
+    let e = run_in_fours(&p, &inputs, &results, |o: &Output| {
+        if o.id == "bad-region" {
+            std::fs::remove_file(&marker).unwrap();
+            std::fs::create_dir(&marker).unwrap();
+        }
+    })
     .unwrap_err();
     assert!(e.to_string().contains("results.jsonl.running"), "{e}");
     assert_eq!(read_results(&results).unwrap().len(), 6);

@@ -46,6 +46,16 @@ fn tiny_config() -> InternLM2Config {
     }
 }
 
+/// Sampling at temperature 1 with no top-k or top-p: every token is reachable.
+fn untruncated(seed: u64) -> omg_llm::generation::Sampling {
+    omg_llm::generation::Sampling::Sample {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed,
+    }
+}
+
 fn logits_of(out: omg_llm::ForwardOutput<B>) -> Vec<f32> {
     out.logits.unwrap().into_data().into_vec::<f32>().unwrap()
 }
@@ -236,12 +246,7 @@ fn streaming_yields_the_same_tokens_and_sampling_is_seeded() {
     let hot = |seed| {
         let mut c = GenerationConfig::demo_sampling(8, seed);
         c.eos_token_id = None;
-        c.sampling = omg_llm::generation::Sampling::Sample {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed,
-        };
+        c.sampling = untruncated(seed);
         generate(&model, &prompt, 1, c).unwrap().tokens[0].clone()
     };
     assert_eq!(hot(1), hot(1));
@@ -463,12 +468,7 @@ fn sampled_rows_share_one_generator_in_row_order() {
     let mut config = GenerationConfig::greedy(6);
     config.eos_token_id = None;
     config.keep_step_logits = true;
-    config.sampling = omg_llm::generation::Sampling::Sample {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        seed,
-    };
+    config.sampling = untruncated(seed);
     let prompts = [7u32, 3, 11, 50, 2, 64];
     let mut generator = Generator::from_ids(&model, &prompts, 2, config).unwrap();
     let mut steps = Vec::new();
@@ -517,12 +517,7 @@ fn sampled_rows_share_one_generator_in_row_order() {
     // the rows' draws interleave: row 0 alone (its own generator) takes a different path
     let mut alone_config = GenerationConfig::greedy(6);
     alone_config.eos_token_id = None;
-    alone_config.sampling = omg_llm::generation::Sampling::Sample {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        seed,
-    };
+    alone_config.sampling = untruncated(seed);
     let alone = generate(&model, &prompts[..3], 1, alone_config)
         .unwrap()
         .tokens;
