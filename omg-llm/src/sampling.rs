@@ -154,7 +154,7 @@ mod tests {
     fn large_logits_do_not_overflow_the_softmax() {
         let mut rng = StdRng::seed_from_u64(0);
         for _ in 0..10 {
-            assert_eq!(sample(&mut vec![0.0, 1000.0], 1.0, 0, 1.0, &mut rng), 1);
+            assert_eq!(sample(&mut [0.0, 1000.0], 1.0, 0, 1.0, &mut rng), 1);
         }
         let p = softmax(&[1000.0, 1000.0]);
         assert_eq!(p, vec![0.5, 0.5]);

@@ -496,18 +496,18 @@ fn sampled_rows_share_one_generator_in_row_order() {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut draws = 0;
     for step in &steps {
-        let logits = step.logits.as_ref().unwrap();
-        for row in 0..2 {
+        let rows = step.logits.as_ref().unwrap().iter().zip(&step.tokens);
+        for (row, (logits, &token)) in rows.enumerate() {
             if row == 1 && step.index >= 2 {
                 // stopped after step 1: padded, and no draw spent on it
-                assert_eq!(step.tokens[row], 2, "step {}", step.index);
+                assert_eq!(token, 2, "step {}", step.index);
                 continue;
             }
             let u: f32 = rng.random();
             draws += 1;
             assert_eq!(
-                step.tokens[row],
-                inverse_cdf(&logits[row], u),
+                token,
+                inverse_cdf(logits, u),
                 "step {} row {row}",
                 step.index
             );
