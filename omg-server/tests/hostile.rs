@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use omg_server::{AccessPolicy, ConnectionLimits, ServeConfig};
+use omg_server::{AccessPolicy, ConnectionLimits, RequestLimits, ServeConfig};
 use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
@@ -93,7 +93,8 @@ fn text_past_the_limit_and_endless_history_are_refused() {
     );
     assert_eq!(code, "list_too_long");
     assert!(msg.contains("64 elements"), "{msg}");
-    // within the parse cap but past the message limit (the cap is the larger limit)
+    // one past the limit: the parse cap is the message limit here (the larger of it and
+    // the region limit)
     let short: Vec<Value> = messages[..65].to_vec();
     let (code, _) = error_code(
         post_to(
@@ -103,9 +104,25 @@ fn text_past_the_limit_and_endless_history_are_refused() {
         ),
         400,
     );
+    assert_eq!(code, "list_too_long");
+    // where the region limit is the larger, a list within the parse cap is still
+    // counted against the message limit
+    let few_messages = start(ServeConfig {
+        limits: RequestLimits {
+            max_messages: 4,
+            max_regions: 8,
+            ..RequestLimits::default()
+        },
+        ..ServeConfig::default()
+    });
+    let chat = |n: usize| json!({"messages": messages[..n].to_vec(), "max_tokens": 1});
+    let (code, msg) = error_code(post_to(few_messages, "/v1/chat/completions", &chat(5)), 400);
+    assert_eq!(code, "too_many_messages");
+    assert!(msg.contains('4'), "{msg}");
     assert!(
-        code == "list_too_long" || code == "too_many_messages",
-        "{code}"
+        post_to(few_messages, "/v1/chat/completions", &chat(3))
+            .status()
+            .is_success()
     );
     // parts of one message are capped as well
     let parts = vec![json!({"type": "text", "text": "x"}); 1000];
