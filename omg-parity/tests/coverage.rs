@@ -12,7 +12,8 @@ use omg_parity::{ParityError, run_path};
 mod common;
 
 /// A copy of fixture `stem` (with its sidecar) in `dir`, with one more f32 tensor
-/// `name` of shape `[2]` appended to the safetensors file.
+/// `name` of shape `[2]` appended to the safetensors file, and the sidecar's record of
+/// the file (`size_bytes`, `sha256`) made anew, as for a fixture made with it.
 fn with_extra_tensor(stem: &str, name: &str, dir: &Path) -> PathBuf {
     let src = common::parity_dir_with("README.md").join(format!("{stem}.safetensors"));
     let bytes = std::fs::read(&src).unwrap();
@@ -30,9 +31,21 @@ fn with_extra_tensor(stem: &str, name: &str, dir: &Path) -> PathBuf {
     out.extend_from_slice(data);
     out.extend_from_slice(&[0u8; 8]);
     let dst = dir.join(format!("{stem}.safetensors"));
+    let mut sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.with_extension("json")).unwrap()).unwrap();
+    sidecar["size_bytes"] = out.len().into();
+    sidecar["sha256"] = sha256_hex(&out).into();
     std::fs::write(&dst, out).unwrap();
-    std::fs::copy(src.with_extension("json"), dst.with_extension("json")).unwrap();
+    std::fs::write(dst.with_extension("json"), sidecar.to_string()).unwrap();
     dst
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn unexpected_key(stem: &str, name: &str) {
