@@ -114,6 +114,10 @@ def run_scope(name, timeout):
     # test targets for both the build and the test phase of `cargo test`
     cmd += [f"--cargo-test-arg={a}" for a in test_args]
     env = dict(os.environ, CARGO_TARGET_DIR=str(WORK / "target"))
+    # Start each scope from a fresh build of its crates: a test binary linked while the
+    # previous scope's last mutant was in place can otherwise be taken as up to date.
+    for package in sorted({f.split("/")[0] for f in files}):
+        sh(["cargo", "clean", "-p", package], cwd=TREE, env=env)
     # exit status 2 means "some mutants were missed": the table says which
     result = subprocess.run(cmd, cwd=TREE, env=env)
     if result.returncode not in (0, 2, 3):
