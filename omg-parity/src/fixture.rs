@@ -216,8 +216,6 @@ impl TensorSource for Weights<'_> {
 /// Checks the `.safetensors` file against the size and SHA-256 digest its sidecar
 /// records (`size_bytes`, `sha256`; a sidecar without them is not checked).
 fn verify_file(path: &Path, sidecar: &serde_json::Value) -> Result<(), ParityError> {
-    use sha2::{Digest, Sha256};
-
     let drifted = |what: String| {
         ParityError::Malformed(format!(
             "{}: {what}; the file is not the one its sidecar describes (a changed or truncated copy)",
@@ -250,14 +248,8 @@ fn verify_file(path: &Path, sidecar: &serde_json::Value) -> Result<(), ParityErr
                     path.display()
                 ))
             })?;
-        let mut hasher = Sha256::new();
-        let mut file = std::fs::File::open(path).map_err(unreadable)?;
-        std::io::copy(&mut file, &mut hasher).map_err(unreadable)?;
-        let got: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let got = sha256_hex(file).map_err(unreadable)?;
         if got != want {
             return Err(drifted(format!(
                 "SHA-256 {got} where the sidecar records {want}"
@@ -265,4 +257,18 @@ fn verify_file(path: &Path, sidecar: &serde_json::Value) -> Result<(), ParityErr
         }
     }
     Ok(())
+}
+
+/// The SHA-256 digest of everything `reader` yields, in lower-case hex (as a fixture
+/// sidecar's `sha256` records it).
+pub fn sha256_hex(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut reader, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::Flex;
 use omg_checkpoint::CheckpointError;
 use omg_llm::LlmError;
+use omg_parity::fixture::sha256_hex;
 use omg_parity::{ParityError, run_path};
 
 #[path = "../../fixtures/test_support.rs"]
@@ -34,18 +35,10 @@ fn with_extra_tensor(stem: &str, name: &str, dir: &Path) -> PathBuf {
     let mut sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(src.with_extension("json")).unwrap()).unwrap();
     sidecar["size_bytes"] = out.len().into();
-    sidecar["sha256"] = sha256_hex(&out).into();
+    sidecar["sha256"] = sha256_hex(&out[..]).unwrap().into();
     std::fs::write(&dst, out).unwrap();
     std::fs::write(dst.with_extension("json"), sidecar.to_string()).unwrap();
     dst
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn unexpected_key(stem: &str, name: &str) {
