@@ -94,7 +94,7 @@ impl<B: Backend> Pipeline<B> {
     ///
     /// Those of [`run`](Self::run) for any row (the first bad one, by its error;
     /// nothing is generated), [`OmgLlavaError::InvalidOption`] when the rows'
-    /// sampling, repetition penalty or forced tokens differ, and
+    /// sampling, repetition penalty, forced tokens or `ignore_eos` differ, and
     /// [`OmgLlavaError::Cancelled`] when every row is cancelled before it starts.
     pub fn stream_batch<'a>(
         &'a self,
@@ -117,6 +117,8 @@ impl<B: Backend> Pipeline<B> {
                 Some("forced_seg")
             } else if a.forced_tokens != b.forced_tokens {
                 Some("forced_tokens")
+            } else if a.ignore_eos != b.ignore_eos {
+                Some("ignore_eos")
             } else {
                 None
             };

@@ -33,6 +33,11 @@ pub struct GenerateOptions {
     /// A token that stops the generation at its next step when cancelled (none: it
     /// runs to its end).
     pub cancel: Option<CancelToken>,
+    /// Generate all `max_new_tokens`: the end-of-turn tokens (`<|im_end|>`, `</s>`) do
+    /// not stop the answer (vLLM's `ignore_eos`), for load tests and benchmarks that
+    /// need answers of a set length. An end token generated meanwhile stays in the
+    /// answer's token ids and raw text.
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateOptions {
@@ -44,6 +49,7 @@ impl Default for GenerateOptions {
             forced_seg: None,
             forced_tokens: Vec::new(),
             cancel: None,
+            ignore_eos: false,
         }
     }
 }
@@ -90,6 +96,13 @@ impl GenerateOptions {
     /// These options with `[SEG]` forced as the new token of index `index`.
     pub fn with_forced_seg(mut self, index: usize) -> Self {
         self.forced_seg = Some(index);
+        self
+    }
+
+    /// These options generating all `max_new_tokens`, past any end-of-turn token, when
+    /// `ignore` (see [`ignore_eos`](Self::ignore_eos)).
+    pub fn with_ignore_eos(mut self, ignore: bool) -> Self {
+        self.ignore_eos = ignore;
         self
     }
 

@@ -253,8 +253,12 @@ impl<B: Backend> Pipeline<B> {
             max_new_tokens: options.max_new_tokens,
             sampling: options.sampling,
             repetition_penalty: options.repetition_penalty,
-            eos_token_id: Some(t.eos),
-            stop_token_ids: vec![t.im_end],
+            eos_token_id: (!options.ignore_eos).then_some(t.eos),
+            stop_token_ids: if options.ignore_eos {
+                Vec::new()
+            } else {
+                vec![t.im_end]
+            },
             pad_token_id: t.eos,
             forced_tokens: forced.into_iter().collect(),
             capture_hidden_for: vec![t.seg],

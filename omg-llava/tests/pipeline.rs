@@ -489,6 +489,50 @@ fn region_placeholders_carry_their_region_embeddings() {
     );
 }
 
+#[test]
+fn ignore_eos_generates_every_token_past_the_end_of_turn() {
+    let p = pipeline();
+    let img = p.encode(&photo()).unwrap();
+    let n = 120;
+    let options = GenerateOptions::default().with_max_new_tokens(n);
+    // a question whose greedy answer on the demo weights ends before `n` tokens
+    let (task, stopped) = [
+        "Describe the image.",
+        "Tell me everything.",
+        "hello",
+        "What is it?",
+    ]
+    .into_iter()
+    .map(|q| {
+        let task = Task::chat(q);
+        let answer = p.run(&img, &task, &options).unwrap();
+        (task, answer)
+    })
+    .find(|(_, a)| a.finish_reason == FinishReason::Stop)
+    .expect("one of the questions ends early on the demo weights");
+    let k = stopped.token_ids.len();
+    assert!(k < n, "{k}");
+    let all = p
+        .run(&img, &task, &options.clone().with_ignore_eos(true))
+        .unwrap();
+    assert_eq!(all.token_ids.len(), n);
+    assert_eq!(all.finish_reason, FinishReason::Length);
+    // the same greedy tokens up to and with the end token, then more
+    assert_eq!(all.token_ids[..k], stopped.token_ids[..]);
+    // rows of a batch share the setting
+    let ignoring = options.clone().with_ignore_eos(true);
+    let row = |options| omg_llava::BatchRow {
+        image: &img,
+        task: &task,
+        options,
+    };
+    let rows = [row(&options), row(&ignoring)];
+    match p.stream_batch(&rows) {
+        Err(OmgLlavaError::InvalidOption { option, .. }) => assert_eq!(option, "ignore_eos"),
+        other => panic!("expected an InvalidOption error, got {:?}", other.err()),
+    }
+}
+
 /// `answer.raw_text` less its final end-of-turn token: what the streamed text pieces
 /// concatenate to.
 fn without_end_of_turn(answer: &Answer) -> &str {

@@ -1,5 +1,5 @@
 //! Chat completions generated together: the worker takes a chat completion and the
-//! compatible ones waiting behind it (greedy, the same `force_seg`; up to
+//! compatible ones waiting behind it (greedy, the same `force_seg` and `ignore_eos`; up to
 //! `--max-batch`), prepares each (its photo from the cache, its options, its task),
 //! and runs them as one [`BatchStream`](omg_llava::BatchStream): one forward pass per
 //! step for every row, each row with its own `max_tokens`, its own stream or answer,
@@ -83,10 +83,12 @@ pub struct ChatRow {
     pub(crate) reply: Reply,
 }
 
-/// What rows must share to be generated together: greedy decoding and `force_seg`.
+/// What rows must share to be generated together: greedy decoding, `force_seg` and
+/// `ignore_eos`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchKey {
     force_seg: Option<usize>,
+    ignore_eos: bool,
 }
 
 impl ChatRow {
@@ -95,6 +97,7 @@ impl ChatRow {
         let greedy = self.sampling.temperature.is_none_or(|t| t == 0.0);
         greedy.then_some(BatchKey {
             force_seg: self.sampling.force_seg,
+            ignore_eos: self.sampling.ignore_eos.unwrap_or(false),
         })
     }
 }

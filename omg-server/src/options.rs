@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::ServeConfig;
 use super::error::ApiError;
 
-/// `max_tokens`, `temperature`, `top_p`, `seed` and the `force_seg` extension.
+/// `max_tokens`, `temperature`, `top_p`, `seed` and the `force_seg` and `ignore_eos`
+/// extensions.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SamplingFields {
     /// Most new tokens (default: the server's `--max-tokens-default`).
@@ -30,6 +31,9 @@ pub struct SamplingFields {
     /// that never emit it, such as the random demo bundle's).
     #[serde(default)]
     pub force_seg: Option<usize>,
+    /// Extension (vLLM's): generate all `max_tokens`, past the end-of-turn tokens.
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 /// The Pipeline options of `fields`, or a 400 `bad_parameter` naming the bad field.
@@ -67,6 +71,7 @@ pub fn generate_options(
     if let Some(k) = fields.force_seg {
         options = options.with_forced_seg(k);
     }
+    options = options.with_ignore_eos(fields.ignore_eos.unwrap_or(false));
     options.validate().map_err(|e| match e {
         OmgLlavaError::InvalidOption { option, reason } => bad(format!(
             "{}: {}",
@@ -102,6 +107,20 @@ mod tests {
 
     fn options(fields: SamplingFields) -> Result<GenerateOptions, String> {
         generate_options(&fields, &config()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ignore_eos_is_off_unless_the_request_asks() {
+        let ignore = |ignore_eos| {
+            options(SamplingFields {
+                ignore_eos,
+                ..Default::default()
+            })
+            .map(|o| o.ignore_eos)
+        };
+        assert_eq!(ignore(None), Ok(false));
+        assert_eq!(ignore(Some(false)), Ok(false));
+        assert_eq!(ignore(Some(true)), Ok(true));
     }
 
     #[test]

@@ -314,10 +314,11 @@ fn a_request_whose_client_has_gone_is_stopped() {
         max_tokens_limit: 1 << 20,
         ..ServeConfig::default()
     });
-    // on the demo weights, the greedy answer to "hi" never ends before its max_tokens
+    // an answer of 20000 tokens (all of them: `ignore_eos`)
     let mut long = chat_body("hi", false);
     long["max_tokens"] = json!(20000);
     long["force_seg"] = Value::Null;
+    long["ignore_eos"] = json!(true);
     // the client gives up after a second, long before the answer's end
     let quick = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(1))
@@ -385,10 +386,11 @@ fn a_shutdown_finishes_the_running_request_and_takes_no_new_one() {
             .await
         })
     });
-    // a streamed answer of 400 tokens ("hi" never ends early on the demo weights)
+    // a streamed answer of 400 tokens (all of them: `ignore_eos`)
     let mut body = chat_body("hi", true);
     body["max_tokens"] = json!(400);
     body["force_seg"] = Value::Null;
+    body["ignore_eos"] = json!(true);
     let running = client()
         .post(url(addr, "/v1/chat/completions"))
         .json(&body)

@@ -539,13 +539,24 @@ fn a_full_queue_answers_503_with_retry_after() {
     let mut long = chat_body("Tell me everything.", true);
     long["max_tokens"] = json!(20000);
     long["force_seg"] = Value::Null;
-    let running = client()
-        .post(url(addr, "/v1/chat/completions"))
-        .json(&long)
-        .send()
-        .unwrap();
-    assert!(running.status().is_success());
-    let mut lines = BufReader::new(running).lines();
+    long["ignore_eos"] = json!(true);
+    // without a queue, a request is taken only while the model thread waits for one:
+    // until that thread has started (a busy machine may delay it), the first is refused
+    let mut running = None;
+    eventually("the model thread to take the long request", || {
+        let r = client()
+            .post(url(addr, "/v1/chat/completions"))
+            .json(&long)
+            .send()
+            .unwrap();
+        if r.status().is_success() {
+            running = Some(r);
+            return true;
+        }
+        assert_eq!(r.status().as_u16(), 503);
+        false
+    });
+    let mut lines = BufReader::new(running.unwrap()).lines();
     // the first chunk has arrived: the long request is running
     assert!(lines.next().unwrap().unwrap().starts_with("data: "));
     let refused = client()
@@ -583,9 +594,10 @@ fn waiting_chat_requests_are_generated_together_and_answer_as_alone() {
         ..ServeConfig::default()
     });
     let health = || get_json(addr, "/health");
-    // a long answer holds the model ("hi" never ends early on the demo weights)
+    // a long answer holds the model (all of its 20000 tokens: `ignore_eos`)
     let mut long = chat_body("hi", true);
     long["max_tokens"] = json!(20000);
+    long["ignore_eos"] = json!(true);
     let blocker = client()
         .post(url(addr, "/v1/chat/completions"))
         .json(&long)
