@@ -17,7 +17,9 @@ decode tokens/s of both, and the time ratio ours/llama.cpp.
   On first use the work directory (`--llamacpp-dir`, outside the repository) gets a venv
   with cmake, ninja, gguf and numpy (`benches/reference/llamacpp-requirements.txt`), the
   `llama-cpp-python` 0.3.36 source distribution from PyPI, which carries llama.cpp, and a
-  `llama-bench` built from it (5 to 8 minutes on 2 cores).
+  `llama-bench` built from it (5 to 8 minutes on 2 cores) with `-DGGML_NATIVE=ON`; on a
+  CPU with AMX, with every extension of the CPU named instead but AMX, whose products in
+  ggml crash (SIGSEGV) on these models at this commit (see `isa_flags`).
 * Models: GGUF files with random weights, architecture `llama` with separate q/k/v, the
   shapes of our preset (hidden, layers, heads, kv heads, FFN, vocabulary, RoPE θ, RMS ε).
   They are written once, tensor by tensor, into `models/` of the work directory and kept,
@@ -67,8 +69,38 @@ from compare import cpu_name  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS = os.path.join(ROOT, "benches", "reference", "llamacpp-requirements.txt")
 LLAMA_CPP_PYTHON = "0.3.36"
-CMAKE_FLAGS = ["-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF",
+CMAKE_FLAGS = ["-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
                "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_TESTS=OFF"]
+
+# ggml's x86 ISA options and the /proc/cpuinfo flag each one needs.
+GGML_ISA = [("GGML_SSE42", "sse4_2"), ("GGML_AVX", "avx"), ("GGML_AVX2", "avx2"),
+            ("GGML_BMI2", "bmi2"), ("GGML_FMA", "fma"), ("GGML_F16C", "f16c"),
+            ("GGML_AVX_VNNI", "avx_vnni"), ("GGML_AVX512", "avx512bw"),
+            ("GGML_AVX512_VBMI", "avx512vbmi"), ("GGML_AVX512_VNNI", "avx512_vnni"),
+            ("GGML_AVX512_BF16", "avx512_bf16")]
+
+
+def isa_flags(cpu_flags):
+    """`-DGGML_NATIVE=ON`, except on a CPU with AMX: there ggml's AMX matrix products
+    (`ggml_backend_amx_mul_mat`, which `-march=native` switches on) crash with SIGSEGV on
+    our Q8_0 and Q4_0 models at this commit, so the build names every other extension of
+    the CPU itself (what `-march=native` gives, less AMX)."""
+    if "amx_int8" not in cpu_flags:
+        return ["-DGGML_NATIVE=ON"]
+    return ["-DGGML_NATIVE=OFF"] + [f"-D{opt}={'ON' if flag in cpu_flags else 'OFF'}"
+                                    for opt, flag in GGML_ISA]
+
+
+def cpu_flags():
+    """The CPU's feature flags (empty where /proc/cpuinfo has none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 # Our presets (benches/src/bin/llm_bench.rs): `tiny` = InternLM2Config::scaled(64, 2, 512),
 # `small` = scaled(1024, 24, 92544), `7b` = internlm2_chat_7b(). `scaled` keeps the 7B
@@ -135,11 +167,31 @@ def build_llamacpp(work):
     cmake = os.path.join(bindir, "cmake")
     t = time.time()
     print(f"building llama-bench in {p['build']} (5 to 8 minutes on 2 cores) …", flush=True)
-    subprocess.run([cmake, "-S", tree, "-B", p["build"], *CMAKE_FLAGS], check=True, env=env,
+    flags = CMAKE_FLAGS + isa_flags(cpu_flags())
+    print("  " + " ".join(flags), flush=True)
+    subprocess.run([cmake, "-S", tree, "-B", p["build"], *flags], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     subprocess.run([cmake, "--build", p["build"], "--target", "llama-bench", "-j2"], check=True,
                    env=env)
+    with open(flags_stamp(work), "w") as f:
+        f.write(" ".join(flags))
     print(f"llama-bench built in {time.time() - t:.0f} s: {p['bench']}", flush=True)
+
+
+def flags_stamp(work):
+    """Where a build records the CMake flags it was made with."""
+    return os.path.join(work_paths(work)["build"], "omg-llava-cmake-flags.txt")
+
+
+def needs_build(work):
+    """Whether `llama-bench` is missing or was built with other flags than this CPU's."""
+    try:
+        with open(flags_stamp(work)) as f:
+            built_with = f.read()
+    except OSError:
+        return True
+    wanted = " ".join(CMAKE_FLAGS + isa_flags(cpu_flags()))
+    return not os.path.exists(work_paths(work)["bench"]) or built_with != wanted
 
 
 # ----------------------------------------------------------------------------- GGUF models
@@ -457,7 +509,7 @@ def main():
         dry_run(work, bench, cases, sides, args)
         return
     if "llamacpp" in sides:
-        if not os.path.exists(bench):
+        if needs_build(work):
             build_llamacpp(work)
         # every file first, so that writing them never overlaps a timed run
         models = {(size, prec): ensure_model(work, size, SIZES[size], prec)
