@@ -30,11 +30,18 @@
 //! * [`silu_mul`]: SwiGLU's `silu(gate) ⊙ up` in one pass;
 //! * [`rotate_half_rope`]: rotary position embedding (rotate-half form) of a strided
 //!   query or key view, in one pass;
+//! * [`grouped_heads`]: the query, key or value heads of a fused grouped-query
+//!   projection (InternLM2's `wqkv`) in head-major order, rotated by RoPE, in one pass;
 //! * [`depthwise_conv2d_nhwc`]: depthwise k×k convolution of a channels-last map
 //!   (ConvNeXt's `conv_dw`);
 //! * [`masked_attention`]: multi-head attention with a boolean key mask per query (the
 //!   masked cross-attention of Mask2Former's decoder), without a materialised score
 //!   tensor;
+//! * [`causal_attention`]: a decoder LLM's causal grouped-query self-attention over its
+//!   key/value cache (left padding of batched rows included), reading the cached keys
+//!   and values in place, without a mask or a score tensor of the whole sequence;
+//! * [`write_positions`]: new positions written into a preallocated key/value cache in
+//!   place;
 //! * [`ms_deform_attn`]: the core of mmcv's multi-scale deformable attention
 //!   (`multi_scale_deformable_attn_pytorch`): sampling locations, softmax of the
 //!   attention weights, bilinear samples of every level, weighted and summed.
@@ -114,17 +121,20 @@
 mod allocator;
 mod attention;
 mod cast;
+mod causal_attention;
 mod conv;
 mod deform;
 mod depthwise;
 mod dispatch;
 mod gelu;
+mod grouped_heads;
 mod linear;
 mod low_rank;
 mod quant;
 mod quant_format;
 mod rope;
 mod silu;
+mod write_positions;
 
 #[cfg(feature = "flex")]
 mod flex;
@@ -132,11 +142,13 @@ mod flex;
 pub use allocator::reuse_freed_memory;
 pub use attention::{masked_attention, masked_attention_fallback};
 pub use cast::{cast_float, round_to};
+pub use causal_attention::{causal_attention, causal_attention_fallback};
 pub use conv::{conv2d_same, conv2d_same_fallback};
 pub use deform::{ms_deform_attn, ms_deform_attn_fallback};
 pub use depthwise::{depthwise_conv2d_nhwc, depthwise_conv2d_nhwc_fallback};
 pub use dispatch::wraps_flex;
 pub use gelu::{gelu, gelu_fallback};
+pub use grouped_heads::{grouped_heads, grouped_heads_fallback};
 pub use linear::{
     FEW_ROWS, half_linear, half_linear_fallback, linear, linear_fallback, linear_with,
 };
@@ -145,6 +157,7 @@ pub use quant::{dequantize, quant_linear, quant_linear_fallback};
 pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix, activation_level};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};
 pub use silu::{silu_mul, silu_mul_fallback};
+pub use write_positions::{write_positions, write_positions_fallback};
 
 /// Whether the kernels of this build run on the backend `B` (rather than the fallback).
 pub fn has_fast_kernels<B: burn::tensor::backend::Backend>() -> bool {

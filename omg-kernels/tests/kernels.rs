@@ -131,6 +131,114 @@ fn masked_attention_matches_the_score_tensor_path() {
     }
 }
 
+/// Batch, heads, kv heads, new positions, filled keys, cache capacity, head dim.
+type Sizes = (usize, usize, usize, usize, usize, usize, usize);
+
+#[test]
+fn causal_attention_matches_the_masked_score_tensor_path() {
+    // (batch, heads, kv heads, new positions T, filled keys, cache capacity S, head dim,
+    // left padding): prefill of blocks of 64 queries with a shorter last one, a cache
+    // larger than its filled part, decoding one position, GQA groups of 1 to 4, padded
+    // rows with padding queries among the new positions
+    let cases: [(Sizes, &[usize]); 7] = [
+        ((1, 8, 2, 150, 150, 150, 16), &[]),
+        ((1, 4, 4, 1, 37, 64, 8), &[]),
+        ((2, 4, 1, 5, 20, 33, 12), &[]),
+        ((2, 6, 2, 70, 70, 80, 8), &[0, 9]),
+        ((3, 2, 1, 1, 11, 16, 4), &[3, 0, 10]),
+        ((2, 4, 2, 9, 9, 9, 8), &[0, 4]),
+        ((1, 2, 2, 66, 130, 140, 8), &[]),
+    ];
+    for ((b, h, kv, t, keys, s, d), pads) in cases {
+        let q = random([b, h, t, d], -1.0, 1.0);
+        let k = random([b, kv, s, d], -1.0, 1.0);
+        let v = random([b, kv, s, d], -1.0, 1.0);
+        let ours = causal_attention(q.clone(), k.clone(), v.clone(), keys, pads);
+        let reference = causal_attention_fallback(q, k, v, keys, pads);
+        assert_eq!(ours.dims(), [b, t, h * d]);
+        let diff = max_abs_diff(ours, reference);
+        assert!(
+            diff < 1e-5,
+            "b{b} h{h}/{kv} t{t} keys {keys} of {s} d{d} {pads:?}: {diff}"
+        );
+    }
+}
+
+#[test]
+fn causal_attention_reads_only_the_filled_visible_keys() {
+    // one head, queries at positions 2 and 3 of 4 filled keys in a cache of 6: the
+    // unfilled positions hold huge values that must not matter; query 2 sees keys 0..=2
+    let device = Default::default();
+    let d = 2;
+    let q = Tensor::<B, 4>::from_data(TensorData::new(vec![0.0f32; 2 * d], [1, 1, 2, d]), &device);
+    let mut keys = vec![0.0f32; 6 * d];
+    keys[4 * d..].fill(1e30);
+    let k = Tensor::<B, 4>::from_data(TensorData::new(keys.clone(), [1, 1, 6, d]), &device);
+    let mut values: Vec<f32> = (0..6).flat_map(|p| [p as f32, 10.0 * p as f32]).collect();
+    values[4 * d..].fill(f32::NAN);
+    let v = Tensor::<B, 4>::from_data(TensorData::new(values, [1, 1, 6, d]), &device);
+    for out in [
+        causal_attention(q.clone(), k.clone(), v.clone(), 4, &[]),
+        causal_attention_fallback(q.clone(), k.clone(), v.clone(), 4, &[]),
+    ] {
+        // equal scores: the mean of the visible values
+        let out = out.into_data().to_vec::<f32>().unwrap();
+        assert!(
+            (out[0] - 1.0).abs() < 1e-6 && (out[1] - 10.0).abs() < 1e-5,
+            "{out:?}"
+        );
+        assert!(
+            (out[2] - 1.5).abs() < 1e-6 && (out[3] - 15.0).abs() < 1e-5,
+            "{out:?}"
+        );
+    }
+    // a row padded by 3: query 2 is padding and sees itself only, query 3 keys 3..=3
+    let out = causal_attention(q, k, v, 4, &[3])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(out, [2.0, 20.0, 3.0, 30.0]);
+}
+
+#[test]
+fn write_positions_matches_slice_assign_and_leaves_shared_copies_alone() {
+    for (b, h, s, d, start, t) in [(1, 2, 10, 4, 0, 3), (2, 3, 9, 5, 7, 2), (1, 1, 4, 8, 0, 4)] {
+        let cache = random([b, h, s, d], -1.0, 1.0);
+        let value = random([b, h, t, d], -1.0, 1.0);
+        let expected = write_positions_fallback(cache.clone(), start, value.clone());
+        // `cache` is shared here (a copy stays below): it must not change
+        let before = cache.to_data();
+        let written = write_positions(cache.clone(), start, value.clone());
+        assert_eq!(max_abs_diff(written, expected.clone()), 0.0);
+        cache.to_data().assert_eq(&before, true);
+        // unshared: written in place, the same values
+        let written = write_positions(cache, start, value);
+        assert_eq!(max_abs_diff(written, expected), 0.0);
+    }
+}
+
+#[test]
+fn grouped_heads_match_slicing_and_rope_in_burns_ops() {
+    // (B, T, KV, P, D, first slot, slots): query slots, the key slot, the value slot
+    for (b, t, kv, p, d, first, count) in [
+        (1, 7, 2, 6, 8, 0, 4),
+        (2, 3, 3, 4, 4, 2, 1),
+        (1, 70, 1, 3, 16, 2, 1),
+        (2, 1, 2, 6, 8, 4, 2),
+    ] {
+        let qkv = random([b, t, kv, p, d], -2.0, 2.0);
+        let cos = random([1, 1, t, d], -1.0, 1.0);
+        let sin = random([1, 1, t, d], -1.0, 1.0);
+        for rope in [None, Some((cos, sin))] {
+            let ours = grouped_heads(qkv.clone(), first, count, rope.clone());
+            let reference = grouped_heads_fallback(qkv.clone(), first, count, rope.clone());
+            assert_eq!(ours.dims(), [b, kv * count, t, d]);
+            // the same products and sums in the same order: equal bits
+            ours.into_data().assert_eq(&reference.into_data(), true);
+        }
+    }
+}
+
 #[test]
 fn a_fully_blocked_query_gets_nan_like_pytorch() {
     let device = Default::default();

@@ -191,6 +191,94 @@ fn dequantize_checks_the_scales() {
     dequantize(values, scales, layout);
 }
 
+// ---- causal_attention ---------------------------------------------------------------
+
+#[test]
+#[should_panic(
+    expected = "causal_attention: k is [1, 2, 16, 4], expected [B=1, KV, S, D=8] (q is [1, 4, 3, 8])"
+)]
+fn causal_attention_with_keys_of_another_head_dim() {
+    let k = random([1, 2, 16, 4]);
+    causal_attention(random([1, 4, 3, 8]), k.clone(), k, 3, &[]);
+}
+
+#[test]
+#[should_panic(expected = "causal_attention: v is [1, 2, 15, 8], expected [B=1, KV=2, S=16, D=8]")]
+fn causal_attention_with_fewer_values_than_keys() {
+    causal_attention(
+        random([1, 4, 3, 8]),
+        random([1, 2, 16, 8]),
+        random([1, 2, 15, 8]),
+        3,
+        &[],
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "causal_attention: KV = 3 key/value heads do not divide H = 4 query heads"
+)]
+fn causal_attention_with_kv_heads_not_dividing_the_heads() {
+    let k = random([1, 3, 16, 8]);
+    causal_attention(random([1, 4, 3, 8]), k.clone(), k, 3, &[]);
+}
+
+#[test]
+#[should_panic(expected = "causal_attention: keys = 17 is not within T = 3 … S = 16")]
+fn causal_attention_with_more_keys_than_the_cache_holds() {
+    let k = random([1, 2, 16, 8]);
+    causal_attention(random([1, 4, 3, 8]), k.clone(), k, 17, &[]);
+}
+
+#[test]
+#[should_panic(expected = "causal_attention_fallback: keys = 2 is not within T = 3 … S = 16")]
+fn causal_attention_fallback_with_fewer_keys_than_queries() {
+    let k = random([1, 2, 16, 8]);
+    causal_attention_fallback(random([1, 4, 3, 8]), k.clone(), k, 2, &[]);
+}
+
+#[test]
+#[should_panic(expected = "causal_attention: 1 left-padding counts for a batch of B = 2")]
+fn causal_attention_with_padding_for_another_batch() {
+    let k = random([2, 2, 16, 8]);
+    causal_attention(random([2, 4, 3, 8]), k.clone(), k, 3, &[1]);
+}
+
+// ---- write_positions ----------------------------------------------------------------
+
+#[test]
+#[should_panic(
+    expected = "write_positions: value is [1, 2, 3, 4], expected [B=1, H=2, T, D=8] (cache is [1, 2, 16, 8])"
+)]
+fn write_positions_with_another_head_dim() {
+    write_positions(random([1, 2, 16, 8]), 0, random([1, 2, 3, 4]));
+}
+
+#[test]
+#[should_panic(
+    expected = "write_positions_fallback: positions 14 … 14 + 3 do not fit a cache of S = 16"
+)]
+fn write_positions_past_the_end_of_the_cache() {
+    write_positions_fallback(random([1, 2, 16, 8]), 14, random([1, 2, 3, 8]));
+}
+
+// ---- grouped_heads ------------------------------------------------------------------
+
+#[test]
+#[should_panic(
+    expected = "grouped_heads: slots 4 … 4 + 3 are not within the P = 6 slots of qkv [1, 3, 2, 6, 8]"
+)]
+fn grouped_heads_past_the_last_slot() {
+    grouped_heads(random([1, 3, 2, 6, 8]), 4, 3, None);
+}
+
+#[test]
+#[should_panic(expected = "grouped_heads_fallback: cos is [1, 1, 2, 8], expected [1, 1, T=3, D=8]")]
+fn grouped_heads_with_tables_of_another_length() {
+    let tables = (random([1, 1, 2, 8]), random([1, 1, 3, 8]));
+    grouped_heads_fallback(random([1, 3, 2, 6, 8]), 0, 4, Some(tables));
+}
+
 // ---- masked_attention ---------------------------------------------------------------
 
 /// Unchecked, this input would run gemm over k with q's row stride: past the end of k.

@@ -3,10 +3,9 @@
 //! weighted sum of values by `gemm`. Nothing of size `[heads, Nq, Nk]` is allocated.
 
 use burn_flex::FlexTensor;
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::{exp, f32s, multiversion, new_f32};
+use super::{Strided, f32s, matmul, multiversion, new_f32, softmax_in_place};
 
 /// Queries per task.
 const BLOCK: usize = 32;
@@ -61,27 +60,9 @@ pub(crate) fn masked_attention(
             // (likewise < B·Nk·C), dh columns each; scores is [rows, Nk] contiguous.
             unsafe {
                 // scores[rows, nk] = Q[rows, dh] · Kᵀ[dh, nk]
-                gemm(
-                    rows,
-                    nk,
-                    dh,
-                    scores.as_mut_ptr(),
-                    1,
-                    nk as isize,
-                    false,
-                    q_ptr.as_ptr(),
-                    1,
-                    c as isize,
-                    k_ptr.as_ptr(),
-                    c as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
+                let q = Strided::rows(q_ptr, c);
+                let kt = Strided::transposed(k_ptr, c);
+                matmul((rows, nk, dh), &mut scores, q, kt);
             }
             for (r, row) in scores.chunks_exact_mut(nk).enumerate() {
                 let m =
@@ -91,27 +72,9 @@ pub(crate) fn masked_attention(
             // SAFETY: as above (scores [rows, Nk] and v_ptr's Nk rows of dh columns at
             // stride C); tile is [rows, dh] contiguous.
             unsafe {
-                gemm(
-                    rows,
-                    dh,
-                    nk,
-                    tile.as_mut_ptr(),
-                    1,
-                    dh as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    nk as isize,
-                    v_ptr.as_ptr(),
-                    1,
-                    c as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
+                let p = Strided::rows(&scores, nk);
+                let v = Strided::rows(v_ptr, c);
+                matmul((rows, dh, nk), &mut tile, p, v);
             }
             (batch, head, q0, tile)
         })
@@ -126,9 +89,6 @@ pub(crate) fn masked_attention(
     new_f32(out, &[b, nq, c])
 }
 
-/// Lanes of the independent accumulators (lets the reductions vectorise).
-const LANES: usize = 8;
-
 /// Masked softmax of one score row in place.
 #[inline(always)]
 fn body<const FMA: bool>(row: &mut [f32], mask: Option<&[u8]>) {
@@ -137,46 +97,7 @@ fn body<const FMA: bool>(row: &mut [f32], mask: Option<&[u8]>) {
             *s = if m != 0 { f32::NEG_INFINITY } else { *s };
         }
     }
-    let mut lane_max = [f32::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (m, &s) in lane_max.iter_mut().zip(chunk) {
-            *m = m.max(s);
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&lane_max)
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    if max == f32::NEG_INFINITY {
-        row.fill(f32::NAN);
-        return;
-    }
-    let e = |s: f32| {
-        if s == f32::NEG_INFINITY {
-            0.0
-        } else {
-            exp::<FMA>(s - max)
-        }
-    };
-    let mut lane_sum = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
-        for (acc, s) in lane_sum.iter_mut().zip(chunk.iter_mut()) {
-            *s = e(*s);
-            *acc += *s;
-        }
-    }
-    let mut sum = lane_sum.iter().sum::<f32>();
-    for s in chunks.into_remainder() {
-        *s = e(*s);
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
-    for s in row.iter_mut() {
-        *s *= inv;
-    }
+    softmax_in_place::<FMA>(row);
 }
 
 multiversion!(body_avx2, body, (row: &mut [f32], mask: Option<&[u8]>));

@@ -3,6 +3,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod cast;
+pub(crate) mod causal_attention;
 pub(crate) mod conv;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
@@ -14,6 +15,7 @@ pub(crate) mod rope;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod sgemm;
 pub(crate) mod silu;
+pub(crate) mod write_positions;
 
 pub(crate) use crate::linear;
 
@@ -123,6 +125,130 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     let p = madd::<FMA>(p, r * r, r) + 1.0;
     let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * scale
+}
+
+/// Lanes of the independent accumulators of [`softmax_in_place`] (lets its reductions
+/// vectorise).
+const SOFTMAX_LANES: usize = 8;
+
+/// Softmax of `row` in place with the vectorised [`exp`]: `−∞` entries get 0, and a row
+/// of `−∞` only becomes NaN, as in PyTorch.
+#[inline(always)]
+pub(crate) fn softmax_in_place<const FMA: bool>(row: &mut [f32]) {
+    let mut lane_max = [f32::NEG_INFINITY; SOFTMAX_LANES];
+    let mut chunks = row.chunks_exact(SOFTMAX_LANES);
+    for chunk in &mut chunks {
+        for (m, &s) in lane_max.iter_mut().zip(chunk) {
+            *m = m.max(s);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lane_max)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if max == f32::NEG_INFINITY {
+        row.fill(f32::NAN);
+        return;
+    }
+    let e = |s: f32| {
+        if s == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp::<FMA>(s - max)
+        }
+    };
+    let mut lane_sum = [0.0f32; SOFTMAX_LANES];
+    let mut chunks = row.chunks_exact_mut(SOFTMAX_LANES);
+    for chunk in &mut chunks {
+        for (acc, s) in lane_sum.iter_mut().zip(chunk.iter_mut()) {
+            *s = e(*s);
+            *acc += *s;
+        }
+    }
+    let mut sum = lane_sum.iter().sum::<f32>();
+    for s in chunks.into_remainder() {
+        *s = e(*s);
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    for s in row.iter_mut() {
+        *s *= inv;
+    }
+}
+
+/// A strided f32 matrix operand of [`matmul`]: its first element and the steps from one
+/// row and one column to the next.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided {
+    pub(crate) at: *const f32,
+    pub(crate) row: isize,
+    pub(crate) col: isize,
+}
+
+impl Strided {
+    /// The matrix whose rows start every `step` values of `x` (row-major).
+    pub(crate) fn rows(x: &[f32], step: usize) -> Self {
+        Self {
+            at: x.as_ptr(),
+            row: step as isize,
+            col: 1,
+        }
+    }
+
+    /// The transpose of [`Strided::rows`]`(x, step)`: its columns start every `step`
+    /// values of `x`.
+    pub(crate) fn transposed(x: &[f32], step: usize) -> Self {
+        Self {
+            at: x.as_ptr(),
+            row: 1,
+            col: step as isize,
+        }
+    }
+}
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` by the `gemm` crate on the calling thread, `dst`
+/// contiguous (row step `n`).
+///
+/// # Safety
+/// `dst` must hold `m · n` values, and every element `(i, j)` of `lhs` (`i < m`, `j < k`)
+/// and of `rhs` (`i < k`, `j < n`) must lie in memory that is readable for the call.
+pub(crate) unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: Strided,
+    rhs: Strided,
+) {
+    assert!(
+        dst.len() >= m * n,
+        "matmul: {} values for [{m}, {n}]",
+        dst.len()
+    );
+    // SAFETY: dst holds m·n values (asserted), the operands' elements are readable (the
+    // caller's contract).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.at,
+            lhs.col,
+            lhs.row,
+            rhs.at,
+            rhs.col,
+            rhs.row,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Runs `$body::<true>` in an AVX2+FMA-compiled copy when [`isa::isa`] allows them (the

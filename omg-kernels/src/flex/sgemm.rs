@@ -24,6 +24,8 @@ const BLOCK: usize = 4 * PANEL;
 const MR: usize = 12;
 /// Weight rows per packed chunk (a 256 KiB buffer of four panels).
 const KC: usize = 512;
+/// Weight rows requested ahead of the one being packed.
+const AHEAD: usize = 4;
 
 /// `x` `[…, in]` · `weight` `[in, out]` + `bias` `[out]` → `[…, out]` (contiguous f32;
 /// the caller checked the shapes and that the CPU has AVX-512 F).
@@ -85,10 +87,21 @@ fn block(
     let panels = width.div_ceil(PANEL);
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
-        buffer.clear();
-        buffer.resize(panels * kc * PANEL, 0.0);
+        // every value a tile reads is packed below, but the columns past a narrower
+        // last panel, whose results are dropped: the buffer is not cleared
+        let packed_len = panels * kc * PANEL;
+        if buffer.len() < packed_len {
+            buffer.resize(packed_len, 0.0);
+        }
         // weight row k0 + kk, columns c0 + 32·p .. → panel p's row kk
         for kk in 0..kc {
+            // the row AHEAD rows on is requested now: many rows in flight at once
+            if kk + AHEAD < kc {
+                let ahead = &w[(k0 + kk + AHEAD) * n + c0..(k0 + kk + AHEAD) * n + c0 + width];
+                for line in ahead.chunks(16) {
+                    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+                }
+            }
             let src = &w[(k0 + kk) * n + c0..(k0 + kk) * n + c0 + width];
             for (p, part) in src.chunks(PANEL).enumerate() {
                 let d = (p * kc + kk) * PANEL;
@@ -103,7 +116,7 @@ fn block(
         };
         // each tile of input rows against every panel while its rows are in L1
         for r0 in (0..m).step_by(MR) {
-            for (packed, out) in buffer
+            for (packed, out) in buffer[..packed_len]
                 .chunks_exact(kc * PANEL)
                 .zip(dst.chunks_exact_mut(m * PANEL))
             {

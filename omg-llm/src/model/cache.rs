@@ -2,6 +2,8 @@
 
 use burn::tensor::{Tensor, backend::Backend};
 
+use omg_kernels::write_positions;
+
 use crate::LlmError;
 
 /// Keys and values of one attention layer, preallocated to a fixed capacity:
@@ -9,8 +11,8 @@ use crate::LlmError;
 /// filled.
 #[derive(Debug, Clone)]
 pub struct LayerKvCache<B: Backend> {
-    // `Option` only so that `append` can take the tensors by value: a uniquely
-    // owned tensor is updated in place instead of copied.
+    // `Option` only so that `append` can take the tensors by value: a cache tensor
+    // that shares its memory with no other tensor is written in place.
     k: Option<Tensor<B, 4>>,
     v: Option<Tensor<B, 4>>,
 }
@@ -86,24 +88,22 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Writes `k`, `v` `[batch, kv_heads, T, head_dim]` of layer `layer` at the
-    /// current position and returns all cached keys and values including them.
+    /// current position and returns the layer's whole cache tensors
+    /// `[batch, kv_heads, capacity, head_dim]`, of which the first `len() + T` positions
+    /// are filled (shared with the cache, not copied).
     pub(crate) fn append(
         &mut self,
         layer: usize,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let [b, h, t, d] = k.dims();
         let start = self.len;
-        let end = start + t;
         let cache = &mut self.layers[layer];
-        let ranges = [0..b, 0..h, start..end, 0..d];
-        let all = [0..b, 0..h, 0..end, 0..d];
         let ck = cache.k.take().expect("cache tensors are always present");
         let cv = cache.v.take().expect("cache tensors are always present");
-        let ck = ck.slice_assign(ranges.clone(), k);
-        let cv = cv.slice_assign(ranges, v);
-        let out = (ck.clone().slice(all.clone()), cv.clone().slice(all));
+        let ck = write_positions(ck, start, k);
+        let cv = write_positions(cv, start, v);
+        let out = (ck.clone(), cv.clone());
         cache.k = Some(ck);
         cache.v = Some(cv);
         out

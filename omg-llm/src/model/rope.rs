@@ -4,7 +4,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use omg_kernels::rotate_half_rope;
+use omg_kernels::{grouped_heads, rotate_half_rope};
 
 use crate::config::{InternLM2Config, RopeScaling, RopeScalingKind};
 
@@ -108,6 +108,14 @@ impl<B: Backend> RopeTables<B> {
     /// `x·cos + rotate_half(x)·sin` with `rotate_half([a, b]) = [−b, a]`.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         rotate_half_rope(x, self.cos.clone(), self.sin.clone())
+    }
+
+    /// Slots `first … first + count − 1` of each key/value group of a fused projection
+    /// `qkv` `[batch, T, kv_heads, slots, head_dim]`, rotated: `[batch, kv_heads·count,
+    /// T, head_dim]` (see [`grouped_heads`]).
+    pub fn rotated_heads(&self, qkv: Tensor<B, 5>, first: usize, count: usize) -> Tensor<B, 4> {
+        let tables = (self.cos.clone(), self.sin.clone());
+        grouped_heads(qkv, first, count, Some(tables))
     }
 }
 
