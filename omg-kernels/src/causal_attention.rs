@@ -7,6 +7,7 @@ use burn::tensor::{Bool, Tensor, TensorData, activation::softmax, backend::Backe
 use burn_flex::FlexTensor;
 
 use crate::dispatch::{Dim, Entry, Site, dispatch, expect, fallback, is_f32, require};
+use crate::visible_keys::visible_keys;
 
 /// `q` `[B, H, T, D]` (RoPE applied), `k`, `v` `[B, KV, S, D]` of which the first `keys`
 /// positions are filled (a KV cache of capacity `S`, or `keys = S`), `KV` dividing `H`
@@ -154,10 +155,4 @@ fn hidden_keys<B: Backend>(
         }
     }
     Tensor::from_data(TensorData::new(mask, [b, 1, g * t, s]), device)
-}
-
-/// The keys query position `p` of a row with `pad` padding positions sees: `pad ..= p`,
-/// or itself only when it is padding (`p < pad`).
-pub(crate) fn visible_keys(p: usize, pad: usize) -> std::ops::RangeInclusive<usize> {
-    if p < pad { p..=p } else { pad..=p }
 }

@@ -134,6 +134,7 @@ mod quant;
 mod quant_format;
 mod rope;
 mod silu;
+mod visible_keys;
 mod write_positions;
 
 #[cfg(feature = "flex")]

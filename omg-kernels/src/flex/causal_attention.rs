@@ -8,7 +8,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::{Strided, f32s, matmul, multiversion, new_f32, softmax_in_place};
-use crate::causal_attention::visible_keys;
+use crate::visible_keys::visible_keys;
 
 /// Query positions per task.
 const BLOCK: usize = 64;
