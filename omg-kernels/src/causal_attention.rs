@@ -30,11 +30,7 @@ pub fn causal_attention<B: Backend>(
     keys: usize,
     left_padding: &[usize],
 ) -> Tensor<B, 3> {
-    let entry = CausalAttention {
-        keys,
-        left_padding: left_padding.to_vec(),
-    };
-    dispatch(entry, (q, k, v))
+    dispatch(CausalAttention::new(keys, left_padding), (q, k, v))
 }
 
 /// [`causal_attention`] in plain burn ops: the score tensor, a boolean mask, softmax and
@@ -47,17 +43,22 @@ pub fn causal_attention_fallback<B: Backend>(
     keys: usize,
     left_padding: &[usize],
 ) -> Tensor<B, 3> {
-    let entry = CausalAttention {
-        keys,
-        left_padding: left_padding.to_vec(),
-    };
-    fallback(entry, (q, k, v))
+    fallback(CausalAttention::new(keys, left_padding), (q, k, v))
 }
 
 /// [`causal_attention`] as a kernel entry.
 struct CausalAttention {
     keys: usize,
     left_padding: Vec<usize>,
+}
+
+impl CausalAttention {
+    fn new(keys: usize, left_padding: &[usize]) -> Self {
+        Self {
+            keys,
+            left_padding: left_padding.to_vec(),
+        }
+    }
 }
 
 impl<B: Backend> Entry<B> for CausalAttention {

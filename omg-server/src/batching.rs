@@ -97,7 +97,7 @@ impl ChatRow {
         let greedy = self.sampling.temperature.is_none_or(|t| t == 0.0);
         greedy.then_some(BatchKey {
             force_seg: self.sampling.force_seg,
-            ignore_eos: self.sampling.ignore_eos.unwrap_or(false),
+            ignore_eos: self.sampling.ignore_eos,
         })
     }
 }

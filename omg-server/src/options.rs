@@ -33,7 +33,7 @@ pub struct SamplingFields {
     pub force_seg: Option<usize>,
     /// Extension (vLLM's): generate all `max_tokens`, past the end-of-turn tokens.
     #[serde(default)]
-    pub ignore_eos: Option<bool>,
+    pub ignore_eos: bool,
 }
 
 /// The Pipeline options of `fields`, or a 400 `bad_parameter` naming the bad field.
@@ -71,7 +71,7 @@ pub fn generate_options(
     if let Some(k) = fields.force_seg {
         options = options.with_forced_seg(k);
     }
-    options = options.with_ignore_eos(fields.ignore_eos.unwrap_or(false));
+    options = options.with_ignore_eos(fields.ignore_eos);
     options.validate().map_err(|e| match e {
         OmgLlavaError::InvalidOption { option, reason } => bad(format!(
             "{}: {}",
@@ -118,9 +118,8 @@ mod tests {
             })
             .map(|o| o.ignore_eos)
         };
-        assert_eq!(ignore(None), Ok(false));
-        assert_eq!(ignore(Some(false)), Ok(false));
-        assert_eq!(ignore(Some(true)), Ok(true));
+        assert_eq!(ignore(false), Ok(false));
+        assert_eq!(ignore(true), Ok(true));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use omg_kernels::{grouped_heads, rotate_half_rope};
+use omg_kernels::grouped_heads;
 
 use crate::config::{InternLM2Config, RopeScaling, RopeScalingKind};
 
@@ -104,12 +104,6 @@ pub struct RopeTables<B: Backend> {
 }
 
 impl<B: Backend> RopeTables<B> {
-    /// Applies the rotation to `x` `[batch, heads, T, head_dim]`:
-    /// `x·cos + rotate_half(x)·sin` with `rotate_half([a, b]) = [−b, a]`.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        rotate_half_rope(x, self.cos.clone(), self.sin.clone())
-    }
-
     /// Slots `first … first + count − 1` of each key/value group of a fused projection
     /// `qkv` `[batch, T, kv_heads, slots, head_dim]`, rotated: `[batch, kv_heads·count,
     /// T, head_dim]` (see [`grouped_heads`]).
