@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Tensor, backend::Backend};
-use omg_kernels::{depthwise_conv2d_nhwc, gelu};
+use omg_kernels::{depthwise_conv2d_nhwc, gelu, linear};
 
 use crate::config::BackboneConfig;
 
@@ -58,10 +58,8 @@ impl<B: Backend> ConvNextBlock<B> {
         );
         // one [B·H·W, C] matrix: a single large matmul per linear, not one per image row
         let [b, h, w, c] = y.dims();
-        let y = self.fc2.forward(gelu(
-            self.fc1
-                .forward(self.norm.forward(y.reshape([b * h * w, c]))),
-        ));
+        let y = self.norm.forward(y.reshape([b * h * w, c]));
+        let y = linear(&self.fc2, gelu(linear(&self.fc1, y)));
         x + (y * self.gamma.val().unsqueeze_dim(0)).reshape([b, h, w, c])
     }
 }

@@ -6,10 +6,9 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Bool, Int, Tensor, activation::relu, backend::Backend};
 
-use omg_kernels::masked_attention;
+use omg_kernels::{linear, linear_with, masked_attention};
 
 use crate::config::MaskDecoderConfig;
 use crate::ffn::Ffn;
@@ -37,8 +36,8 @@ impl<B: Backend> Mlp3<B> {
 
     /// Applies the MLP.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2
-            .forward(relu(self.fc1.forward(relu(self.fc0.forward(x)))))
+        let x = relu(linear(&self.fc0, x));
+        linear(&self.fc2, relu(linear(&self.fc1, x)))
     }
 }
 
@@ -79,7 +78,7 @@ impl<B: Backend> MultiheadAttention<B> {
         let w = self.in_proj.weight.val();
         let bias = self.in_proj.bias.as_ref().map(|p| p.val());
         let part = |x: Tensor<B, 3>, i: usize| {
-            linear(
+            linear_with(
                 x,
                 w.clone().slice([0..c, i * c..(i + 1) * c]),
                 bias.clone().map(|bb| bb.slice(i * c..(i + 1) * c)),
@@ -89,7 +88,7 @@ impl<B: Backend> MultiheadAttention<B> {
         let k = part(key_with_pos, 1);
         let v = part(value, 2);
         let out = masked_attention(q, k, v, h, mask);
-        query + self.out_proj.forward(out)
+        query + linear(&self.out_proj, out)
     }
 }
 

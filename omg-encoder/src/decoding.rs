@@ -13,6 +13,7 @@ use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Bool, Int, Tensor, TensorData, activation::sigmoid, backend::Backend};
+use omg_kernels::matmul;
 
 use crate::config::MaskDecoderConfig;
 use crate::decoder_layer::{DecoderLayer, LevelMemory, Mlp3, unblock_full_rows};
@@ -173,7 +174,7 @@ impl<B: Backend> DecoderStack<B> {
         features: Tensor<B, 3>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let d = self.post_norm.forward(q);
-        (self.mask_embed.forward(d.clone()).matmul(features), d)
+        (matmul(self.mask_embed.forward(d.clone()), features), d)
     }
 
     /// Runs every layer from `query` / `query_pos` `[N, Q, C]` over `levels` (visited

@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, activation::relu, backend::Backend};
+use omg_kernels::linear;
 
 /// Two linears with a ReLU between and the identity added back.
 #[derive(Module, Debug)]
@@ -24,7 +25,7 @@ impl<B: Backend> Ffn<B> {
 
     /// `x + fc2(relu(fc1(x)))`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        x.clone() + self.fc2.forward(relu(self.fc1.forward(x)))
+        x.clone() + linear(&self.fc2, relu(linear(&self.fc1, x)))
     }
 }
 

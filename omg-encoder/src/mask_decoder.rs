@@ -12,6 +12,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Bool, Tensor, activation::sigmoid, backend::Backend};
+use omg_kernels::matmul;
 
 use crate::class_embedding::ClassEmbedding;
 use crate::config::MaskDecoderConfig;
@@ -156,7 +157,7 @@ impl<B: Backend> MaskDecoder<B> {
             .greater_elem(0.0)
             .float();
         let denom = bin.clone().sum_dim(2) + 1e-8;
-        let pooled = bin.matmul(feats.swap_dims(1, 2)) / denom; // [b, nq, c]
+        let pooled = matmul(bin, feats.swap_dims(1, 2)) / denom; // [b, nq, c]
         let pooled = self
             .mask_pooling_proj
             .forward(self.mask_pooling_norm.forward(pooled));

@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
-use omg_kernels::ms_deform_attn;
+use omg_kernels::{linear, ms_deform_attn};
 
 /// Multi-scale deformable attention (`batch_first`, value = the un-positioned query).
 #[derive(Module, Debug)]
@@ -59,17 +59,12 @@ impl<B: Backend> MultiScaleDeformableAttention<B> {
         let (heads, levels, points) = (self.num_heads, self.num_levels, self.num_points);
         let dh = c / heads;
         let q = query.clone() + query_pos;
-        let value = self.value_proj.forward(value);
+        let value = linear(&self.value_proj, value);
         let n = value.dims()[1];
 
-        let offsets = self
-            .sampling_offsets
-            .forward(q.clone())
-            .reshape([b, nq, heads, levels, points, 2]);
-        let logits = self
-            .attention_weights
-            .forward(q)
-            .reshape([b, nq, heads, levels * points]);
+        let offsets =
+            linear(&self.sampling_offsets, q.clone()).reshape([b, nq, heads, levels, points, 2]);
+        let logits = linear(&self.attention_weights, q).reshape([b, nq, heads, levels * points]);
         let out = ms_deform_attn(
             value.reshape([b, n, heads, dh]),
             shapes,
@@ -77,6 +72,6 @@ impl<B: Backend> MultiScaleDeformableAttention<B> {
             offsets,
             logits,
         );
-        query + self.output_proj.forward(out)
+        query + linear(&self.output_proj, out)
     }
 }

@@ -20,6 +20,8 @@
 //! Kernels:
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
 //!   (token-by-token decoding reads every weight once per step);
+//! * [`matmul`]: burn's rank-3 `matmul` (a batch of matrix products), with the
+//!   many-row linears' tiled kernel (the mask decoder's mask head and mask pooling);
 //! * [`quant_linear`]: a linear layer whose weight is int8 or int4 with group scales
 //!   ([`QuantizedMatrix`]), multiplied in integers with the input quantized per group
 //!   too (AVX-512 VNNI byte and word products where the CPU has them), a GEMV for
@@ -130,6 +132,7 @@ mod gelu;
 mod grouped_heads;
 mod linear;
 mod low_rank;
+mod matmul;
 mod quant;
 mod quant_format;
 mod rope;
@@ -154,6 +157,7 @@ pub use linear::{
     FEW_ROWS, half_linear, half_linear_fallback, linear, linear_fallback, linear_with,
 };
 pub use low_rank::add_scaled_product;
+pub use matmul::{matmul, matmul_fallback};
 pub use quant::{dequantize, quant_linear, quant_linear_fallback};
 pub use quant_format::{QUANT_GROUP, QuantBits, QuantLayout, QuantizedMatrix, activation_level};
 pub use rope::{rotate_half_rope, rotate_half_rope_fallback};

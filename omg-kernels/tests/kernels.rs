@@ -280,14 +280,16 @@ fn few_row_linear_matches_burns_linear() {
 #[test]
 fn many_row_linear_matches_burns_linear() {
     // the AVX-512 tiled kernel where the CPU has it (else the fallback twice): tiles of
-    // 1–12 rows, blocks of 128 and panels of 32 columns with a narrower last one, the
-    // weight rows in chunks of 512 with a shorter last one
+    // 1–12 rows, tasks of 2048 rows and 128 columns with narrower last ones, panels of
+    // 32 columns with a narrower last one, the weight rows in equal chunks of at most 512
     for (rows, k, n, with_bias) in [
         (9, 16, 40, true),
         (13, 1, 33, false),
         (24, 64, 128, true),
         (37, 600, 161, false),
         (100, 1100, 300, true),
+        (4100, 7, 45, true),
+        (2049, 515, 17, false),
     ] {
         let x = random([1, rows, k], -1.0, 1.0);
         let w = random([k, n], -1.0, 1.0);
@@ -327,12 +329,44 @@ fn rope_of_a_strided_view_is_bit_identical_to_the_plain_ops() {
 }
 
 #[test]
+fn batched_matmul_matches_burns_matmul() {
+    // the tiled kernel where the CPU has AVX-512 (else the fallback twice): few rows
+    // (burn's matmul), tiles of 1–12 rows, tasks of 2048 rows and of 128 columns with
+    // narrower last ones, depths in equal chunks of at most 512
+    for (n, m, k, p) in [
+        (1, 3, 5, 7),
+        (2, 9, 16, 40),
+        (3, 37, 600, 161),
+        (1, 2050, 11, 129),
+        (2, 300, 1030, 33),
+    ] {
+        let a = random([n, m, k], -1.0, 1.0);
+        let b = random([n, k, p], -1.0, 1.0);
+        let ours = matmul(a.clone(), b.clone());
+        let expected = matmul_fallback(a.clone(), b.clone());
+        assert_eq!(ours.dims(), [n, m, p]);
+        let d = max_abs_diff(ours, expected);
+        assert!(
+            d < 1e-5 * (k as f32).sqrt(),
+            "[{n}, {m}, {k}] x [{k}, {p}]: {d}"
+        );
+        // a transposed view as the right operand (made contiguous first)
+        let bt = b.clone().swap_dims(1, 2).into_data();
+        let bt = Tensor::<B, 3>::from_data(bt, &Default::default()).swap_dims(1, 2);
+        let d = max_abs_diff(matmul(a.clone(), bt), matmul_fallback(a, b));
+        assert!(d < 1e-5 * (k as f32).sqrt(), "transposed [{k}, {p}]: {d}");
+    }
+}
+
+#[test]
 fn same_convolution_matches_conv2d() {
     for (b, cin, cout, h, w, k, with_bias) in [
         (1, 5, 7, 6, 9, 3, true),
         (2, 3, 4, 5, 4, 3, false),
         (1, 4, 2, 7, 7, 5, true),
         (1, 2, 3, 3, 3, 1, true),
+        // more than one task of rows and of columns in the tiled products
+        (1, 6, 130, 48, 50, 3, true),
     ] {
         let x = random([b, cin, h, w], -1.0, 1.0);
         let weight = random([cout, cin, k, k], -1.0, 1.0);

@@ -17,6 +17,24 @@ fn mask(shape: [usize; 3]) -> Tensor<B, 3, Bool> {
     Tensor::from_data(TensorData::new(vec![false; n], shape), &Default::default())
 }
 
+// ---- matmul -------------------------------------------------------------------------
+
+/// Unchecked, the kernel would read the right operand as `[2, 5, 3]` past its end.
+#[test]
+#[should_panic(expected = "matmul: b is [2, 4, 3], expected [N=2, K=5, P] (a is [2, 20, 5])")]
+fn matmul_of_mismatched_depths() {
+    matmul(random([2, 20, 5]), random([2, 4, 3]));
+}
+
+/// No broadcasting of the batch: a batch of one against two is refused.
+#[test]
+#[should_panic(
+    expected = "matmul_fallback: b is [1, 5, 3], expected [N=2, K=5, P] (a is [2, 20, 5])"
+)]
+fn matmul_fallback_checks_the_same() {
+    matmul_fallback(random([2, 20, 5]), random([1, 5, 3]));
+}
+
 // ---- linear -------------------------------------------------------------------------
 
 /// Unchecked, this input would give a product over the first 5 of the 6 input rows of the

@@ -1,13 +1,16 @@
-//! `y = x · W` in f32 for many rows (prefill, the encoder's linears) with AVX-512:
-//! the weight `[k, n]` is cut into blocks of [`BLOCK`] columns, spread over the threads;
-//! each block's rows (in chunks of [`KC`], read as long contiguous runs) are copied once
-//! into panels of [`PANEL`] columns that stay in L2, and tiles of up to [`MR`] input rows
-//! × a panel's 32 columns keep their accumulators in 2·MR registers while `k` runs: per
-//! step, two loads of the weight row and one broadcast per input row feed 2·MR fused
-//! multiply-adds.
+//! `y = x · W + b` in f32 for many rows (prefill, the encoder's linears) with AVX-512.
+//!
+//! The output is cut into tasks of up to [`ROWS`] rows × [`BLOCK`] columns, spread over
+//! the threads (consecutive tasks share their rows, so a thread's next task finds them
+//! in cache). Each task copies its weight columns, in chunks of [`KC`] rows read as long
+//! contiguous runs, into panels of [`PANEL`] columns that stay in L2, and tiles of up to
+//! [`MR`] input rows × a panel's 32 columns keep their accumulators in 2·MR registers
+//! while `k` runs: per step, two loads of the weight row and one broadcast per input row
+//! feed 2·MR fused multiply-adds. Tiles write their results straight into the row-major
+//! output (masked stores at a narrower last panel): no zero-fill, no reordering pass.
 //!
 //! Each output is `Σ_k x[r, k] · w[k, c]` summed in input order with one rounding per
-//! multiply-add.
+//! multiply-add, then `+ b[c]`.
 
 use std::arch::x86_64::*;
 
@@ -20,6 +23,8 @@ use super::{f32s, new_f32};
 const PANEL: usize = 32;
 /// Output columns per parallel task (four panels).
 const BLOCK: usize = 4 * PANEL;
+/// Most output rows per parallel task.
+const ROWS: usize = 2048;
 /// Most input rows per register tile.
 const MR: usize = 12;
 /// Weight rows per packed chunk (a 256 KiB buffer of four panels).
@@ -33,62 +38,200 @@ pub(crate) fn many_rows(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTens
     let mut shape = x.layout().shape().to_vec();
     let [k, n] = weight.layout().shape().dims::<2>();
     let m = shape[..shape.len() - 1].iter().product::<usize>();
-    let mut out = product(f32s(&x), f32s(&weight), m, k, n);
-    if let Some(bias) = bias.as_ref().map(f32s) {
-        assert_eq!(
-            bias.len(),
-            n,
-            "sgemm: bias of {} for {n} columns",
-            bias.len()
-        );
-        super::add_bias(&mut out, bias);
-    }
+    let out = product(f32s(&x), f32s(&weight), bias.as_ref().map(f32s), m, k, n);
     *shape.last_mut().expect("non-empty shape") = n;
     new_f32(out, &shape)
 }
 
-/// `x` `[m, k]` · `w` `[k, n]` → `[m, n]` (the caller checked that the CPU has AVX-512 F).
-///
-/// # Panics
-/// If `x` is not `m · k` values or `w` not `k · n`.
-pub(crate) fn product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    assert!(
-        x.len() == m * k && w.len() == k * n,
-        "sgemm: x {} values for [{m}, {k}], w {} for [{k}, {n}]",
-        x.len(),
-        w.len()
-    );
-    let panels = n.div_ceil(PANEL);
-    let mut by_panel = vec![0.0f32; panels * m * PANEL];
-    if m > 0 && k > 0 {
-        by_panel
-            .par_chunks_mut(m * BLOCK)
-            .enumerate()
-            .for_each_init(Vec::new, |buffer, (b, dst)| {
-                // SAFETY: `product` is only called when `isa` reported AVX-512 on this CPU.
-                unsafe { block(x, w, (m, k, n), b * BLOCK, buffer, dst) }
-            });
+/// `a` `[N, M, K]` · `b` `[N, K, P]` → `[N, M, P]` (contiguous f32; the caller checked
+/// the shapes and that the CPU has AVX-512 F).
+pub(crate) fn batched(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+    let [batch, m, k] = a.layout().shape().dims::<3>();
+    let p = b.layout().shape().dims::<3>()[2];
+    let (a, b) = (f32s(&a), f32s(&b));
+    let mut out = Vec::with_capacity(batch * m * p);
+    for i in 0..batch {
+        out.extend(product(
+            &a[i * m * k..(i + 1) * m * k],
+            &b[i * k * p..(i + 1) * k * p],
+            None,
+            m,
+            k,
+            p,
+        ));
     }
-    super::unblock(&by_panel, m, n, PANEL)
+    new_f32(out, &[batch, m, p])
 }
 
-/// Columns `c0..c0 + BLOCK` (those that exist) of every row into `dst`, panel by panel
-/// (`[panels][m][32]`).
-#[target_feature(enable = "avx512f")]
-fn block(
+/// `x` `[m, k]` · `w` `[k, n]` + `bias` `[n]` → `[m, n]` (the caller checked that the CPU
+/// has AVX-512 F).
+///
+/// # Panics
+/// If `x` is not `m · k` values, `w` not `k · n` or `bias` not `n`.
+pub(crate) fn product(
     x: &[f32],
     w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    check(x, w, bias, m, k, n);
+    if m == 0 || n == 0 || k == 0 {
+        let mut out = vec![0.0f32; m * n];
+        if let Some(bias) = bias.filter(|_| n > 0) {
+            super::add_bias(&mut out, bias);
+        }
+        return out;
+    }
+    let mut out = Vec::<f32>::with_capacity(m * n);
+    let dst = Output {
+        ptr: out.as_mut_ptr(),
+        m,
+        n,
+        accumulate: false,
+    };
+    // SAFETY: the CPU has AVX-512 F (the caller checked); `dst` is `m · n` values that
+    // nothing else touches.
+    unsafe { run(x, w, bias, k, dst) };
+    // SAFETY: `run` wrote every value (the first chunk of each tile stores all its rows
+    // and columns, k > 0; the tasks cover `m · n`).
+    unsafe { out.set_len(m * n) };
+    out
+}
+
+/// `out` `[m, n]` += `x` `[m, k]` · `w` `[k, n]` (+ `bias` `[n]`) (the caller checked that
+/// the CPU has AVX-512 F): each output is its old value, then the products in input
+/// order, one rounding per multiply-add, then the bias.
+///
+/// # Panics
+/// If `x` is not `m · k` values, `w` not `k · n`, `bias` not `n` or `out` not `m · n`.
+pub(crate) fn add_product(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
     (m, k, n): (usize, usize, usize),
-    c0: usize,
-    buffer: &mut Vec<f32>,
-    dst: &mut [f32],
+    out: &mut [f32],
 ) {
-    let width = BLOCK.min(n - c0);
+    check(x, w, bias, m, k, n);
+    assert_eq!(
+        out.len(),
+        m * n,
+        "sgemm: out of {} values for [{m}, {n}]",
+        out.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if let Some(bias) = bias {
+            super::add_bias(out, bias);
+        }
+        return;
+    }
+    let dst = Output {
+        ptr: out.as_mut_ptr(),
+        m,
+        n,
+        accumulate: true,
+    };
+    // SAFETY: the CPU has AVX-512 F (the caller checked); `dst` is `out`, borrowed
+    // mutably here.
+    unsafe { run(x, w, bias, k, dst) };
+}
+
+/// Panics unless the operands have the sizes of `[m, k] · [k, n] + [n]`.
+fn check(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) {
+    assert!(
+        x.len() == m * k && w.len() == k * n && bias.is_none_or(|b| b.len() == n),
+        "sgemm: x {} values for [{m}, {k}], w {} for [{k}, {n}], bias {:?} for {n}",
+        x.len(),
+        w.len(),
+        bias.map(<[f32]>::len)
+    );
+}
+
+/// The tasks of `dst` += or = `x` · `w` (+ `bias`), in parallel.
+///
+/// # Safety
+/// The CPU has AVX-512 F; `dst` points to `m · n` values (initialised if it
+/// accumulates) that nothing else touches while this runs; `k > 0`, the operands have
+/// the sizes [`check`] asks.
+#[target_feature(enable = "avx512f")]
+unsafe fn run(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Output) {
+    let (m, n) = (dst.m, dst.n);
+    let (ranges, blocks) = (m.div_ceil(ROWS), n.div_ceil(BLOCK));
+    (0..ranges * blocks)
+        .into_par_iter()
+        .for_each_init(Vec::new, |buffer, t| {
+            let (rows, c0) = ((t / blocks) * ROWS, (t % blocks) * BLOCK);
+            let task = Task {
+                rows: rows..(rows + ROWS).min(m),
+                c0,
+                width: BLOCK.min(n - c0),
+            };
+            // SAFETY: AVX-512 F (this function's contract); the tasks cover disjoint
+            // rectangles of `dst`.
+            unsafe { block(x, w, bias, k, &task, buffer, dst) }
+        });
+}
+
+/// The row-major `[m, n]` output that the tasks write into, each its own rectangle.
+#[derive(Clone, Copy)]
+struct Output {
+    /// Start of `m · n` allocated values.
+    ptr: *mut f32,
+    /// Rows.
+    m: usize,
+    /// Columns (the row stride).
+    n: usize,
+    /// Whether the products are added to the values there (else they replace them).
+    accumulate: bool,
+}
+
+// SAFETY: the tasks that share an `Output` write disjoint rectangles of it, and nothing
+// reads it until they have all finished.
+unsafe impl Send for Output {}
+// SAFETY: as above.
+unsafe impl Sync for Output {}
+
+/// One parallel task: output rows `rows` × columns `c0..c0 + width`.
+struct Task {
+    /// Output (and input) rows.
+    rows: std::ops::Range<usize>,
+    /// First output column.
+    c0: usize,
+    /// Output columns, at most [`BLOCK`].
+    width: usize,
+}
+
+/// The task's rectangle of `dst`, chunk by chunk of weight rows.
+///
+/// # Safety
+/// The CPU has AVX-512 F; no other thread touches the rectangle while this runs.
+#[target_feature(enable = "avx512f")]
+unsafe fn block(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    task: &Task,
+    buffer: &mut Vec<f32>,
+    dst: Output,
+) {
+    let (c0, width, n) = (task.c0, task.width, dst.n);
+    assert!(
+        task.rows.end <= dst.m && c0 + width <= n && width <= BLOCK && w.len() == k * n,
+        "sgemm: task outside the output"
+    );
     let panels = width.div_ceil(PANEL);
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
+    // the chunks of weight rows, of equal length (at most KC)
+    let chunks = k.div_ceil(KC);
+    let step = k.div_ceil(chunks);
+    for k0 in (0..k).step_by(step) {
+        let kc = step.min(k - k0);
         // every value a tile reads is packed below, but the columns past a narrower
-        // last panel, whose results are dropped: the buffer is not cleared
+        // last panel, whose results are not stored: the buffer is not cleared
         let packed_len = panels * kc * PANEL;
         if buffer.len() < packed_len {
             buffer.resize(packed_len, 0.0);
@@ -108,22 +251,26 @@ fn block(
                 buffer[d..d + part.len()].copy_from_slice(part);
             }
         }
-        let chunk = Chunk {
-            k,
-            k0,
-            kc,
-            first: k0 == 0,
-        };
         // each tile of input rows against every panel while its rows are in L1
-        for r0 in (0..m).step_by(MR) {
-            for (packed, out) in buffer[..packed_len]
-                .chunks_exact(kc * PANEL)
-                .zip(dst.chunks_exact_mut(m * PANEL))
-            {
+        for r0 in task.rows.clone().step_by(MR) {
+            for (p, packed) in buffer[..packed_len].chunks_exact(kc * PANEL).enumerate() {
+                let c = c0 + p * PANEL;
+                let at = Tile {
+                    k,
+                    k0,
+                    kc,
+                    first: k0 == 0 && !dst.accumulate,
+                    bias: bias.filter(|_| k0 + kc == k).map(|b| &b[c..]),
+                    r0,
+                    c,
+                    columns: PANEL.min(n - c),
+                };
                 macro_rules! tiles {
                     ($($r:literal),*) => {
-                        match MR.min(m - r0) {
-                            $($r => tile::<$r>(x, packed, chunk, r0, out),)*
+                        match MR.min(task.rows.end - r0) {
+                            // SAFETY: the tile lies in the task's rectangle (r0 + R ≤ rows.end,
+                            // c + columns ≤ c0 + width), which no other thread touches.
+                            $($r => unsafe { tile::<$r>(x, packed, &at, dst) },)*
                             _ => unreachable!("1 to {MR} rows"),
                         }
                     };
@@ -135,34 +282,72 @@ fn block(
     }
 }
 
-/// Which weight rows a packed chunk holds.
-#[derive(Clone, Copy)]
-struct Chunk {
+/// One register tile: which weight rows the packed chunk holds and which outputs it
+/// computes.
+struct Tile<'a> {
     /// Row length of `x`.
     k: usize,
     /// First weight row of the chunk.
     k0: usize,
     /// Weight rows in the chunk.
     kc: usize,
-    /// Whether it is the first chunk (the tile starts from 0, else from `dst`).
+    /// Whether the tile starts from 0 (the first chunk of a product that replaces the
+    /// output), else from the output.
     first: bool,
+    /// At the last chunk, the bias from the tile's first column on (added at the end).
+    bias: Option<&'a [f32]>,
+    /// First output row.
+    r0: usize,
+    /// First output column.
+    c: usize,
+    /// Output columns that exist (at most 32; the packed panel has 32).
+    columns: usize,
 }
 
-/// Rows `r0..r0 + R` × the panel's 32 columns over the chunk's weight rows.
+/// Rows `r0..r0 + R` × the panel's columns over the chunk's weight rows.
+///
+/// # Safety
+/// The CPU has AVX-512 F; rows `r0..r0 + R` × columns `c..c + columns` lie in `dst`
+/// and no other thread touches them while this runs.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn tile<const R: usize>(x: &[f32], packed: &[f32], chunk: Chunk, r0: usize, dst: &mut [f32]) {
-    let Chunk { k, k0, kc, first } = chunk;
-    // the sizes of the unchecked loads below
-    assert!(packed.len() == kc * PANEL && x.len() >= (r0 + R) * k && k0 + kc <= k);
-    let out = &mut dst[r0 * PANEL..(r0 + R) * PANEL];
+unsafe fn tile<const R: usize>(x: &[f32], packed: &[f32], t: &Tile, dst: Output) {
+    let &Tile {
+        k,
+        k0,
+        kc,
+        first,
+        bias,
+        r0,
+        c,
+        columns,
+    } = t;
+    // the sizes of the unchecked loads and stores below
+    assert!(
+        packed.len() == kc * PANEL
+            && x.len() >= (r0 + R) * k
+            && k0 + kc <= k
+            && columns <= PANEL
+            && r0 + R <= dst.m
+            && c + columns <= dst.n
+            && bias.is_none_or(|b| b.len() >= columns)
+    );
+    // lanes of the two vectors that hold existing columns
+    let lanes = |from: usize| -> __mmask16 {
+        let count = columns.saturating_sub(from).min(16);
+        ((1u32 << count) - 1) as __mmask16
+    };
+    let (m0, m1) = (lanes(0), lanes(16));
+    // SAFETY (of the masked loads and stores): row r's columns c .. c + columns lie in
+    // `dst` (asserted above); the masks cover exactly those.
+    let out = |r: usize| unsafe { dst.ptr.add((r0 + r) * dst.n + c) };
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     if !first {
-        for (a, o) in acc.iter_mut().zip(out.chunks_exact(PANEL)) {
-            // SAFETY: 32 values at `o`.
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
             unsafe {
-                a[0] = _mm512_loadu_ps(o.as_ptr());
-                a[1] = _mm512_loadu_ps(o.as_ptr().add(16));
+                a[0] = _mm512_maskz_loadu_ps(m0, out(r));
+                a[1] = _mm512_maskz_loadu_ps(m1, out(r).add(16));
             }
         }
     }
@@ -181,11 +366,24 @@ fn tile<const R: usize>(x: &[f32], packed: &[f32], chunk: Chunk, r0: usize, dst:
             }
         }
     }
-    for (a, o) in acc.iter().zip(out.chunks_exact_mut(PANEL)) {
-        // SAFETY: 32 values at `o`.
+    if let Some(b) = bias {
+        // SAFETY: `b` holds at least `columns` values (asserted above).
+        let (b0, b1) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(m0, b.as_ptr()),
+                _mm512_maskz_loadu_ps(m1, b.as_ptr().add(16)),
+            )
+        };
+        for a in &mut acc {
+            a[0] = _mm512_add_ps(a[0], b0);
+            a[1] = _mm512_add_ps(a[1], b1);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        // SAFETY: as above.
         unsafe {
-            _mm512_storeu_ps(o.as_mut_ptr(), a[0]);
-            _mm512_storeu_ps(o.as_mut_ptr().add(16), a[1]);
+            _mm512_mask_storeu_ps(out(r), m0, a[0]);
+            _mm512_mask_storeu_ps(out(r).add(16), m1, a[1]);
         }
     }
 }
