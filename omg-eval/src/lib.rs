@@ -35,6 +35,6 @@ pub use error::EvalError;
 pub use gcg::{MiouAccumulator, PhraseMatches, PhraseSimilarity, RecallAccumulator};
 pub use meteor::{Meteor, MeteorScores, find_meteor_jar, meteor_metric};
 pub use overlap::Overlap;
-pub use referring::{ReferringAccumulator, ReferringScores, mask_from_logits};
+pub use referring::{ReferringAccumulator, ReferringScores, mask_from_logits, union_of};
 pub use report::{MetricRow, MetricTable, MetricValue};
 pub use tokenize::{coco_caption_tokens, ptb_tokenize};

@@ -25,6 +25,7 @@
 use omg_masks::BinaryMask;
 use serde::{Deserialize, Serialize};
 
+use crate::overlap::check_same_size;
 use crate::{EvalError, Overlap};
 
 /// Added to `ΣU` in the cIoU denominator.
@@ -49,6 +50,28 @@ pub fn mask_from_logits(
         .collect();
     BinaryMask::from_vec(height, width, bits).map_err(|source| EvalError::Mask {
         what: "mask logits".to_string(),
+        source,
+    })
+}
+
+/// The union of a sample's ground-truth masks (a referred object annotated with several
+/// polygons, or several referred objects), as the ground truth of one sample.
+///
+/// Fails with [`EvalError::Invalid`] for an empty list (its size is unknown) and
+/// [`EvalError::SizeMismatch`] when the masks differ in size.
+pub fn union_of(masks: &[BinaryMask], what: &str) -> Result<BinaryMask, EvalError> {
+    let Some(first) = masks.first() else {
+        return Err(EvalError::Invalid(format!("{what}: no ground-truth mask")));
+    };
+    let mut out = first.array().clone();
+    for m in &masks[1..] {
+        check_same_size(first, m, what)?;
+        ndarray::Zip::from(&mut out)
+            .and(m.array())
+            .for_each(|a, &b| *a |= b);
+    }
+    BinaryMask::from_array(out).map_err(|source| EvalError::Mask {
+        what: what.to_string(),
         source,
     })
 }

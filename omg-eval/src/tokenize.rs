@@ -15,11 +15,14 @@
 //! kept as one token (`?!` is not removed); Unicode quotes, dashes and `…` treated as
 //! their ASCII forms.
 //!
-//! Known divergences from the Java tokenizer (inputs rare in captions): URLs with
-//! `? = &` or `://` are split; emoticons such as `:)`, HTML tags and entities, `y'all`,
-//! `rock'n'roll`, a comma glued to a following digit (`dogs,3`), an abbreviation
-//! before a number (`no.1`) and a few quote placements differ. The test corpus
-//! lists the ones known.
+//! Also handled like the Java tokenizer: URLs, e-mail addresses, HTML tags and the
+//! entities `&amp; &lt; &gt;`, simple emoticons (`:)` -> `:-rrb-`), `'n'`, `y'all`,
+//! `no.` before a number, a comma glued to a following number (`,3`).
+//!
+//! Known divergences (inputs rare in captions): the Java tokenizer is a large lexer,
+//! and inputs outside the rules above (other emoticons and entities, unusual quote
+//! placements, URLs with brackets) may split differently. The test corpus of
+//! `tests/official.rs` records every input of its corpus known to differ.
 
 /// Punctuation tokens that pycocoevalcap removes after tokenizing.
 pub const REMOVED_PUNCTUATION: [&str; 17] = [
@@ -57,10 +60,11 @@ const SPLIT_WORDS: &[(&str, usize)] = &[
     ("gimme", 3),
     ("'tis", 2),
     ("'twas", 2),
+    ("y'all", 2),
 ];
 
 /// Contraction suffixes split off a word (compared in lower case).
-const CONTRACTIONS: &[&str] = &["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"];
+const CONTRACTIONS: &[&str] = &["n't", "'s", "'re", "'ve", "'ll", "'d", "'m", "'n"];
 
 /// Words that keep a leading apostrophe (compared in lower case, without it).
 const APOSTROPHE_WORDS: &[&str] = &["s", "re", "ve", "ll", "d", "m", "em", "cause", "n"];
@@ -119,6 +123,11 @@ fn tokenize_chunk(chars: &[char], out: &mut Vec<String>) {
     while i < chars.len() {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
+        if let Some((token, len)) = special_token(&chars[i..], i == 0) {
+            out.push(token);
+            i += len;
+            continue;
+        }
         match c {
             '(' | ')' | '[' | ']' | '{' | '}' => {
                 out.push(bracket(c).to_string());
@@ -161,13 +170,16 @@ fn tokenize_chunk(chars: &[char], out: &mut Vec<String>) {
                 out.push(chars[i..i + n].iter().collect());
                 i += n;
             }
-            '*' => {
-                let n = run_len(chars, i, '*');
-                out.push(chars[i..i + n].iter().collect());
-                i += n;
-            }
             '#' | '@' if next.is_some_and(|n| n.is_alphabetic()) => {
                 i = word(chars, i, quote_open, out);
+            }
+            ',' if next.is_some_and(|n| n.is_ascii_digit()) => {
+                i = word(chars, i, quote_open, out);
+            }
+            '*' | '@' => {
+                let n = run_len(chars, i, c);
+                out.push(chars[i..i + n].iter().collect());
+                i += n;
             }
             '\'' => {
                 let (end, opened) = apostrophe(chars, i, quote_open, out);
@@ -212,8 +224,13 @@ fn apostrophe(chars: &[char], i: usize, quote_open: bool, out: &mut Vec<String>)
         && (APOSTROPHE_WORDS.contains(&lower.as_str())
             || lower == "tis"
             || lower == "twas"
-            || rest.starts_with(|c: char| c.is_ascii_digit()));
-    if is_word && after != Some('\'') {
+            || (rest.starts_with(|c: char| c.is_ascii_digit()) && lower.ends_with('s')));
+    if lower == "n" && after == Some('\'') {
+        out.push(format!("'{rest}'"));
+        return (i + 3, false);
+    }
+    let numeric = rest.starts_with(|c: char| c.is_ascii_digit());
+    if is_word && (after != Some('\'') || numeric) {
         return (word(chars, i, quote_open, out), false);
     }
     if run_len(chars, i, '\'') >= 2 {
@@ -235,7 +252,9 @@ fn is_connector(c: char) -> bool {
 fn word(chars: &[char], start: usize, quote_open: bool, out: &mut Vec<String>) -> usize {
     let mut i = start + 1;
     // Whether the word is a number formatted with `. , :` (then letters end it).
-    let mut formatted_number = false;
+    let mut formatted_number = matches!(chars[start], '-' | '+');
+    // `no.` before a number keeps its period.
+    let mut attach_period = false;
     while i < chars.len() {
         let c = chars[i];
         if is_word_char(c) || c == '_' {
@@ -251,11 +270,20 @@ fn word(chars: &[char], start: usize, quote_open: bool, out: &mut Vec<String>) -
             && next.is_some_and(is_word_char)
             && match c {
                 ',' | ':' => prev.is_ascii_digit() && next.is_some_and(|n| n.is_ascii_digit()),
-                '\'' => prev.is_alphabetic() && next.is_some_and(char::is_alphabetic),
+                '\'' => prev.is_alphabetic() && apostrophe_joins(prev, &chars[i + 1..]),
                 '&' => prev.is_uppercase() && next.is_some_and(char::is_uppercase),
                 _ => is_word_char(prev),
             };
-        if !joins {
+        if c == '.'
+            && next.is_some_and(|n| n.is_ascii_digit())
+            && is_number_abbreviation(&chars[start..i])
+        {
+            attach_period = true;
+            break;
+        }
+        // A signed number joins only `. , :` between digits.
+        let signed = matches!(chars[start], '-' | '+');
+        if !joins || (signed && !matches!(c, '.' | ',' | ':')) {
             break;
         }
         if matches!(c, '.' | ',' | ':')
@@ -267,18 +295,26 @@ fn word(chars: &[char], start: usize, quote_open: bool, out: &mut Vec<String>) -
         i += 1;
     }
     let mut text: String = chars[start..i].iter().collect();
-    // A trailing period stays on abbreviations (not when more periods follow).
-    if chars.get(i) == Some(&'.') && chars.get(i + 1) != Some(&'.') && keeps_period(&text) {
+    // A trailing period stays on abbreviations, whatever periods follow.
+    let no_before_colon =
+        is_number_abbreviation(&chars[start..i]) && matches!(chars.get(i + 1), Some(';' | ':'));
+    if chars.get(i) == Some(&'.') && (attach_period || no_before_colon || keeps_period(&text)) {
         text.push('.');
         i += 1;
     }
-    // A trailing apostrophe after a plural `s` is split off; others stay (`ol'`).
+    // A trailing apostrophe is split off (a closing quote, or `dogs'`), except on
+    // `ol'` and `d'`.
     let mut trailing_quote = false;
-    if chars.get(i) == Some(&'\'') && !chars.get(i + 1).is_some_and(|c| c.is_alphanumeric()) {
-        if quote_open || text.ends_with(['s', 'S']) {
-            trailing_quote = true;
-        } else {
+    if chars.get(i) == Some(&'\'')
+        && !chars
+            .get(i + 1)
+            .is_some_and(|&c| c.is_alphanumeric() || c == '\'')
+    {
+        let lower = text.to_lowercase();
+        if !quote_open && (lower == "ol" || lower == "d") {
             text.push('\'');
+        } else {
+            trailing_quote = true;
         }
         i += 1;
     }
@@ -317,6 +353,17 @@ fn push_word(text: &str, out: &mut Vec<String>) {
         out.push(text[split..].to_string());
         return;
     }
+    if let Some(at) = lower
+        .find("'n'")
+        .filter(|&at| at > 0 && at + 3 < lower.len())
+        && text.is_char_boundary(at)
+        && text.is_char_boundary(at + 3)
+    {
+        push_word(&text[..at], out);
+        out.push(text[at..at + 3].to_string());
+        push_word(&text[at + 3..], out);
+        return;
+    }
     let mut suffixes = Vec::new();
     let mut stem = text;
     while let Some((head, tail)) = split_contraction(stem) {
@@ -336,4 +383,91 @@ fn split_contraction(word: &str) -> Option<(&str, &str)> {
         (tail.eq_ignore_ascii_case(suffix) && head.chars().last()?.is_alphanumeric())
             .then_some((head, tail))
     })
+}
+
+/// Whether an apostrophe after a letter joins the letters that follow (`o'clock`,
+/// `d'ye`, and the contractions split later) rather than ending the word (`a'b`).
+fn apostrophe_joins(prev: char, after: &[char]) -> bool {
+    let run: String = after
+        .iter()
+        .take_while(|c| c.is_alphabetic())
+        .collect::<String>()
+        .to_lowercase();
+    run.chars().count() >= 2
+        || matches!(run.as_str(), "s" | "d" | "m" | "n")
+        || (run == "t" && matches!(prev, 'n' | 'N'))
+}
+
+/// Whether the word is `no` (number abbreviation: `no.1` -> `no. 1`).
+fn is_number_abbreviation(word: &[char]) -> bool {
+    word.iter().collect::<String>().eq_ignore_ascii_case("no")
+}
+
+/// Tokens matched before the ordinary rules: URLs, HTML tags, emoticons, `<<`, `>>`.
+/// Returns the token and the number of characters it covers.
+fn special_token(chars: &[char], chunk_start: bool) -> Option<(String, usize)> {
+    let text: String = chars.iter().collect();
+    let lower = text.to_lowercase();
+    if chunk_start
+        && ["http://", "https://", "ftp://", "www."]
+            .iter()
+            .any(|p| lower.starts_with(p))
+    {
+        let mut n = chars
+            .iter()
+            .take_while(|c| !matches!(c, '(' | ')' | '[' | ']' | '{' | '}' | '"' | '<' | '>'))
+            .count();
+        while n > 0 && matches!(chars[n - 1], '.' | ',' | ';' | ':' | '!' | '?' | '\'') {
+            n -= 1;
+        }
+        return Some((chars[..n].iter().collect(), n));
+    }
+    if chars[0] == '<' {
+        // `<b>`, `</b>`, `<br/>`.
+        let mut n = 1 + usize::from(chars.get(1) == Some(&'/'));
+        let name = chars[n..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count();
+        if name > 0 && chars[n].is_ascii_alphabetic() {
+            n += name;
+            n += usize::from(chars.get(n) == Some(&'/'));
+            if chars.get(n) == Some(&'>') {
+                return Some((chars[..=n].iter().collect(), n + 1));
+            }
+        }
+    }
+    // HTML entities: `&amp; &lt; &gt;` become their character, others stay whole.
+    if chars[0] == '&' {
+        let body = chars[1..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == '#')
+            .count();
+        if body > 0 && chars.get(1 + body) == Some(&';') {
+            let entity: String = chars[..2 + body].iter().collect();
+            let token = match entity.as_str() {
+                "&amp;" => "&".to_string(),
+                "&lt;" => "<".to_string(),
+                "&gt;" => ">".to_string(),
+                _ => entity,
+            };
+            return Some((token, 2 + body));
+        }
+    }
+    if matches!(chars[0], '<' | '>') && chars.get(1) == Some(&chars[0]) {
+        return Some((chars[..2].iter().collect(), 2));
+    }
+    // Emoticons `:) :-( ;) =)`; their bracket is written as in the PTB.
+    if matches!(chars[0], ':' | ';' | '=') {
+        let nose = usize::from(chars.get(1) == Some(&'-'));
+        if let Some(&b) = chars.get(1 + nose)
+            && matches!(b, '(' | ')')
+            && chars.len() == 2 + nose
+        {
+            let mut t: String = chars[..1 + nose].iter().collect();
+            t.push_str(bracket(b));
+            return Some((t, 2 + nose));
+        }
+    }
+    None
 }
