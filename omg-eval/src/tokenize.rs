@@ -1,12 +1,12 @@
 //! The caption preprocessing of pycocoevalcap: Stanford CoreNLP 3.4.1's
 //! `PTBTokenizer -preserveLines -lowerCase`, then removal of the punctuation tokens
 //! `'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;`, the tokens joined by single
-//! spaces. Written from the observed behaviour of that tokenizer, in Rust (no Java).
+//! spaces. This module reproduces that tokenizer in Rust (no Java).
 //!
 //! What it reproduces: words split from punctuation and symbols; the contractions
 //! `n't 's 're 've 'll 'd 'm` split off (`don't` -> `do n't`, `can't` -> `ca n't`),
-//! `cannot gonna gotta wanna lemme gimme 'tis 'twas` split in two; a trailing `'` after
-//! `s` split off (`kids'`); hyphenated words, `a/b`, numbers with `. , : / -` inside and
+//! `cannot gonna gotta wanna lemme gimme 'tis 'twas` split in two; a trailing `'`
+//! split off (`kids'` -> `kids '`, but `ol'` and `d'` stay whole); hyphenated words, `a/b`, numbers with `. , : / -` inside and
 //! e-mail addresses kept whole; a trailing period kept on single letters, acronyms
 //! (`u.s.`, `e.g.`) and CoreNLP's abbreviation list (`mr.`, `etc.`, `inc.`, `jan.` ...,
 //! some only when capitalised); brackets turned into `-lrb- -rrb- -lsb- -rsb- -lcb-
