@@ -31,7 +31,12 @@ fn assert_close(name: &str, ours: f64, official: f64) {
         ((ours - official) / official).abs() < REL
     };
     assert!(ok, "{name}: ours {ours} vs official {official}");
-    println!("{name}: official {official:.6}, ours {ours:.6}");
+    let rel = if official == 0.0 {
+        ours.abs()
+    } else {
+        ((ours - official) / official).abs()
+    };
+    println!("{name}: official {official:.9}, ours {ours:.9} (relative difference {rel:.1e})");
 }
 
 fn mask(v: &Value) -> BinaryMask {
