@@ -1,9 +1,12 @@
-//! Errors returned by the metric functions.
+//! Errors returned by the metric functions and the dataset readers.
+
+use std::path::PathBuf;
 
 use omg_masks::MaskError;
 
-/// Everything that can go wrong when computing a metric. No metric function panics on
-/// user input; they return one of these variants instead.
+/// Everything that can go wrong when computing a metric or reading a benchmark's
+/// annotations. No metric function or reader panics on user input; they return one of
+/// these variants instead. The reader variants name the file at fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EvalError {
@@ -47,4 +50,37 @@ pub enum EvalError {
     /// The METEOR scorer could not be started or answered something unexpected.
     #[error("METEOR: {0}")]
     Meteor(String),
+
+    /// A dataset file (annotation, pickle, image) could not be read: missing,
+    /// unreadable, or not a file.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file or folder that could not be read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A dataset file was read but its content is not in the official layout: not a
+    /// pickle or not JSON, a missing or mistyped key, a polygon with an odd number of
+    /// coordinates, an image id that the annotations name but do not list, ...
+    #[error("{}: {message}", .path.display())]
+    BadFile {
+        /// The file whose content is wrong.
+        path: PathBuf,
+        /// What is wrong, and where in the file when known.
+        message: String,
+    },
+
+    /// A split name that the benchmark does not have.
+    #[error("{}: unknown split {split:?}; valid splits: {valid}", .path.display())]
+    UnknownSplit {
+        /// The annotation file or folder the split was looked up in.
+        path: PathBuf,
+        /// The split that was asked for.
+        split: String,
+        /// The valid split names, comma separated.
+        valid: String,
+    },
 }

@@ -1,7 +1,26 @@
 //! # omg-eval
 //!
-//! The metrics of OMG-LLaVA's benchmarks, each computed exactly as its official scorer
-//! does, with no tensor library:
+//! OMG-LLaVA's benchmarks without a tensor library: readers of their official
+//! annotation files, the questions the official evaluations ask, and the metrics,
+//! each computed exactly as its official scorer does.
+//!
+//! Data and prompts:
+//!
+//! * [`data`]: readers of the official layouts: [`data::refcoco`] (RefCOCO, RefCOCO+,
+//!   RefCOCOg: the refer toolkit's `refs(unc).p` / `refs(umd).p` pickles and
+//!   `instances.json`), [`data::reasonseg`] (ReasonSeg's photo + JSON folders, with
+//!   LISA's ignore regions), [`data::gcg`] (GranD-f's GCG caption and mask ground
+//!   truth), [`data::region_caption`] (RefCOCOg region captions), and
+//!   [`data::Segmentation`] (COCO polygons and RLE rasterised exactly as pycocotools).
+//!   Errors name the file at fault ([`EvalError::Io`], [`EvalError::BadFile`],
+//!   [`EvalError::UnknownSplit`]).
+//! * [`prompts`]: the official questions per benchmark and the answer post-processing
+//!   of the official scorers.
+//!
+//! A tiny synthetic dataset per benchmark, in the official layouts, is in the crate's
+//! `tiny/` folder (written by `reference/make_tiny_datasets.py`).
+//!
+//! Metrics:
 //!
 //! * [`referring`]: cIoU and gIoU of referring (RefCOCO, RefCOCO+, RefCOCOg) and
 //!   reasoning segmentation, as the official OMG-LLaVA evaluation computes them.
@@ -22,10 +41,12 @@
 mod caption;
 pub mod cider;
 pub mod coco_ap;
+pub mod data;
 mod error;
 pub mod gcg;
 pub mod meteor;
 mod overlap;
+pub mod prompts;
 pub mod referring;
 pub mod report;
 pub mod tokenize;
