@@ -10,9 +10,10 @@
 //!   and its caption per entry).
 //!
 //! Shared pieces: [`Segmentation`] (COCO polygons and RLE rasterised exactly as
-//! pycocotools does) and the error helpers. Every reader returns
-//! [`EvalError::Io`](crate::EvalError::Io), [`EvalError::BadFile`](crate::EvalError::BadFile)
-//! or [`EvalError::UnknownSplit`](crate::EvalError::UnknownSplit) naming the file at fault;
+//! pycocotools does), [`raster`] (OpenCV's `fillPoly` / `polylines`, which draw the
+//! ReasonSeg ground truth), [`read_pickle`] and the error helpers. Every reader returns
+//! [`crate::EvalError::Io`], [`crate::EvalError::BadFile`]
+//! or [`crate::EvalError::UnknownSplit`] naming the file at fault;
 //! none panics on bad input.
 //!
 //! Readers load the annotations eagerly and decode masks lazily (a sample's `mask()`),
@@ -21,7 +22,7 @@
 mod coco;
 pub mod gcg;
 pub(crate) mod pickle;
-mod raster;
+pub mod raster;
 pub mod reasonseg;
 pub mod refcoco;
 pub mod region_caption;
@@ -40,6 +41,16 @@ pub(crate) fn bad(path: &Path, message: impl Into<String>) -> EvalError {
         path: path.to_path_buf(),
         message: message.into(),
     }
+}
+
+/// Reads a Python pickle of plain data (see the refer toolkit's refs files) as JSON:
+/// `None`, booleans, integers up to 64 bits, floats, strings (Python 2 `str` decoded as
+/// UTF-8, else Latin-1), lists, tuples, sets and dicts with string or integer keys.
+/// Pickles that build Python objects are refused. Fails with [`EvalError::Io`] or
+/// [`EvalError::BadFile`] naming the file.
+pub fn read_pickle(path: &Path) -> Result<serde_json::Value, EvalError> {
+    let bytes = read_bytes(path)?;
+    pickle::unpickle(&bytes).map_err(|m| bad(path, m))
 }
 
 /// Reads a whole file; a missing or unreadable file is `EvalError::Io` naming it.

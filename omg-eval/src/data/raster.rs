@@ -106,8 +106,10 @@ fn line(img: &mut Array2<u8>, mut p1: (i64, i64), mut p2: (i64, i64), value: u8)
     }
 }
 
-/// `cv2.polylines(img, [pts], isClosed=True, color=value, thickness=1)`.
-pub(crate) fn polylines_closed(img: &mut Array2<u8>, pts: &[(i64, i64)], value: u8) {
+/// `cv2.polylines(img, [pts], isClosed=True, color=value, thickness=1)`: the closed
+/// outline of `pts` (`(x, y)` pixels, any of them may lie outside) in `img` (indexed
+/// `[y, x]`).
+pub fn polylines_closed(img: &mut Array2<u8>, pts: &[(i64, i64)], value: u8) {
     let Some(&last) = pts.last() else {
         return;
     };
@@ -127,8 +129,9 @@ struct Edge {
 }
 
 /// `cv2.fillPoly(img, [pts], color=value)`: the polygon's outline (8-connected lines)
-/// and the scan-line fill of its edges.
-pub(crate) fn fill_poly(img: &mut Array2<u8>, pts: &[(i64, i64)], value: u8) {
+/// and the scan-line fill of its edges, for `(x, y)` pixel vertices (any of them may
+/// lie outside `img`, which is indexed `[y, x]`).
+pub fn fill_poly(img: &mut Array2<u8>, pts: &[(i64, i64)], value: u8) {
     let (h, w) = (img.nrows() as i64, img.ncols() as i64);
     let Some(&last) = pts.last() else {
         return;

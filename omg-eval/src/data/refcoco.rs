@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use omg_masks::BinaryMask;
 use serde::Deserialize;
 
-use super::{Segmentation, bad, read_bytes, read_json};
+use super::{Segmentation, bad, read_json};
 use crate::EvalError;
 
 /// Which of the three referring datasets: names its folder and its refs file.
@@ -266,8 +266,7 @@ pub fn load(
             valid: SPLIT_NAMES.join(", "),
         });
     }
-    let bytes = read_bytes(&refs_path)?;
-    let value = super::pickle::unpickle(&bytes).map_err(|m| bad(&refs_path, m))?;
+    let value = super::read_pickle(&refs_path)?;
     let serde_json::Value::Array(items) = value else {
         return Err(bad(&refs_path, "expected a list of refs"));
     };
