@@ -60,7 +60,10 @@ pub(crate) fn unpickle(data: &[u8]) -> Result<Value, String> {
         memo: std::collections::HashMap::new(),
     };
     let root = u.run()?;
-    u.to_json(root, 0)
+    // Shared containers are copied into the JSON tree: bound the copies so that a small
+    // pickle of nested shared lists cannot expand exponentially.
+    let mut budget = data.len().saturating_mul(16).saturating_add(1 << 20);
+    u.to_json(root, 0, &mut budget)
 }
 
 impl Unpickler<'_> {
@@ -457,7 +460,13 @@ impl Unpickler<'_> {
         }
     }
 
-    fn to_json(&self, id: Id, depth: usize) -> Result<Value, String> {
+    fn to_json(&self, id: Id, depth: usize, budget: &mut usize) -> Result<Value, String> {
+        if *budget == 0 {
+            return Err(
+                "not a readable pickle: shared values expand to too many items".to_string(),
+            );
+        }
+        *budget -= 1;
         if depth > MAX_DEPTH {
             return Err(format!(
                 "not a readable pickle: nested deeper than {MAX_DEPTH} levels (or cyclic)"
@@ -472,7 +481,7 @@ impl Unpickler<'_> {
             Node::Bytes(b) => Value::String(py2_str(b)),
             Node::List(v) | Node::Tuple(v) | Node::Set(v) => Value::Array(
                 v.iter()
-                    .map(|&i| self.to_json(i, depth + 1))
+                    .map(|&i| self.to_json(i, depth + 1, budget))
                     .collect::<Result<_, _>>()?,
             ),
             Node::Dict(pairs) => {
@@ -488,7 +497,7 @@ impl Unpickler<'_> {
                             ));
                         }
                     };
-                    m.insert(key, self.to_json(v, depth + 1)?);
+                    m.insert(key, self.to_json(v, depth + 1, budget)?);
                 }
                 Value::Object(m)
             }
@@ -628,6 +637,18 @@ mod tests {
         assert!(e.contains("not a readable pickle"), "{e}");
         let e = unpickle(b"\x80\x02]q\x00(K\x01").unwrap_err();
         assert!(e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn shared_lists_do_not_expand_exponentially() {
+        // a0 = [1]; a(k+1) = [ak, ak] for 60 levels: 2^60 leaves as a tree.
+        let mut p = vec![0x80, 2, b']', b'K', 1, b'a', b'q', 0];
+        for k in 0..60u8 {
+            p.extend([b']', b'(', b'h', k, b'h', k, b'e', b'q', k + 1]);
+        }
+        p.push(b'.');
+        let e = unpickle(&p).unwrap_err();
+        assert!(e.contains("too many items"), "{e}");
     }
 
     #[test]
