@@ -94,6 +94,17 @@ fn a_batch_equals_the_pipeline_resumes_and_exports_coco() {
         ["seg", "cap", "gone", "pan", "reg", "bad-region"]
     );
 
+    // Consecutive inputs of one photo ran in one chunk, the photo encoded once for
+    // them (each input's encode time is its share of that chunk's).
+    assert_eq!(
+        by_id(&out, "seg").timings.encode_ms,
+        by_id(&out, "cap").timings.encode_ms
+    );
+    assert_ne!(
+        by_id(&out, "cap").timings.encode_ms,
+        by_id(&out, "pan").timings.encode_ms
+    );
+
     // The same answers as the Pipeline called directly.
     let photo = image::load_from_memory(omg_demo::SAMPLE_PHOTO_PNG).unwrap();
     let img = p.encode(&photo).unwrap();

@@ -67,9 +67,11 @@ impl Output {
 }
 
 /// Runs several inputs, their images encoded in one forward pass
-/// (`Pipeline::encode_batch`); one output per input, in order. An image that cannot
-/// be read or is past the pipeline's limits fails alone. `encode_ms` is each image's
-/// share of the batch's reading and encoding time.
+/// (`Pipeline::encode_batch`); one output per input, in order. Inputs that name the
+/// same image file share one encoding (a benchmark asks several questions of each
+/// photo). An image that cannot be read or is past the pipeline's limits fails its
+/// inputs alone. `encode_ms` is each input's share of the batch's reading and
+/// encoding time.
 pub fn process_batch<B: Backend>(
     p: &Pipeline<B>,
     inputs: &[Input],
@@ -81,44 +83,78 @@ pub fn process_batch<B: Backend>(
         .iter()
         .map(|input| Output::of(input, default_task))
         .collect();
-    // The readable photos within the limits, and the index of their input.
-    let (mut photos, mut owners) = (Vec::new(), Vec::new());
-    for (k, input) in inputs.iter().enumerate() {
-        match image::open(&input.image_path) {
+    // The distinct image files, and for each input the index of its file.
+    let mut files: Vec<&std::path::Path> = Vec::new();
+    let file_of: Vec<usize> = inputs
+        .iter()
+        .map(|input| {
+            let path = input.image_path.as_path();
+            files.iter().position(|f| *f == path).unwrap_or_else(|| {
+                files.push(path);
+                files.len() - 1
+            })
+        })
+        .collect();
+    // Each file read once: its size when it could be read, and the photo or why it
+    // cannot be used.
+    type Read = (Option<(u32, u32)>, Result<image::DynamicImage, String>);
+    let read: Vec<Read> = files
+        .iter()
+        .map(|path| match image::open(path) {
+            Err(e) => (None, Err(format!("cannot read {}: {e}", path.display()))),
             Ok(photo) => {
-                outs[k].width = Some(photo.width());
-                outs[k].height = Some(photo.height());
-                match p.image_limits().check(photo.width(), photo.height()) {
-                    Ok(()) => {
-                        photos.push(photo);
-                        owners.push(k);
-                    }
-                    Err(e) => outs[k].error = Some(e.to_string()),
-                }
+                let (w, h) = (photo.width(), photo.height());
+                let usable = p
+                    .image_limits()
+                    .check(w, h)
+                    .map(|()| photo)
+                    .map_err(|e| e.to_string());
+                (Some((w, h)), usable)
             }
-            Err(e) => {
-                outs[k].error = Some(format!("cannot read {}: {e}", input.image_path.display()));
-            }
+        })
+        .collect();
+    for (out, &f) in outs.iter_mut().zip(&file_of) {
+        let (size, photo) = &read[f];
+        out.width = size.map(|(w, _)| w);
+        out.height = size.map(|(_, h)| h);
+        if let Err(e) = photo {
+            out.error = Some(e.clone());
         }
     }
+    // The photos to encode, and for each file the index of its handle.
+    let mut photos = Vec::new();
+    let handle_of: Vec<Option<usize>> = read
+        .into_iter()
+        .map(|(_, photo)| {
+            photo.ok().map(|photo| {
+                photos.push(photo);
+                photos.len() - 1
+            })
+        })
+        .collect();
     let handles = match p.encode_batch(&photos) {
         Ok(handles) => handles,
         Err(e) => {
-            for &k in &owners {
-                outs[k].error = Some(e.to_string());
+            for (out, &f) in outs.iter_mut().zip(&file_of) {
+                if handle_of[f].is_some() {
+                    out.error = Some(e.to_string());
+                }
             }
             return outs;
         }
     };
+    drop(photos);
     let share = t0.elapsed().as_secs_f64() * 1e3 / inputs.len().max(1) as f64;
     for out in &mut outs {
         out.timings.encode_ms = share;
     }
-    for (&k, handle) in owners.iter().zip(&handles) {
+    for (k, input) in inputs.iter().enumerate() {
+        let Some(h) = handle_of[file_of[k]] else {
+            continue;
+        };
         let out = &mut outs[k];
         let t1 = Instant::now();
-        let input = &inputs[k];
-        match run_job(p, handle, &input.job(default_task), options) {
+        match run_job(p, &handles[h], &input.job(default_task), options) {
             Ok(done) => {
                 out.text = done.text;
                 out.masks = done.masks;

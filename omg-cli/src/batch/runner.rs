@@ -157,7 +157,35 @@ impl Running {
     }
 }
 
-/// Runs `inputs` (see [`pending`]), `batch_size` images per encoder pass, and appends
+/// The most inputs of one chunk: a chunk's lines are written when it finishes, so many
+/// questions of one photo are split into chunks of this many (the photo encoded once
+/// per chunk).
+const MAX_CHUNK_INPUTS: usize = 64;
+
+/// `inputs` in order, cut into chunks of at most `batch_size` distinct image files
+/// (and [`MAX_CHUNK_INPUTS`] inputs): consecutive inputs of one photo share a chunk,
+/// so that the photo is encoded once for all of them.
+fn photo_chunks(inputs: &[&Input], batch_size: usize) -> Vec<Vec<Input>> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<Input> = Vec::new();
+    let mut files: HashSet<&Path> = HashSet::new();
+    for &input in inputs {
+        let new_file = !files.contains(input.image_path.as_path());
+        if (new_file && files.len() == batch_size.max(1)) || chunk.len() == MAX_CHUNK_INPUTS {
+            chunks.push(std::mem::take(&mut chunk));
+            files.clear();
+        }
+        files.insert(input.image_path.as_path());
+        chunk.push(input.clone());
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
+/// Runs `inputs` (see [`pending`]), `batch_size` images per encoder pass (consecutive
+/// inputs of one image file share its encoding), and appends
 /// one line per input to `results`, flushed as each batch finishes. Inputs that were
 /// running when an earlier process ended run first, alone; those that ended it twice
 /// are written as failed (see the module's documentation).
@@ -200,11 +228,7 @@ pub fn run_batch<B: Backend>(
         .into_iter()
         .map(|i| (vec![i.clone()], attempt))
         .collect();
-    chunks.extend(
-        first
-            .chunks(batch_size.max(1))
-            .map(|c| (c.iter().map(|&i| i.clone()).collect(), 1)),
-    );
+    chunks.extend(photo_chunks(&first, batch_size).into_iter().map(|c| (c, 1)));
     let mut write = |out: &Output, summary: &mut Summary| -> Result<(), BatchError> {
         let mut line = serde_json::to_string(out).expect("an output record serializes");
         line.push('\n');
@@ -236,5 +260,57 @@ pub fn run_batch<B: Backend>(
     match std::fs::remove_file(&marker) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(marker_io(e)),
         _ => Ok(summary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(id: usize, image: &str) -> Input {
+        Input {
+            id: id.to_string(),
+            image: image.into(),
+            task: None,
+            prompt: None,
+            regions: Vec::new(),
+            image_path: image.into(),
+        }
+    }
+
+    /// The image files of each chunk, in order.
+    fn shapes(inputs: &[Input], batch_size: usize) -> Vec<Vec<String>> {
+        let refs: Vec<&Input> = inputs.iter().collect();
+        photo_chunks(&refs, batch_size)
+            .iter()
+            .map(|c| c.iter().map(|i| i.image.display().to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_inputs_of_one_photo_share_a_chunk() {
+        let files = ["a", "a", "a", "b", "b", "c", "a"];
+        let inputs: Vec<Input> = files.iter().enumerate().map(|(k, f)| input(k, f)).collect();
+        assert_eq!(
+            shapes(&inputs, 1),
+            [vec!["a"; 3], vec!["b"; 2], vec!["c"], vec!["a"]]
+        );
+        assert_eq!(
+            shapes(&inputs, 2),
+            [vec!["a", "a", "a", "b", "b"], vec!["c", "a"]]
+        );
+        assert_eq!(shapes(&inputs, 0), shapes(&inputs, 1));
+        // every input once, in order
+        let all: Vec<String> = shapes(&inputs, 2).concat();
+        assert_eq!(all, files);
+    }
+
+    #[test]
+    fn many_questions_of_one_photo_are_cut_into_bounded_chunks() {
+        let inputs: Vec<Input> = (0..MAX_CHUNK_INPUTS * 2 + 3)
+            .map(|k| input(k, "a"))
+            .collect();
+        let lens: Vec<usize> = shapes(&inputs, 4).iter().map(Vec::len).collect();
+        assert_eq!(lens, [MAX_CHUNK_INPUTS, MAX_CHUNK_INPUTS, 3]);
     }
 }
