@@ -21,6 +21,9 @@ pub enum JobKind {
     Ground,
     /// A short caption ([`Task::Caption`]).
     Caption,
+    /// A question of your own about the photo (the prompt, [`Task::Chat`]): the
+    /// answer, and the mask of each `[SEG]` it holds.
+    Chat,
     /// A question (the prompt) about the regions ([`Task::AskRegions`]), or without a
     /// prompt a description of each region ([`Task::DescribeRegion`]).
     Region,
@@ -37,6 +40,7 @@ impl JobKind {
             JobKind::Segment => "segment",
             JobKind::Ground => "ground",
             JobKind::Caption => "caption",
+            JobKind::Chat => "chat",
             JobKind::Region => "region",
             JobKind::Panoptic => "panoptic",
             JobKind::Interactive => "interactive",
@@ -105,6 +109,10 @@ impl Job {
             }
             JobKind::Ground => vec![Task::Ground],
             JobKind::Caption => vec![Task::Caption],
+            JobKind::Chat => {
+                let question = self.prompt.as_deref().ok_or(self.missing("a \"prompt\""))?;
+                vec![Task::chat(question)]
+            }
             JobKind::Region => {
                 let regions = self.decoded_regions()?;
                 if regions.is_empty() {

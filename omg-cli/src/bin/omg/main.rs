@@ -1,7 +1,7 @@
 //! `omg`: OMG-LLaVA on the command line. Chat about a photo, caption it, segment what a
 //! sentence names, ground a description in masks, ask about points / boxes / masks, run
 //! the visual encoder's own panoptic and interactive segmentation, and run a task over
-//! a dataset (`batch`, `coco`).
+//! a dataset (`batch`, `coco`), and the paper's benchmarks (`eval`).
 //!
 //! ```text
 //! omg segment "the cat" --force-seg 1
@@ -9,6 +9,7 @@
 //! omg region --point 200,150 --box 50,40,250,220
 //! omg --bundle ~/omg-llava-7b --llm-weights int8 --image dog.jpg segment "the dog"
 //! omg batch --manifest photos.jsonl --task segment --out results.jsonl
+//! omg eval refcoco --data omg-eval/tiny/refcoco --split val
 //! ```
 //!
 //! Without `--bundle` it runs the tiny demo bundle built into the binary (random
@@ -163,6 +164,39 @@ pub(crate) enum Command {
     /// --llm-weights once, writing `omg_llava_llm_<weights>.safetensors` beside the
     /// release; later loads with these weights read it (until the checkpoints change).
     Prepare,
+    /// A benchmark of the paper on its official annotation files: every sample of the
+    /// split through the Pipeline with the official question, one results line each
+    /// (resumable and shardable as `batch`: `--out DIR` holds
+    /// `eval-<benchmark>-<split>.jsonl`), then the metric table, printed and written
+    /// beside them (`.metrics.json`).
+    Eval {
+        /// The benchmark.
+        #[arg(value_enum)]
+        benchmark: omg_cli::eval::Benchmark,
+        /// The benchmark's annotation folder (see the guide's "Evaluation").
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// The photos, where they are not in the folder's default place.
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
+        /// The split: `val`, `testA`, `testB` (RefCOCO, RefCOCO+), `val`, `test`
+        /// (RefCOCOg, ReasonSeg, GCG), `val` (region captions).
+        #[arg(long, default_value = "val")]
+        split: String,
+        /// Only the first N samples of the split (a quick look).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Run only the samples of every N-th photo, starting at the I-th (0-based):
+        /// `--shard I/N` (the samples of one photo stay together, encoded once).
+        #[arg(long, value_name = "I/N", default_value = "0/1")]
+        shard: Shard,
+        /// Photos encoded together in one forward pass of the encoder.
+        #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        batch_size: u64,
+        /// Score these results files (the shards of a run) without running the model.
+        #[arg(long = "score-only", value_name = "JSONL", num_args = 1..)]
+        score_only: Vec<PathBuf>,
+    },
     /// COCO annotation JSON from `omg batch` results (the shards of one run merge).
     Coco {
         /// A results file (repeatable).
@@ -234,6 +268,88 @@ fn run_batch_command(
     Ok(())
 }
 
+/// What `omg eval` is asked.
+struct EvalArgs<'a> {
+    benchmark: omg_cli::eval::Benchmark,
+    data: &'a Path,
+    images: Option<&'a Path>,
+    split: &'a str,
+    limit: Option<usize>,
+    shard: Shard,
+    batch_size: usize,
+    score_only: &'a [PathBuf],
+}
+
+/// `omg eval`: the split is read (and checked) before the model loads; the model loads
+/// only if samples are left to run; the table covers the samples with results.
+fn run_eval_command(cli: &Cli, a: EvalArgs) -> Res<()> {
+    use omg_cli::batch::coco::read_results;
+    use omg_cli::eval::{EvalSet, RunningScore};
+
+    let mut set = EvalSet::load(a.benchmark, a.data, a.images, a.split)?;
+    if let Some(n) = a.limit {
+        set.truncate(n);
+    }
+    let results = if a.score_only.is_empty() {
+        let results = set.results_path(&cli.out, a.shard);
+        let inputs = EvalSet::shard_inputs(set.inputs()?, a.shard);
+        let (left, skipped) = pending(inputs, &results)?;
+        eprintln!(
+            "{} {}: {} samples in shard {}/{}, {skipped} already in {}",
+            a.benchmark.name(),
+            a.split,
+            left.len() + skipped,
+            a.shard.index,
+            a.shard.count,
+            results.display()
+        );
+        if !left.is_empty() {
+            let options = cli.generation.options()?;
+            let p = cli.model.load()?.pipeline;
+            let bar = indicatif::ProgressBar::new(left.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} {elapsed} (eta {eta}) {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let mut running = RunningScore::new(&set);
+            run_batch(
+                &p,
+                &left,
+                &results,
+                JobKind::Segment,
+                &options,
+                a.batch_size,
+                |out: &omg_cli::batch::Output| {
+                    if let Some(figure) = running.update(out) {
+                        bar.set_message(figure);
+                    }
+                    bar.inc(1);
+                },
+            )?;
+            bar.finish_and_clear();
+        }
+        vec![results]
+    } else {
+        a.score_only.to_vec()
+    };
+    let mut outputs = Vec::new();
+    for r in &results {
+        outputs.extend(read_results(r)?);
+    }
+    let table = set.score(&outputs)?;
+    print!("{table}");
+    let metrics = set.metrics_path(&cli.out);
+    if let Some(dir) = metrics.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    fs::write(&metrics, serde_json::to_string_pretty(&table)?)
+        .map_err(|e| format!("cannot write {}: {e}", metrics.display()))?;
+    eprintln!("wrote {}", metrics.display());
+    Ok(())
+}
+
 /// `omg coco`: results files to one COCO annotation JSON.
 fn run_coco_command(results: &[PathBuf], coco: &Path) -> Res<()> {
     use omg_cli::batch::coco::{read_results, to_coco};
@@ -263,6 +379,28 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
             batch_size,
         } => run_batch_command(cli, manifest, *task, *shard, *batch_size as usize),
         Command::Coco { results, coco } => run_coco_command(results, coco),
+        Command::Eval {
+            benchmark,
+            data,
+            images,
+            split,
+            limit,
+            shard,
+            batch_size,
+            score_only,
+        } => run_eval_command(
+            cli,
+            EvalArgs {
+                benchmark: *benchmark,
+                data,
+                images: images.as_deref(),
+                split,
+                limit: *limit,
+                shard: *shard,
+                batch_size: *batch_size as usize,
+                score_only,
+            },
+        ),
         Command::Prepare => {
             let t0 = std::time::Instant::now();
             eprintln!(

@@ -221,7 +221,7 @@ pub fn run_photo_command(cli: &Cli, matches: Option<&ArgMatches>) -> Res<()> {
             }
             "interactive"
         }
-        Command::Batch { .. } | Command::Coco { .. } | Command::Prepare => {
+        Command::Batch { .. } | Command::Coco { .. } | Command::Eval { .. } | Command::Prepare => {
             unreachable!("handled before a photo is read")
         }
     };
