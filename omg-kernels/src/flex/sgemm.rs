@@ -3,7 +3,9 @@
 //! The output is cut into tasks of up to [`ROWS`] rows × [`BLOCK`] columns, spread over
 //! the threads (consecutive tasks share their rows, so a thread's next task finds them
 //! in cache). Each task copies its weight columns, in chunks of [`KC`] rows read as long
-//! contiguous runs, into panels of [`PANEL`] columns that stay in L2, and tiles of up to
+//! contiguous runs, into panels of [`PANEL`] columns that stay in L2 (while the tiles of
+//! one chunk run, they request the next chunk's weight lines, so that its copy reads
+//! them from cache instead of waiting on memory), and tiles of up to
 //! [`MR`] input rows × a panel's 32 columns keep their accumulators in 2·MR registers
 //! while `k` runs: per step, two loads of the weight row and one broadcast per input row
 //! feed 2·MR fused multiply-adds. Tiles write their results straight into the row-major
@@ -230,6 +232,16 @@ unsafe fn block(
     let step = k.div_ceil(chunks);
     for k0 in (0..k).step_by(step) {
         let kc = step.min(k - k0);
+        // the weight lines of the next chunk: this task's, else the next column block's
+        // first (the task a thread usually runs next)
+        let ahead = if k0 + kc < k {
+            Ahead::new(w, n, k0 + kc..(k0 + kc + step).min(k), c0..c0 + width)
+        } else if c0 + BLOCK < n {
+            Ahead::new(w, n, 0..step.min(k), c0 + BLOCK..(c0 + 2 * BLOCK).min(n))
+        } else {
+            Ahead::none()
+        };
+        let mut requested = 0usize;
         // every value a tile reads is packed below, but the columns past a narrower
         // last panel, whose results are not stored: the buffer is not cleared
         let packed_len = panels * kc * PANEL;
@@ -270,7 +282,7 @@ unsafe fn block(
                         match MR.min(task.rows.end - r0) {
                             // SAFETY: the tile lies in the task's rectangle (r0 + R ≤ rows.end,
                             // c + columns ≤ c0 + width), which no other thread touches.
-                            $($r => unsafe { tile::<$r>(x, packed, &at, dst) },)*
+                            $($r => unsafe { tile::<$r>(x, packed, &at, dst, &ahead, &mut requested) },)*
                             _ => unreachable!("1 to {MR} rows"),
                         }
                     };
@@ -304,14 +316,84 @@ struct Tile<'a> {
     columns: usize,
 }
 
-/// Rows `r0..r0 + R` × the panel's columns over the chunk's weight rows.
+/// Weight lines to request while tiles run: rows `rows` × columns `columns` of the
+/// `[k, n]` weights, one 64-byte line after another.
+struct Ahead<'a> {
+    /// The weights.
+    w: &'a [f32],
+    /// Their row length.
+    n: usize,
+    /// First weight row.
+    row0: usize,
+    /// First column.
+    c0: usize,
+    /// Lines per row (16 columns each).
+    lines: usize,
+    /// Lines in all.
+    total: usize,
+}
+
+impl<'a> Ahead<'a> {
+    /// The lines of `w`'s rows `rows` × columns `columns`.
+    fn new(
+        w: &'a [f32],
+        n: usize,
+        rows: std::ops::Range<usize>,
+        columns: std::ops::Range<usize>,
+    ) -> Self {
+        let lines = columns.len().div_ceil(16);
+        Self {
+            w,
+            n,
+            row0: rows.start,
+            c0: columns.start,
+            lines,
+            total: rows.len() * lines,
+        }
+    }
+
+    /// Nothing to request.
+    fn none() -> Self {
+        Self {
+            w: &[],
+            n: 0,
+            row0: 0,
+            c0: 0,
+            lines: 1,
+            total: 0,
+        }
+    }
+
+    /// Requests line `i` (< `total`) into the cache; a line outside `w` is skipped.
+    #[inline(always)]
+    fn request(&self, i: usize) {
+        let at = (self.row0 + i / self.lines) * self.n + self.c0 + (i % self.lines) * 16;
+        if let Some(v) = self.w.get(at) {
+            // SAFETY: a prefetch reads nothing architecturally; the address is in `w`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(std::ptr::from_ref(v).cast()) };
+        }
+    }
+}
+
+/// Weight-row steps of a tile per line requested for the next chunk.
+const AHEAD_EVERY: usize = 2;
+
+/// Rows `r0..r0 + R` × the panel's columns over the chunk's weight rows; every
+/// [`AHEAD_EVERY`] steps it requests the next line of `ahead` (from `*requested` on).
 ///
 /// # Safety
 /// The CPU has AVX-512 F; rows `r0..r0 + R` × columns `c..c + columns` lie in `dst`
 /// and no other thread touches them while this runs.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const R: usize>(x: &[f32], packed: &[f32], t: &Tile, dst: Output) {
+unsafe fn tile<const R: usize>(
+    x: &[f32],
+    packed: &[f32],
+    t: &Tile,
+    dst: Output,
+    ahead: &Ahead,
+    requested: &mut usize,
+) {
     let &Tile {
         k,
         k0,
@@ -354,6 +436,10 @@ unsafe fn tile<const R: usize>(x: &[f32], packed: &[f32], t: &Tile, dst: Output)
     let xs: [*const f32; R] = std::array::from_fn(|r| x[(r0 + r) * k + k0..].as_ptr());
     let w = packed.as_ptr();
     for kk in 0..kc {
+        if kk % AHEAD_EVERY == 0 && *requested < ahead.total {
+            ahead.request(*requested);
+            *requested += 1;
+        }
         // SAFETY: kk < kc: the packed row kk (32 values) lies in `packed`, and x's value
         // at k0 + kk of each row in `x` (asserted above).
         unsafe {
