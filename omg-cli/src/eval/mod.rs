@@ -250,20 +250,20 @@ impl EvalSet {
     /// keep their order, and the results are scored by id, so the order changes no
     /// figure.
     pub fn shard_inputs(inputs: Vec<Input>, shard: crate::batch::Shard) -> Vec<Input> {
-        let mut photos: Vec<(PathBuf, Vec<Input>)> = Vec::new();
+        let mut photos: Vec<Vec<Input>> = Vec::new();
         let mut index: HashMap<PathBuf, usize> = HashMap::new();
         for input in inputs {
             let k = *index.entry(input.image_path.clone()).or_insert_with(|| {
-                photos.push((input.image_path.clone(), Vec::new()));
+                photos.push(Vec::new());
                 photos.len() - 1
             });
-            photos[k].1.push(input);
+            photos[k].push(input);
         }
         photos
             .into_iter()
             .enumerate()
             .filter(|(k, _)| shard.takes(*k))
-            .flat_map(|(_, (_, inputs))| inputs)
+            .flat_map(|(_, inputs)| inputs)
             .collect()
     }
 

@@ -21,7 +21,21 @@
 
 use ndarray::Array2;
 use omg_masks::{BinaryMask, CocoRle};
+use serde::Deserialize;
 use serde_json::Value;
+
+/// An `images` record of a COCO `instances.json`-style file.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CocoImage {
+    /// The image id.
+    pub(crate) id: i64,
+    /// The photo's file name.
+    pub(crate) file_name: String,
+    /// Height in pixels.
+    pub(crate) height: u32,
+    /// Width in pixels.
+    pub(crate) width: u32,
+}
 
 /// The scale of pycocotools' polygon rasterisation grid.
 const SCALE: f64 = 5.0;

@@ -40,6 +40,8 @@ use std::path::{Path, PathBuf};
 use omg_masks::BinaryMask;
 use serde::Deserialize;
 
+use super::coco::CocoImage;
+
 use super::{Segmentation, bad, read_json};
 use crate::EvalError;
 
@@ -142,14 +144,6 @@ struct RawRef {
 }
 
 #[derive(Debug, Deserialize)]
-struct RawImage {
-    id: i64,
-    file_name: String,
-    height: u32,
-    width: u32,
-}
-
-#[derive(Debug, Deserialize)]
 struct RawAnnotation {
     id: i64,
     #[serde(default)]
@@ -158,7 +152,7 @@ struct RawAnnotation {
 
 #[derive(Debug, Deserialize)]
 struct RawInstances {
-    images: Vec<RawImage>,
+    images: Vec<CocoImage>,
     annotations: Vec<RawAnnotation>,
 }
 
@@ -293,7 +287,7 @@ pub fn load(
     }
 
     let instances: RawInstances = read_json(&instances_path)?;
-    let images: HashMap<i64, &RawImage> = instances.images.iter().map(|i| (i.id, i)).collect();
+    let images: HashMap<i64, &CocoImage> = instances.images.iter().map(|i| (i.id, i)).collect();
     let anns: HashMap<i64, &RawAnnotation> =
         instances.annotations.iter().map(|a| (a.id, a)).collect();
 

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use omg_masks::BinaryMask;
 use serde::Deserialize;
 
+use super::coco::CocoImage;
+
 use super::{Segmentation, bad, read_json};
 use crate::EvalError;
 
@@ -32,14 +34,6 @@ use crate::EvalError;
 pub const REGIONS_FILE: &str = "finetune_refcocog_val_with_mask.json";
 /// The ground-truth captions file the official scorer reads.
 pub const CAPTIONS_FILE: &str = "finetune_refcocog_val_captions.json";
-
-#[derive(Debug, Deserialize)]
-struct RawImage {
-    id: i64,
-    file_name: String,
-    height: u32,
-    width: u32,
-}
 
 #[derive(Debug, Deserialize)]
 struct RawAnnotation {
@@ -55,7 +49,7 @@ struct RawAnnotation {
 
 #[derive(Debug, Deserialize)]
 struct RawFile {
-    images: Vec<RawImage>,
+    images: Vec<CocoImage>,
     annotations: Vec<RawAnnotation>,
 }
 
