@@ -262,9 +262,14 @@ fn few_row_linear_matches_burns_linear() {
         (vec![1usize, 1], 64, 300, true),
         (vec![2, 3], 33, 517, false),
         (vec![1, 8], 7, 256, true),
-        // tiles of 2048 columns: two full ones and a part, one and a column
+        // tiles of 2048 columns (several rows): two full ones and a part
         (vec![1, 3], 9, 4100, true),
-        (vec![1, 1], 5, 2049, false),
+        // tiles of 4096 columns (one row): two full ones and a part, one and a column
+        (vec![1, 1], 13, 8200, true),
+        (vec![1, 1], 5, 4097, false),
+        // the input dim split over tasks, each range in quarters and a remainder
+        (vec![1, 1], 301, 1000, true),
+        (vec![1, 2], 259, 2051, false),
     ] {
         let x = random([lead[0], lead[1], k], -1.0, 1.0);
         let w = random([k, n], -1.0, 1.0);

@@ -1,6 +1,9 @@
 //! `y[r, :] = x[r, :] · W + b` for a few rows `r`: the weight `[in, out]` is streamed
 //! once, in tiles of long contiguous row segments spread over the threads; each tile's
-//! accumulators stay in L1 while its rows go by, four weight rows per pass.
+//! accumulators stay in L1 while its rows go by, four weight rows per pass. An f32
+//! tile takes its four rows from the four quarters of its input range, so that four
+//! streams run through memory at once (one sequential stream keeps too few reads in
+//! flight to reach the memory's bandwidth).
 //!
 //! The weight is f32, or bf16/f16 ([`few_rows_half`]): then each pass widens its four
 //! row segments to f32 in L1 first (a shift for bf16, F16C for f16), so the weight is
@@ -14,8 +17,11 @@ use rayon::prelude::*;
 use super::linear::FEW_ROWS;
 use super::{f32s, madd, multiversion, new_f32};
 
-/// Output columns per tile (an 8 KiB segment of each f32 weight row).
-const COLUMNS: usize = 2048;
+/// Bytes of f32 accumulators per tile (all its rows), kept in L1.
+const TILE_BYTES: usize = 16 << 10;
+/// Output columns per f32 tile, at least (an 8 KiB segment of each weight row) and at
+/// most (16 KiB): a single input row gets the longer segments.
+const COLUMNS: std::ops::RangeInclusive<usize> = 2048..=4096;
 /// Output columns per tile of a half weight (an 8 KiB segment of each weight row).
 const HALF_COLUMNS: usize = 4096;
 
@@ -42,7 +48,10 @@ impl Weights<'_> {
 pub(crate) fn few_rows(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
     let bias = bias.as_ref().map(f32s);
     let n = weight.layout().shape().dims::<2>()[1];
-    let out = product(&x, Weights::F32(f32s(&weight)), n, COLUMNS, f32s(&x), bias);
+    let k = weight.layout().shape().dims::<2>()[0].max(1);
+    let rows = (x.layout().num_elements() / k).max(1);
+    let columns = (TILE_BYTES / (4 * rows)).clamp(*COLUMNS.start(), *COLUMNS.end());
+    let out = product(&x, Weights::F32(f32s(&weight)), n, columns, f32s(&x), bias);
     new_f32(out, &out_shape(&x, &weight))
 }
 
@@ -252,13 +261,32 @@ fn body<const FMA: bool>(xs: &[f32], ws: Weights<'_>, tile: &mut [f32], s: Slab)
         ..
     } = s;
     let range = |i: usize| i * n + c0..i * n + c0 + width;
-    // the widened segments of a half weight
-    let mut wide = match ws {
-        Weights::F32(_) => Vec::new(),
-        _ => vec![0.0f32; 4 * width],
-    };
+    if let Weights::F32(w) = ws {
+        // four rows per pass, one from each quarter of the slab: four memory streams
+        let q = (k1 - k0) / 4;
+        for t in 0..q {
+            let ii: [usize; 4] = std::array::from_fn(|j| k0 + j * q + t);
+            let segs = ii.map(|i| &w[range(i)]);
+            for r in 0..rows {
+                let x = ii.map(|i| xs[r * k + i]);
+                pass4::<FMA>(&mut tile[r * width..(r + 1) * width], &x, segs);
+            }
+        }
+        for i in k0 + 4 * q..k1 {
+            for r in 0..rows {
+                pass1::<FMA>(
+                    &mut tile[r * width..(r + 1) * width],
+                    xs[r * k + i],
+                    &w[range(i)],
+                );
+            }
+        }
+        return;
+    }
+    // the half weights (bf16, f16) without F16C: their segments widened into L1
+    let mut wide = vec![0.0f32; 4 * width];
     let widen = |i: usize, slot: usize, wide: &mut [f32]| match ws {
-        Weights::F32(_) => {}
+        Weights::F32(_) => unreachable!("f32 weights take the loop above"),
         Weights::Bf16(w) => widen_bf16(&w[range(i)], &mut wide[slot * width..(slot + 1) * width]),
         Weights::F16(w) => {
             w[range(i)].convert_to_f32_slice(&mut wide[slot * width..(slot + 1) * width])
@@ -269,10 +297,7 @@ fn body<const FMA: bool>(xs: &[f32], ws: Weights<'_>, tile: &mut [f32], s: Slab)
         for slot in 0..4 {
             widen(i + slot, slot, &mut wide);
         }
-        let segs: [&[f32]; 4] = match ws {
-            Weights::F32(w) => std::array::from_fn(|j| &w[range(i + j)]),
-            _ => std::array::from_fn(|j| &wide[j * width..(j + 1) * width]),
-        };
+        let segs: [&[f32]; 4] = std::array::from_fn(|j| &wide[j * width..(j + 1) * width]);
         for r in 0..rows {
             let x = &xs[r * k + i..r * k + i + 4];
             pass4::<FMA>(&mut tile[r * width..(r + 1) * width], x, segs);
@@ -281,12 +306,12 @@ fn body<const FMA: bool>(xs: &[f32], ws: Weights<'_>, tile: &mut [f32], s: Slab)
     }
     for i in i..k1 {
         widen(i, 0, &mut wide);
-        let seg = match ws {
-            Weights::F32(w) => &w[range(i)],
-            _ => &wide[..width],
-        };
         for r in 0..rows {
-            pass1::<FMA>(&mut tile[r * width..(r + 1) * width], xs[r * k + i], seg);
+            pass1::<FMA>(
+                &mut tile[r * width..(r + 1) * width],
+                xs[r * k + i],
+                &wide[..width],
+            );
         }
     }
 }
