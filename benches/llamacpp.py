@@ -11,8 +11,9 @@ decode tokens/s of both, and the time ratio ours/llama.cpp.
     python3 benches/llamacpp.py --build-llamacpp     # (re)build llama-bench, then stop
 
 * Ours: `target/release/llm_bench --preset SIZE --llm-weights PRECISION --prompt-len L
-  --new-tokens N` (built first with `cargo build --release -p omg-bench --bin llm_bench`
-  unless `--no-build`).
+  --new-tokens N --warmup --runs R` (built first with `cargo build --release -p omg-bench
+  --bin llm_bench` unless `--no-build`): like llama-bench, one untimed generation, then
+  the mean tokens/s of R timed ones (R = `--reps`).
 * llama.cpp: `llama-bench -m MODEL.gguf -t THREADS -r 2 -p L -n N -o csv` (column `avg_ts`).
   On first use the work directory (`--llamacpp-dir`, outside the repository) gets a venv
   with cmake, ninja, gguf and numpy (`benches/reference/llamacpp-requirements.txt`), the
@@ -339,10 +340,10 @@ def run(cmd, **kw):
     return p.stdout
 
 
-def run_ours(preset, precision, prompt_len, new_tokens):
+def run_ours(preset, precision, prompt_len, new_tokens, reps):
     exe = os.path.join(ROOT, "target", "release", "llm_bench")
     cmd = [exe, "--preset", preset, "--llm-weights", precision, "--prompt-len", str(prompt_len),
-           "--new-tokens", str(new_tokens)]
+           "--new-tokens", str(new_tokens), "--warmup", "--runs", str(reps)]
     out = run(cmd, cwd=ROOT)
     pre = re.search(r"^prefill: .* = ([0-9.]+) tokens/s", out, re.M)
     dec = re.search(r"^decode: .* = ([0-9.]+) tokens/s", out, re.M)
@@ -390,7 +391,7 @@ def dry_run(work, bench, cases, sides, args):
     for size, prec, L in cases:
         if "ours" in sides:
             print(f"target/release/llm_bench --preset {size} --llm-weights {prec} --prompt-len {L} "
-                  f"--new-tokens {args.new_tokens}")
+                  f"--new-tokens {args.new_tokens} --warmup --runs {args.reps}")
         if "llamacpp" in sides:
             m = os.path.basename(model_path(work, size, SIZES[size], prec))
             tests = ([f"-p {L} -n 0", f"-p 0 -n {args.new_tokens} -d {L}"] if args.decode_depth
@@ -526,7 +527,7 @@ def main():
             for side in sides:
                 idle = wait_idle(args.idle_wait)
                 if side == "ours":
-                    res, others = others_during(lambda: run_ours(size, prec, L, args.new_tokens))
+                    res, others = others_during(lambda: run_ours(size, prec, L, args.new_tokens, args.reps))
                 else:
                     res, others = others_during(lambda: run_llamacpp(
                         bench, models[(size, prec)], L, args.new_tokens, args.threads, args.reps,
@@ -552,7 +553,8 @@ def main():
             for side in sides), flush=True)
 
     note = (f"{cpu_name()}, {os.cpu_count()} CPUs; {started}; decode of {args.new_tokens} tokens; "
-            f"llama.cpp {args.threads} threads, -r {args.reps}, decode from "
+            f"both after a warm-up, mean of {args.reps} runs; "
+            f"llama.cpp {args.threads} threads, decode from "
             f"{'the prompt' if args.decode_depth else 'an empty context'}; median of "
             f"{max(1, args.rounds)} alternating round(s)")
     out_dir = os.path.join(ROOT, "target", "bench")

@@ -80,3 +80,28 @@ pub fn time_generation<B: Backend>(
         steps,
     ))
 }
+
+/// Mean prefill and decode speeds of `runs` timed generations of [`time_generation`]
+/// (tokens/s, the mean of each run's tokens/s), after one untimed generation when
+/// `warmup`: llama.cpp's `llama-bench` protocol (a warm-up run, then `-r` repetitions
+/// averaged). Also returns the number of decode steps timed per run.
+pub fn time_generation_runs<B: Backend>(
+    llm: &InternLM2<B>,
+    prompt_len: usize,
+    new_tokens: usize,
+    warmup: bool,
+    runs: usize,
+) -> Result<(f64, f64, usize), LlmError> {
+    if warmup {
+        time_generation(llm, prompt_len, new_tokens)?;
+    }
+    let runs = runs.max(1);
+    let (mut prefill_ts, mut decode_ts, mut steps) = (0.0, 0.0, 0);
+    for _ in 0..runs {
+        let (p, d, n) = time_generation(llm, prompt_len, new_tokens)?;
+        prefill_ts += prompt_len as f64 / p;
+        decode_ts += 1.0 / d;
+        steps = n;
+    }
+    Ok((prefill_ts / runs as f64, decode_ts / runs as f64, steps))
+}

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use omg_bench::{copy_bandwidth, peak_rss_mib, random_llm, time_generation};
+use omg_bench::{copy_bandwidth, peak_rss_mib, random_llm, time_generation_runs};
 use omg_llava::backend::{DefaultBackend as B, NAME, default_device};
 use omg_llm::{InternLM2Config, LlmWeights};
 
@@ -43,6 +43,14 @@ struct Args {
     /// Decoded tokens (timed after the first).
     #[arg(long, default_value_t = 16)]
     new_tokens: usize,
+    /// Run the whole generation once untimed first (as llama.cpp's `llama-bench`
+    /// does); without it the first prefill is timed, cold.
+    #[arg(long)]
+    warmup: bool,
+    /// Timed generations; the figures are the means of their tokens/s (as
+    /// `llama-bench -r`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,17 +76,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib().unwrap_or(f64::NAN)
     );
 
-    let (prefill_s, decode_s, n) = time_generation(&model, args.prompt_len, args.new_tokens)?;
-    println!(
-        "prefill: {} tokens in {:.2} s = {:.1} tokens/s",
+    let (prefill_ts, decode_ts, n) = time_generation_runs(
+        &model,
         args.prompt_len,
-        prefill_s,
-        args.prompt_len as f64 / prefill_s
+        args.new_tokens,
+        args.warmup,
+        args.runs as usize,
+    )?;
+    let protocol = match (args.warmup, args.runs) {
+        (false, 1) => String::new(),
+        (w, r) => format!(
+            " (mean of {r} run{}{})",
+            if r == 1 { "" } else { "s" },
+            if w { " after a warm-up" } else { "" }
+        ),
+    };
+    let prefill_s = args.prompt_len as f64 / prefill_ts;
+    let decode_s = 1.0 / decode_ts;
+    println!(
+        "prefill: {} tokens in {prefill_s:.2} s{protocol} = {prefill_ts:.1} tokens/s",
+        args.prompt_len,
     );
     println!(
-        "decode: {n} tokens, {:.1} ms/token = {:.2} tokens/s",
+        "decode: {n} tokens, {:.1} ms/token{protocol} = {decode_ts:.2} tokens/s",
         decode_s * 1e3,
-        1.0 / decode_s
     );
     // every weight but the embedding table is read once per token
     let read = bytes - 4.0 * (config.vocab_size * config.hidden_size) as f64;
