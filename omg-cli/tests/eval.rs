@@ -269,3 +269,115 @@ fn shards_keep_the_samples_of_a_photo_together_and_partition_the_split() {
         all.len()
     );
 }
+
+/// Phrases are alike when equal ignoring case.
+struct SamePhrase;
+
+impl omg_eval::gcg::PhraseSimilarity for SamePhrase {
+    fn similarity(&self, a: &str, b: &str) -> Result<f64, omg_eval::EvalError> {
+        Ok(if a.eq_ignore_ascii_case(b) { 1.0 } else { 0.0 })
+    }
+}
+
+/// A grounded answer naming `phrases`, one `[SEG]` after each.
+fn grounded(phrases: &[String]) -> String {
+    let parts: Vec<String> = phrases
+        .iter()
+        .map(|p| format!("<p> {p} </p> [SEG]"))
+        .collect();
+    format!("{}.", parts.join(" and "))
+}
+
+#[test]
+fn gcg_recall_counts_masks_whose_phrases_match() {
+    let set = EvalSet::load(Benchmark::Gcg, &tiny("gcg"), None, "val").unwrap();
+    let Samples::Gcg(images) = &set.samples else {
+        panic!("a GCG set")
+    };
+    let total: usize = images.iter().map(|g| g.phrases.len()).sum();
+    let with_phrases = images.iter().filter(|g| !g.phrases.is_empty()).count();
+    assert!(total > with_phrases, "some image has two phrases");
+    let answers = |rename: &dyn Fn(usize, &String) -> String| -> Vec<Output> {
+        images
+            .iter()
+            .map(|g| {
+                let phrases: Vec<String> = g
+                    .phrases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| rename(i, p))
+                    .collect();
+                output(&g.id, &g.decode_masks().unwrap(), &grounded(&phrases))
+            })
+            .collect()
+    };
+    let score = |answers: &[Output]| {
+        let table = set.score_with(answers, Some(&SamePhrase)).unwrap();
+        value(&table, "recall")
+    };
+    assert_eq!(score(&answers(&|_, p| p.clone())), 1.0);
+    assert_eq!(score(&answers(&|_, _| "something else".to_owned())), 0.0);
+    // the greedy matching takes the first mask of an image, then stops at the second,
+    // whose phrase differs
+    let first_only = score(&answers(&|i, p| {
+        if i == 0 {
+            p.clone()
+        } else {
+            format!("not {p}")
+        }
+    }));
+    assert_eq!(first_only, with_phrases as f64 / total as f64);
+}
+
+#[test]
+fn omg_eval_gcg_computes_the_recall_with_a_bert_folder() {
+    let set = EvalSet::load(Benchmark::Gcg, &tiny("gcg"), None, "val").unwrap();
+    let Samples::Gcg(images) = &set.samples else {
+        panic!("a GCG set")
+    };
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().join("answers.jsonl");
+    let lines: Vec<String> = images
+        .iter()
+        .map(|g| {
+            let o = output(&g.id, &g.decode_masks().unwrap(), &grounded(&g.phrases));
+            serde_json::to_string(&o).unwrap()
+        })
+        .collect();
+    std::fs::write(&results, lines.join("\n") + "\n").unwrap();
+    let bert = Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-bert/tests/data/tiny-bert");
+    let run = |bert: &Path| {
+        omg_eval(
+            "gcg",
+            "val",
+            &tiny("gcg"),
+            out.path(),
+            &[
+                "--score-only",
+                results.to_str().unwrap(),
+                "--bert",
+                bert.to_str().unwrap(),
+            ],
+        )
+    };
+    let ok = run(&bert);
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("eval-gcg-val.metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let text = metrics.to_string();
+    assert!(text.contains("recall"), "{text}");
+    // each answer repeats its ground truth: every phrase is recalled
+    let rows = metrics["rows"].as_array().expect("rows");
+    let recall = rows
+        .iter()
+        .find(|r| r["metric"] == "recall")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(recall["value"]["value"].as_f64(), Some(1.0), "{text}");
+    // a folder that is not a BERT model fails before anything runs
+    let bad = run(&tiny("gcg"));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--bert"));
+}

@@ -47,6 +47,11 @@ pub enum EvalError {
     #[error("invalid input: {0}")]
     Invalid(String),
 
+    /// The phrase-similarity model of the GCG recall failed (see
+    /// [`crate::gcg::PhraseSimilarity`]).
+    #[error("phrase similarity: {0}")]
+    Similarity(Box<dyn std::error::Error + Send + Sync>),
+
     /// The METEOR scorer could not be started or answered something unexpected.
     #[error("METEOR: {0}")]
     Meteor(String),

@@ -26,9 +26,10 @@
 //! catches the error: the image's phrases still count, its matches do not.
 //!
 //! The official similarity is the cosine of the mean last-layer `bert-base-uncased`
-//! embeddings of the two phrases. That model is not part of this crate: similarity is
-//! the [`PhraseSimilarity`] trait, and without an implementation the recall is reported
-//! as unavailable (see [`recall_unavailable_reason`]).
+//! embeddings of the two phrases. That model is not part of this crate (which has no
+//! tensor library): similarity is the [`PhraseSimilarity`] trait, which the `omg-bert`
+//! crate implements with a BERT folder; without an implementation the recall is
+//! reported as unavailable (see [`recall_unavailable_reason`]).
 
 use ndarray::{Array2, ArrayView2};
 use omg_masks::BinaryMask;
@@ -179,7 +180,7 @@ pub trait PhraseSimilarity {
 /// Why the GCG recall is unavailable when no [`PhraseSimilarity`] is configured.
 pub fn recall_unavailable_reason() -> String {
     "GCG recall needs a phrase-similarity model (the official evaluation uses \
-     bert-base-uncased embeddings), and none is configured"
+     bert-base-uncased embeddings), and none is configured (omg eval: --bert DIR)"
         .to_string()
 }
 

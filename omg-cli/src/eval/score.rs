@@ -11,11 +11,12 @@ use std::collections::HashMap;
 
 use omg_eval::data::reasonseg::ReasonSegSample;
 use omg_eval::data::refcoco::RefCocoSample;
-use omg_eval::gcg::recall_unavailable_reason;
+use omg_eval::gcg::{PhraseSimilarity, recall_unavailable_reason};
 use omg_eval::prompts::{gcg_postprocess, region_caption_postprocess};
 use omg_eval::{
     CaptionSample, CocoImage, Detection, EvalError, MetricTable, MetricValue, MiouAccumulator,
-    ReferringAccumulator, cider_d, evaluate_segm, find_meteor_jar, meteor_metric,
+    RecallAccumulator, ReferringAccumulator, cider_d, evaluate_segm, find_meteor_jar,
+    meteor_metric,
 };
 use omg_masks::BinaryMask;
 
@@ -130,6 +131,20 @@ impl EvalSet {
     /// A ground truth that cannot be built, a result mask that does not decode or is
     /// not of its photo's size.
     pub fn score(&self, results: &[Output]) -> Result<MetricTable, ScoreError> {
+        self.score_with(results, None)
+    }
+
+    /// [`EvalSet::score`], with the GCG recall computed with `similarity` (the official
+    /// one: `omg_bert::BertPhraseSimilarity` with `bert-base-uncased`); without it the
+    /// recall is reported unavailable.
+    ///
+    /// # Errors
+    /// As [`EvalSet::score`], and a phrase the similarity model fails on.
+    pub fn score_with(
+        &self,
+        results: &[Output],
+        similarity: Option<&dyn PhraseSimilarity>,
+    ) -> Result<MetricTable, ScoreError> {
         let by_id: HashMap<&str, &Output> = results.iter().map(|o| (o.id.as_str(), o)).collect();
         let mut table = MetricTable::new(format!("{} {}", self.benchmark.name(), self.split));
         let mut scored = 0usize;
@@ -162,12 +177,29 @@ impl EvalSet {
             Samples::Gcg(images) => {
                 let mut captions = Vec::new();
                 let mut miou = MiouAccumulator::new();
+                let mut recall = RecallAccumulator::new();
                 let mut coco = Vec::new();
                 for (n, image) in images.iter().enumerate() {
                     let Some(out) = take(&image.id) else { continue };
                     let predicted = masks(out)?;
                     let truth = image.decode_masks()?;
-                    miou.add_image(&predicted, &truth, &format!("image {}", image.id))?;
+                    let what = format!("image {}", image.id);
+                    miou.add_image(&predicted, &truth, &what)?;
+                    let answer = gcg_postprocess(text(out));
+                    if let Some(similarity) = similarity {
+                        let gt_phrases: Vec<&str> =
+                            image.phrases.iter().map(String::as_str).collect();
+                        let pred_phrases: Vec<&str> =
+                            answer.phrases.iter().map(String::as_str).collect();
+                        recall.add_image_with(
+                            &truth,
+                            &gt_phrases,
+                            &predicted,
+                            &pred_phrases,
+                            similarity,
+                            &what,
+                        )?;
+                    }
                     coco.push(CocoImage {
                         id: n as u64,
                         ground_truth: image.ground_truth()?,
@@ -179,7 +211,7 @@ impl EvalSet {
                     });
                     captions.push(CaptionSample {
                         references: image.captions.clone(),
-                        candidate: gcg_postprocess(text(out)).caption,
+                        candidate: answer.caption,
                     });
                 }
                 caption_rows(&mut table, &captions);
@@ -198,7 +230,11 @@ impl EvalSet {
                 table.push("mIoU", MetricValue::value(miou.miou()));
                 table.push(
                     "recall",
-                    MetricValue::unavailable(recall_unavailable_reason()),
+                    match similarity {
+                        Some(_) if coco.is_empty() => MetricValue::unavailable("no sample scored"),
+                        Some(_) => MetricValue::value(recall.recall()),
+                        None => MetricValue::unavailable(recall_unavailable_reason()),
+                    },
                 );
             }
             Samples::RegionCaption(samples) => {

@@ -196,6 +196,11 @@ pub(crate) enum Command {
         /// Score these results files (the shards of a run) without running the model.
         #[arg(long = "score-only", value_name = "JSONL", num_args = 1..)]
         score_only: Vec<PathBuf>,
+        /// GCG recall: the Hugging Face folder of `bert-base-uncased` (config.json,
+        /// model.safetensors, tokenizer.json or vocab.txt), whose phrase embeddings
+        /// the official recall compares; without it the recall is not computed.
+        #[arg(long, value_name = "DIR")]
+        bert: Option<PathBuf>,
     },
     /// COCO annotation JSON from `omg batch` results (the shards of one run merge).
     Coco {
@@ -278,6 +283,7 @@ struct EvalArgs<'a> {
     shard: Shard,
     batch_size: usize,
     score_only: &'a [PathBuf],
+    bert: Option<&'a Path>,
 }
 
 /// `omg eval`: the split is read (and checked) before the model loads; the model loads
@@ -290,6 +296,20 @@ fn run_eval_command(cli: &Cli, a: EvalArgs) -> Res<()> {
     if let Some(n) = a.limit {
         set.truncate(n);
     }
+    // loaded before the run, so that a bad folder fails before hours of answers
+    let similarity = match a.bert {
+        Some(dir) if a.benchmark == omg_cli::eval::Benchmark::Gcg => {
+            let device = omg_llava::backend::default_device();
+            let encoder = omg_bert::PhraseEncoder::<omg_cli::B>::from_dir(dir, &device)
+                .map_err(|e| format!("--bert {}: {e}", dir.display()))?;
+            Some(omg_bert::BertPhraseSimilarity::new(encoder))
+        }
+        Some(_) => {
+            eprintln!("note: --bert is used by the gcg benchmark only");
+            None
+        }
+        None => None,
+    };
     let results = if a.score_only.is_empty() {
         let results = set.results_path(&cli.out, a.shard);
         let inputs = EvalSet::shard_inputs(set.inputs()?, a.shard);
@@ -338,7 +358,12 @@ fn run_eval_command(cli: &Cli, a: EvalArgs) -> Res<()> {
     for r in &results {
         outputs.extend(read_results(r)?);
     }
-    let table = set.score(&outputs)?;
+    let table = set.score_with(
+        &outputs,
+        similarity
+            .as_ref()
+            .map(|s| s as &dyn omg_eval::gcg::PhraseSimilarity),
+    )?;
     print!("{table}");
     let metrics = set.metrics_path(&cli.out);
     if let Some(dir) = metrics.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -388,6 +413,7 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
             shard,
             batch_size,
             score_only,
+            bert,
         } => run_eval_command(
             cli,
             EvalArgs {
@@ -399,6 +425,7 @@ fn run(cli: &Cli, matches: &ArgMatches) -> Res<()> {
                 shard: *shard,
                 batch_size: *batch_size as usize,
                 score_only,
+                bert: bert.as_deref(),
             },
         ),
         Command::Prepare => {
