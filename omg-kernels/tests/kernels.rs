@@ -487,6 +487,13 @@ fn quantized_linear_matches_dequantize_then_linear() {
             (1, 70, 176, false),
             (3, 33, 64, true),
             (8, 5, 63, false),
+            // every few-row count's kernel: odd and even numbers of whole groups, with
+            // and without a short last one
+            (2, 9, 130, true),
+            (4, 65, 320, false),
+            (5, 40, 257, false),
+            (6, 11, 448, true),
+            (7, 3, 1, true),
             (9, 600, 130, true),
             (17, 67, 65, false),
             (33, 130, 1, true),

@@ -1,5 +1,5 @@
 //! `y = x · Wᵀ + b` from a quantized `W` (format: [`crate::quant_format`]) and a
-//! quantized `x`, multiplied in integers on CPUs with AVX-512 VNNI.
+//! quantized `x`, multiplied in integers on CPUs with AVX-512 VNNI or AVX2.
 //!
 //! The input rows are quantized first ([`activations`]): int16 (under int8 weights) or
 //! int8 (under int4) with one f32 scale per group of 64 input channels, the groups of
@@ -8,20 +8,26 @@
 //!
 //! `y[r, c] = Σ_g  s_x[r, g] · s_w[c, g] · Σ_{k ∈ g} q_x[r, k] · q_w[c, k]`.
 //!
-//! Three implementations compute it, each with a GEMV for a few rows (decoding) and a
-//! GEMM for more (prefill):
+//! Four implementations compute it, with a GEMV for a few rows (decoding) and a GEMM
+//! for more (prefill):
 //!
 //! * [`vnni_int8`] (x86-64 with AVX-512 VNNI, int8 weights): 16-bit pairs multiplied
 //!   and summed by `vpdpwssd`, the GEMM register-tiled over the packed rows as stored;
 //! * [`vnni_int4`] (the same CPUs, int4 weights): bytes multiplied and summed four at a
 //!   time by `vpdpbusd`, tiled the same way;
-//! * [`portable`] (every other CPU, and `OMG_KERNELS_ISA=avx2|no-f16c|portable`): the
-//!   same products in f32, `s_x q_x` (exact) against the weight's groups unpacked to
-//!   `s_w q_w`, with AVX2 and FMA where the CPU has them.
+//! * [`avx2_gemv`] (x86-64 with AVX2 and FMA but not AVX-512 VNNI, and
+//!   `OMG_KERNELS_ISA=avx2|no-f16c`): the GEMV of both, in integers with `vpmaddwd`
+//!   (int8) and `vpmaddubsw` (int4);
+//! * [`portable`] (every other CPU and `OMG_KERNELS_ISA=portable`, and the GEMM of the
+//!   CPUs without AVX-512 VNNI): the same products in f32, `s_x q_x` (exact) against
+//!   the weight's groups unpacked to `s_w q_w`, with AVX2 and FMA where the CPU has
+//!   them.
 //!
 //! No float copy of the whole `W` exists at any time.
 
 mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx2_gemv;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod tiling;
@@ -73,11 +79,17 @@ pub(crate) fn quant_linear(
 /// this CPU (and `OMG_KERNELS_ISA`) allows.
 fn product(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if super::isa::isa().avx512_vnni {
-        return match w.layout.bits {
-            QuantBits::Int8 => vnni_int8::product(x, w),
-            QuantBits::Int4 => vnni_int4::product(x, w),
-        };
+    {
+        let isa = super::isa::isa();
+        if isa.avx512_vnni {
+            return match w.layout.bits {
+                QuantBits::Int8 => vnni_int8::product(x, w),
+                QuantBits::Int4 => vnni_int4::product(x, w),
+            };
+        }
+        if isa.avx2_fma && (1..=crate::linear::FEW_ROWS).contains(&x.rows) {
+            return avx2_gemv::gemv(x, w);
+        }
     }
     portable::product(x, w)
 }
