@@ -74,6 +74,38 @@ fn reduce(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// One channel's results for `R` rows (into `ys`): `add(g, values, acc)` adds group
+/// `g`'s products; the `full` whole groups (values from `whole`) alternate between two
+/// accumulator sets, so that consecutive groups do not wait on each other, and a short
+/// last group (values from `tail`, when `full < groups`) goes to the second.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn channel_sums<const R: usize, V>(
+    full: usize,
+    groups: usize,
+    whole: impl Fn(usize) -> V,
+    tail: impl FnOnce() -> V,
+    add: impl Fn(usize, V, &mut [__m256; R]),
+    ys: &mut [f32],
+) {
+    let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+    let mut g = 0;
+    while g + 1 < full {
+        add(g, whole(g), &mut even);
+        add(g + 1, whole(g + 1), &mut odd);
+        g += 2;
+    }
+    if g < full {
+        add(g, whole(g), &mut even);
+    }
+    if full < groups {
+        add(full, tail(), &mut odd);
+    }
+    for (r, y) in ys.iter_mut().enumerate() {
+        *y = reduce(_mm256_add_ps(even[r], odd[r]));
+    }
+}
+
 // ---- int8 weights ----------------------------------------------------------------------
 
 /// Channels `c0..` (as many as `dst` holds, `rows` results each) of an int8 product.
@@ -134,25 +166,13 @@ fn rows_int8<const R: usize>(x: &QuantRows, w: &Packed<'_>, c0: usize, dst: &mut
         };
         // SAFETY (`widen`): group g < full lies inside the row (asserted above).
         let whole = |g: usize| unsafe { widen(row.add(g * QUANT_GROUP).cast()) };
-        let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
-        let mut g = 0;
-        while g + 1 < full {
-            add(g, whole(g), &mut even);
-            add(g + 1, whole(g + 1), &mut odd);
-            g += 2;
-        }
-        if g < full {
-            add(g, whole(g), &mut even);
-        }
-        if full < groups {
+        let tail = || {
             let mut tail = [0i8; QUANT_GROUP];
             w.signed_group(c, full, &mut tail);
             // SAFETY: 64 bytes at `tail`.
-            add(full, unsafe { widen(tail.as_ptr()) }, &mut odd);
-        }
-        for (r, y) in ys.iter_mut().enumerate() {
-            *y = reduce(_mm256_add_ps(even[r], odd[r]));
-        }
+            unsafe { widen(tail.as_ptr()) }
+        };
+        channel_sums(full, groups, whole, tail, add, ys);
     }
 }
 
@@ -231,30 +251,17 @@ fn rows_int4<const R: usize>(
         };
         // SAFETY (`whole_group`): group g < full lies inside the row (asserted above).
         let whole = |g: usize| unsafe { whole_group(row.add(g * group_bytes)) };
-        let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
-        let mut g = 0;
-        while g + 1 < full {
-            add(g, whole(g), &mut even);
-            add(g + 1, whole(g + 1), &mut odd);
-            g += 2;
-        }
-        if g < full {
-            add(g, whole(g), &mut even);
-        }
-        if full < groups {
+        let tail = || {
             let mut tail = [0u8; QUANT_GROUP];
             w.unsigned_group(c, full, &mut tail);
             // SAFETY: 64 bytes at `tail`.
-            let wu = unsafe {
+            unsafe {
                 [
                     _mm256_loadu_si256(tail.as_ptr().cast()),
                     _mm256_loadu_si256(tail.as_ptr().add(32).cast()),
                 ]
-            };
-            add(full, wu, &mut odd);
-        }
-        for (r, y) in ys.iter_mut().enumerate() {
-            *y = reduce(_mm256_add_ps(even[r], odd[r]));
-        }
+            }
+        };
+        channel_sums(full, groups, whole, tail, add, ys);
     }
 }
