@@ -530,6 +530,34 @@ fn quantized_linear_matches_dequantize_then_linear() {
     }
 }
 
+#[test]
+fn quantized_products_of_the_largest_values_are_exact() {
+    // every weight and input at its largest quantized size (|q_w| = 127 or 7 → q + 8 =
+    // 15 or 1, |q_x| = 32767 or 127), so the kernels' integer sums reach their bounds:
+    // the AVX2 int4 GEMM adds eight steps of pair sums in i16 (8 · 2 · 15 · 127 = 30480)
+    let device = Default::default();
+    for bits in [QuantBits::Int8, QuantBits::Int4] {
+        for (rows, out, inp) in [(1, 8, 256), (16, 8, 256), (40, 70, 1000)] {
+            for (w_sign, x_sign) in [(1.0f32, 1.0f32), (-1.0, 1.0), (1.0, -1.0), (-1.0, -1.0)] {
+                let w = vec![w_sign; out * inp];
+                let q = QuantizedMatrix::quantize(&w, bits, out, inp);
+                let (values, scales) = q.clone().into_tensors::<B>(&device);
+                let x = Tensor::<B, 2>::full([rows, inp], x_sign, &device);
+                let ours = quant_linear(x.clone(), values.clone(), scales.clone(), q.layout, None);
+                let expected = quant_linear_fallback(x, values, scales, q.layout, None);
+                let exact = w_sign * x_sign * inp as f32;
+                let d = max_abs_diff(ours.clone(), expected);
+                let e = max_abs_diff(ours, Tensor::full([rows, out], exact, &device));
+                assert!(
+                    d <= 1e-6 * inp as f32 && e <= 1e-5 * inp as f32,
+                    "{bits:?} rows {rows} [{out},{inp}] signs {w_sign} {x_sign}: {d} from the \
+                     fallback, {e} from {exact}"
+                );
+            }
+        }
+    }
+}
+
 /// `x · W + b` in f64 from the half-rounded `x`, `W`, `b` (host), rounded like the
 /// layer, with `|x · W| + |b|` (a backend may round the product before adding `b`).
 fn half_reference(

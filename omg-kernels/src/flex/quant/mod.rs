@@ -8,7 +8,7 @@
 //!
 //! `y[r, c] = Σ_g  s_x[r, g] · s_w[c, g] · Σ_{k ∈ g} q_x[r, k] · q_w[c, k]`.
 //!
-//! Four implementations compute it, with a GEMV for a few rows (decoding) and a GEMM
+//! Five implementations compute it, with a GEMV for a few rows (decoding) and a GEMM
 //! for more (prefill):
 //!
 //! * [`vnni_int8`] (x86-64 with AVX-512 VNNI, int8 weights): 16-bit pairs multiplied
@@ -18,16 +18,20 @@
 //! * [`avx2_gemv`] (x86-64 with AVX2 and FMA but not AVX-512 VNNI, and
 //!   `OMG_KERNELS_ISA=avx2|no-f16c`): the GEMV of both, in integers with `vpmaddwd`
 //!   (int8) and `vpmaddubsw` (int4);
-//! * [`portable`] (every other CPU and `OMG_KERNELS_ISA=portable`, and the GEMM of the
-//!   CPUs without AVX-512 VNNI): the same products in f32, `s_x q_x` (exact) against
-//!   the weight's groups unpacked to `s_w q_w`, with AVX2 and FMA where the CPU has
-//!   them.
+//! * [`avx2_gemm`] (the same CPUs): the GEMM of both with the same instructions,
+//!   register-tiled over the rows laid out as for the AVX-512 GEMMs ([`lanes`]);
+//! * [`portable`] (every other CPU and `OMG_KERNELS_ISA=portable`): the same products
+//!   in f32, `s_x q_x` (exact) against the weight's groups unpacked to `s_w q_w`.
 //!
 //! No float copy of the whole `W` exists at any time.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemm;
+#[cfg(target_arch = "x86_64")]
 mod avx2_gemv;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod tiling;
@@ -87,8 +91,12 @@ fn product(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
                 QuantBits::Int4 => vnni_int4::product(x, w),
             };
         }
-        if isa.avx2_fma && (1..=crate::linear::FEW_ROWS).contains(&x.rows) {
-            return avx2_gemv::gemv(x, w);
+        if isa.avx2_fma && x.rows > 0 {
+            return if x.rows <= crate::linear::FEW_ROWS {
+                avx2_gemv::gemv(x, w)
+            } else {
+                avx2_gemm::gemm(x, w)
+            };
         }
     }
     portable::product(x, w)

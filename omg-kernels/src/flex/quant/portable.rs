@@ -1,8 +1,6 @@
-//! The products on CPUs without AVX-512 VNNI (and under `OMG_KERNELS_ISA=avx2|no-f16c|
-//! portable`) that [`super::avx2_gemv`] does not take (every product without AVX2 and
-//! FMA, the many-row ones with them): the same arithmetic as the integer kernels, in
-//! f32. The quantized input
-//! rows are turned back into floats (`s_x · q_x`, exact in f32) and multiplied with the
+//! The products on CPUs with neither AVX-512 VNNI nor AVX2 and FMA (and under
+//! `OMG_KERNELS_ISA=portable`): the same arithmetic as the integer kernels, in f32. The
+//! quantized input rows are turned back into floats (`s_x · q_x`, exact in f32) and multiplied with the
 //! weight's groups unpacked to `s_w · q_w`, so each product `s_x q_x · s_w q_w` is the
 //! integer one scaled, summed in f32.
 //!

@@ -8,16 +8,15 @@
 //!
 //! * **GEMV** (≤ `FEW_ROWS` rows, decoding): each output channel's packed row is read
 //!   once, group by group, and multiplied with every row (lanes: input channels).
-//! * **GEMM** (prefill): the rows are laid out sixteen to a vector ([`Lanes`]: lanes are
+//! * **GEMM** (prefill): the rows are laid out sixteen to a vector ([`QuadLanes`]: lanes are
 //!   rows), and a tile of up to 3 row vectors × 4 output channels keeps its 24
 //!   accumulators in registers while the group's weights are broadcast four bytes at a
 //!   time from the packed rows as stored (no repacked copy of the weight).
 
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
-
 use super::activations::QuantRows;
+use super::lanes::QuadLanes;
 use super::tiling::{BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums};
 use super::weights::Packed;
 use crate::flex::by_channel;
@@ -163,65 +162,8 @@ fn gemv_rows<const R: usize>(
 
 // ---- GEMM ------------------------------------------------------------------------------
 
-/// The quantized rows sixteen to a vector: per row vector and group, 16 four-byte steps
-/// of 16 rows × 4 input channels (`[vectors][groups][16 steps][16 rows][4]`), and the
-/// accumulator start `−offset · Σ q` and the scale of each row's group
-/// (`[vectors][groups][16 rows]`); rows past the last are 0.
-struct Lanes {
-    vectors: usize,
-    groups: usize,
-    q: Vec<i8>,
-    start: Vec<i32>,
-    scales: Vec<f32>,
-}
-
-impl Lanes {
-    fn new(x: &QuantRows, offset: i32) -> Self {
-        let (groups, vectors) = (x.groups, x.rows.div_ceil(LANES));
-        let mut lanes = Self {
-            vectors,
-            groups,
-            q: vec![0i8; vectors * groups * QUANT_GROUP * LANES],
-            start: vec![0i32; vectors * groups * LANES],
-            scales: vec![0.0f32; vectors * groups * LANES],
-        };
-        lanes
-            .q
-            .par_chunks_mut(groups * QUANT_GROUP * LANES)
-            .zip(lanes.start.par_chunks_mut(groups * LANES))
-            .zip(lanes.scales.par_chunks_mut(groups * LANES))
-            .enumerate()
-            .for_each(|(v, ((q, start), scales))| {
-                for lane in 0..LANES.min(x.rows - v * LANES) {
-                    let r = v * LANES + lane;
-                    let (xq, sums, sx) = (x.row(r), x.row_sums(r), x.row_scales(r));
-                    for g in 0..groups {
-                        start[g * LANES + lane] = -offset * sums[g];
-                        scales[g * LANES + lane] = sx[g];
-                        for s in 0..STEPS {
-                            let d = ((g * STEPS + s) * LANES + lane) * 4;
-                            for (b, &v) in q[d..d + 4].iter_mut().zip(&xq[g * 64 + s * 4..]) {
-                                *b = v as i8;
-                            }
-                        }
-                    }
-                }
-            });
-        lanes
-    }
-
-    /// Vector `v`'s group `g`: its 1024 bytes, accumulator starts and scales.
-    fn group(&self, v: usize, g: usize) -> (&[i8; 1024], &[i32; 16], &[f32; 16]) {
-        let i = v * self.groups + g;
-        let q = self.q[i * 1024..(i + 1) * 1024].try_into().expect("1024");
-        let start = self.start[i * 16..(i + 1) * 16].try_into().expect("16");
-        let scales = self.scales[i * 16..(i + 1) * 16].try_into().expect("16");
-        (q, start, scales)
-    }
-}
-
 fn gemm(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
-    let lanes = Lanes::new(x, w.offset());
+    let lanes = QuadLanes::new(x, w.offset());
     by_block(x.rows, w.layout.out_features, |c0, dst| {
         // SAFETY: `product` is only called when `isa` reported AVX-512 F, BW and VNNI on
         // this CPU.
@@ -232,7 +174,7 @@ fn gemm(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
 /// Channels `c0..c0 + BLOCK` (those that exist) for every row, into `dst`
 /// `[rows][BLOCK]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn gemm_block(x: &Lanes, rows: usize, w: &Packed<'_>, c0: usize, dst: &mut [f32]) {
+fn gemm_block(x: &QuadLanes, rows: usize, w: &Packed<'_>, c0: usize, dst: &mut [f32]) {
     let width = BLOCK.min(w.layout.out_features - c0);
     let words = Words::new(w, c0, width);
     // SAFETY: the CPU has AVX-512 F, BW and VNNI (this function's features).
@@ -249,7 +191,7 @@ fn gemm_block(x: &Lanes, rows: usize, w: &Packed<'_>, c0: usize, dst: &mut [f32]
 
 /// The tiles of one block.
 struct BlockTiles<'a> {
-    x: &'a Lanes,
+    x: &'a QuadLanes,
     words: &'a Words<'a>,
 }
 
@@ -327,7 +269,7 @@ impl<'a> Words<'a> {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 fn tile<const R: usize, const N: usize>(
-    x: &Lanes,
+    x: &QuadLanes,
     words: &Words<'_>,
     t: Tile,
     put: &mut impl FnMut(usize, usize, &[f32; LANES]),

@@ -5,16 +5,15 @@
 //! * **GEMV** (≤ `FEW_ROWS` rows, decoding): each output channel's row is read once,
 //!   group by group, widened to 16 bits in registers and multiplied with every row
 //!   (lanes: input channels).
-//! * **GEMM** (prefill): the rows are laid out sixteen to a vector ([`Lanes`]: lanes are
+//! * **GEMM** (prefill): the rows are laid out sixteen to a vector ([`PairLanes`]: lanes are
 //!   rows), and a tile of up to 3 row vectors × 4 output channels keeps its 24
 //!   accumulators in registers while each group's weights, widened once per tile, are
 //!   broadcast two at a time (no repacked copy of the weight).
 
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
-
 use super::activations::QuantRows;
+use super::lanes::{PAIR_BLOCK, PairLanes};
 use super::tiling::{BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums};
 use super::weights::Packed;
 use crate::flex::by_channel;
@@ -155,65 +154,8 @@ fn gemv_rows<const R: usize>(x: &QuantRows, w: &Packed<'_>, c0: usize, dst: &mut
 
 // ---- GEMM ------------------------------------------------------------------------------
 
-/// The quantized rows sixteen to a vector: per row vector and group, 32 two-value steps
-/// of 16 rows × 2 input channels (`[vectors][groups][32 steps][16 rows][2]`), and the
-/// scale of each row's group (`[vectors][groups][16 rows]`); rows past the last are 0.
-struct Lanes {
-    vectors: usize,
-    groups: usize,
-    q: Vec<i16>,
-    scales: Vec<f32>,
-}
-
-/// Values of one (vector, group) block of [`Lanes::q`].
-const BLOCK_VALUES: usize = QUANT_GROUP * LANES;
-
-impl Lanes {
-    fn new(x: &QuantRows) -> Self {
-        let (groups, vectors) = (x.groups, x.rows.div_ceil(LANES));
-        let mut lanes = Self {
-            vectors,
-            groups,
-            q: vec![0i16; vectors * groups * BLOCK_VALUES],
-            scales: vec![0.0f32; vectors * groups * LANES],
-        };
-        lanes
-            .q
-            .par_chunks_mut(groups * BLOCK_VALUES)
-            .zip(lanes.scales.par_chunks_mut(groups * LANES))
-            .enumerate()
-            .for_each(|(v, (q, scales))| {
-                for lane in 0..LANES.min(x.rows - v * LANES) {
-                    let r = v * LANES + lane;
-                    let (xq, sx) = (x.row(r), x.row_scales(r));
-                    for g in 0..groups {
-                        scales[g * LANES + lane] = sx[g];
-                        for s in 0..STEPS {
-                            let d = ((g * STEPS + s) * LANES + lane) * 2;
-                            let k = g * QUANT_GROUP + 2 * s;
-                            q[d..d + 2].copy_from_slice(&xq[k..k + 2]);
-                        }
-                    }
-                }
-            });
-        lanes
-    }
-
-    /// Vector `v`'s group `g`: its values and scales.
-    fn group(&self, v: usize, g: usize) -> (&[i16; BLOCK_VALUES], &[f32; LANES]) {
-        let i = v * self.groups + g;
-        let q = self.q[i * BLOCK_VALUES..(i + 1) * BLOCK_VALUES]
-            .try_into()
-            .expect("a block");
-        let scales = self.scales[i * LANES..(i + 1) * LANES]
-            .try_into()
-            .expect("16 scales");
-        (q, scales)
-    }
-}
-
 fn gemm(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
-    let lanes = Lanes::new(x);
+    let lanes = PairLanes::new(x);
     by_block(x.rows, w.layout.out_features, |c0, dst| {
         // SAFETY: `product` is only called when `isa` reported AVX-512 F, BW and VNNI on
         // this CPU.
@@ -224,7 +166,7 @@ fn gemm(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
 /// Channels `c0..c0 + BLOCK` (those that exist) for every row, into `dst`
 /// `[rows][BLOCK]`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-fn gemm_block(x: &Lanes, rows: usize, w: &Packed<'_>, c0: usize, dst: &mut [f32]) {
+fn gemm_block(x: &PairLanes, rows: usize, w: &Packed<'_>, c0: usize, dst: &mut [f32]) {
     let width = BLOCK.min(w.layout.out_features - c0);
     // SAFETY: the CPU has AVX-512 F, BW and VNNI (this function's features).
     unsafe { block_tiles(&BlockTiles { x, w, c0 }, x.vectors, width, rows, dst) }
@@ -232,7 +174,7 @@ fn gemm_block(x: &Lanes, rows: usize, w: &Packed<'_>, c0: usize, dst: &mut [f32]
 
 /// The tiles of the block of channels from `c0`.
 struct BlockTiles<'a> {
-    x: &'a Lanes,
+    x: &'a PairLanes,
     w: &'a Packed<'a>,
     c0: usize,
 }
@@ -255,7 +197,7 @@ impl Tiles for BlockTiles<'_> {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 fn tile<const R: usize, const N: usize>(
-    x: &Lanes,
+    x: &PairLanes,
     w: &Packed<'_>,
     c: usize,
     v0: usize,
@@ -273,7 +215,7 @@ fn tile<const R: usize, const N: usize>(
                 _mm512_storeu_si512(words.as_mut_ptr().add(16).cast(), hi);
             }
         }
-        let mut q = [&[0i16; BLOCK_VALUES]; R];
+        let mut q = [&[0i16; PAIR_BLOCK]; R];
         let mut sx = [_mm512_setzero_ps(); R];
         for v in 0..R {
             let (qv, scales) = x.group(v0 + v, g);
@@ -285,7 +227,7 @@ fn tile<const R: usize, const N: usize>(
         for s in 0..STEPS {
             let mut xv = [_mm512_setzero_si512(); R];
             for v in 0..R {
-                // SAFETY: values 32·s .. 32·s + 31 of the BLOCK_VALUES at `q[v]`.
+                // SAFETY: values 32·s .. 32·s + 31 of the PAIR_BLOCK at `q[v]`.
                 xv[v] = unsafe { _mm512_loadu_si512(q[v].as_ptr().add(32 * s).cast()) };
             }
             for i in 0..N {
