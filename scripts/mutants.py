@@ -44,25 +44,25 @@ SCOPES = {
         "validation and the model frame",
         ["omg-llava/src/region.rs"],
         ["-p", "omg-llava"],
-        ["--lib", "--test=region_frame", "--test=bad_inputs", "--test=tasks"],
+        ["--lib", "--test=integration"],
     ),
     "chat-template": (
         "the chat template and conversations",
         ["omg-llava/src/prompt.rs", "omg-llava/src/conversation.rs"],
         ["-p", "omg-llava"],
-        ["--lib", "--test=user_text", "--test=tokens", "--test=tasks"],
+        ["--lib", "--test=integration"],
     ),
     "user-text": (
         "the user's text kept as text (special-token spans)",
         ["omg-llm/src/tokenizer/spans.rs"],
         ["-p", "omg-llm"],
-        ["--lib", "--test=tokenizer_fixture", "--test=plain_text"],
+        ["--lib", "--test=integration"],
     ),
     "sampling": (
         "sampling and stop handling",
         ["omg-llm/src/sampling.rs", "omg-llm/src/generation.rs"],
         ["-p", "omg-llm"],
-        ["--lib", "--test=model", "--test=plain_text", "--test=stream"],
+        ["--lib", "--test=integration"],
     ),
     "batch": (
         "the batch manifest and runner",
@@ -80,7 +80,7 @@ SCOPES = {
         "the reduced-precision budget",
         ["omg-parity/src/precision.rs"],
         ["-p", "omg-parity"],
-        ["--test=precision", "--lib"],
+        ["--test=integration", "--lib"],
     ),
 }
 

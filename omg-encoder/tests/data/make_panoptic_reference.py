@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write `panoptic_reference.json` for `omg-encoder/tests/panoptic.rs`.
+"""Write `panoptic_reference.json` for `omg-encoder/tests/integration/panoptic.rs`.
 
 The Rust port of OMG-Seg's "segment everything" output (`omg_encoder::panoptic`) must reproduce the
 panoptic fusion that the official OMG-LLaVA config builds:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the Pillow / transformers references for `omg-encoder/tests/preprocess.rs`.
+"""Write the Pillow / transformers references for `omg-encoder/tests/integration/preprocess.rs`.
 
 The Rust port of the OMG-LLaVA image preprocessing (`omg_encoder::preprocess`) must reproduce the
 official Python pipeline exactly:

@@ -7,8 +7,7 @@ use std::path::Path;
 use burn::backend::Flex;
 use omg_llava::{LoadOptions, Pipeline};
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 type B = Flex;
 

@@ -12,8 +12,7 @@ use omg_llava::{
 
 type B = Flex;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets")

@@ -18,8 +18,7 @@ use omg_masks::area_from_rle;
 
 type B = Flex;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../omg-demo/assets")

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use omg_llm::tokenizer::{InternLm2Tokenizer, TextSpan};
 use serde_json::Value;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 fn tiny_dir() -> PathBuf {
     common::parity_dir_with("tokenizer_tiny/cases.json").join("tokenizer_tiny")

@@ -11,8 +11,7 @@ use omg_parity::precision::{Budget, budget, cosine, goal, greedy_ids, id_margin,
 
 type B = Flex;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 fn measure(stage: &str, weights: LlmWeights) -> Budget {
     let path = common::parity_dir_with("README.md").join(format!("{stage}.safetensors"));

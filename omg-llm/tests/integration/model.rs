@@ -5,8 +5,7 @@ use burn::tensor::Tensor;
 use omg_llm::generation::{GenerationConfig, Generator, argmax, generate};
 use omg_llm::{ForwardOptions, InternLM2, InternLM2Config, LlmError, LogitsFor};
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 use common::max_diff;
 

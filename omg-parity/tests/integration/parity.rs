@@ -9,8 +9,7 @@ use omg_parity::{ParityError, run_path};
 
 type B = Flex;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 fn parity_dir() -> PathBuf {
     common::parity_dir_with("README.md")

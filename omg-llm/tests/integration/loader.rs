@@ -15,8 +15,7 @@ use safetensors::{Dtype, tensor::TensorView};
 
 type B = Flex;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 use common::max_diff;
 

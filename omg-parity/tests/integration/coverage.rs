@@ -9,8 +9,7 @@ use omg_llm::LlmError;
 use omg_parity::fixture::sha256_hex;
 use omg_parity::{ParityError, run_path};
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 /// A copy of fixture `stem` (with its sidecar) in `dir`, with one more f32 tensor
 /// `name` of shape `[2]` appended to the safetensors file, and the sidecar's record of

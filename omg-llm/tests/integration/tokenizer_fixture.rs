@@ -15,8 +15,7 @@ use omg_llm::tokenizer::{
 };
 use serde_json::Value;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 fn parity_dir() -> PathBuf {
     common::parity_dir_with("tokenizer_tiny/cases.json")

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use omg_encoder::distance_transform::{kornia_distance_transform, region_center};
 use serde_json::Value;
 
-#[path = "../../fixtures/test_support.rs"]
-mod common;
+use crate::common;
 
 /// Tolerance on individual distance values (kornia uses PyTorch's vectorised `log`, which may
 /// differ from `f32::ln` in the last bit).
