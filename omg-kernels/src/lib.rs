@@ -24,9 +24,8 @@
 //!   many-row linears' tiled kernel (the mask decoder's mask head and mask pooling);
 //! * [`quant_linear`]: a linear layer whose weight is int8 or int4 with group scales
 //!   ([`QuantizedMatrix`]), multiplied in integers with the input quantized per group
-//!   too (AVX-512 VNNI byte and word products where the CPU has them, AVX2 ones in
-//!   the GEMV of CPUs without), a GEMV for
-//!   decoding and a register-tiled GEMM for prefill, reading the weight as stored;
+//!   too (AVX-512 VNNI byte and word products where the CPU has them, AVX2 ones on
+//!   CPUs without), a GEMV for decoding and a register-tiled GEMM for prefill;
 //! * [`conv2d_same`]: a stride-1, zero-padded k×k convolution as k² large matrix
 //!   products (the pixel decoder's 3×3 FPN convolution);
 //! * [`gelu`]: exact (erf) GELU;
@@ -85,7 +84,7 @@
 //! * unset, empty or `native`: what the CPU has;
 //! * `portable`: the baseline copies everywhere (no AVX2, no FMA, no F16C, no AVX-512);
 //! * `avx2`: AVX2, FMA and F16C where the CPU has them, but not AVX-512 (the integer
-//!   GEMV with AVX2, the integer GEMM in f32 loops, burn's matmul for many f32 rows);
+//!   GEMV and GEMM with AVX2, burn's matmul for many f32 rows);
 //! * `no-f16c`: AVX2 and FMA where the CPU has them, but the paths of CPUs without
 //!   F16C (half weights widened in memory instead of in registers) and AVX-512.
 //!
