@@ -3,8 +3,8 @@
 //!
 //! The input rows are laid out sixteen to a vector as for the AVX-512 GEMMs
 //! ([`PairLanes`], [`QuadLanes`]); a register tile takes one row vector as two halves of
-//! eight rows (lanes are rows) × up to [`NR`] output channels, and broadcasts each
-//! channel's weights one 32-bit word at a time:
+//! eight rows (lanes are rows) × up to [`NR`] output channels (int8) or [`NR4`] (int4),
+//! and broadcasts each channel's weights one 32-bit word at a time:
 //!
 //! * **int8 weights, int16 inputs**: `vpmaddwd` multiplies two input channels of eight
 //!   rows by the channel's two weights (widened to 16 bits) and adds the pair into the
