@@ -19,7 +19,9 @@
 //!
 //! Kernels:
 //! * [`linear`]: burn's `Linear`, with a memory-bound kernel for a few input rows
-//!   (token-by-token decoding reads every weight once per step);
+//!   (token-by-token decoding reads every weight once per step) and a register-tiled
+//!   f32 GEMM for many rows (AVX-512 or AVX2 with FMA; each output summed in input order
+//!   with one rounding per step, the same bits on both);
 //! * [`matmul`]: burn's rank-3 `matmul` (a batch of matrix products), with the
 //!   many-row linears' tiled kernel (the mask decoder's mask head and mask pooling);
 //! * [`quant_linear`]: a linear layer whose weight is int8 or int4 with group scales
@@ -84,7 +86,7 @@
 //! * unset, empty or `native`: what the CPU has;
 //! * `portable`: the baseline copies everywhere (no AVX2, no FMA, no F16C, no AVX-512);
 //! * `avx2`: AVX2, FMA and F16C where the CPU has them, but not AVX-512 (the integer
-//!   GEMV and GEMM with AVX2, burn's matmul for many f32 rows);
+//!   GEMV and GEMM with AVX2, the f32 GEMM's AVX2 tiles);
 //! * `no-f16c`: AVX2 and FMA where the CPU has them, but the paths of CPUs without
 //!   F16C (half weights widened in memory instead of in registers) and AVX-512.
 //!

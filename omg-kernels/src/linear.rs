@@ -153,11 +153,11 @@ impl<B: Backend, const D: usize> Entry<B> for Affine<D> {
 }
 
 /// Whether the Flex kernel takes more than [`FEW_ROWS`] f32 rows: on x86-64 CPUs with
-/// AVX-512 (and `OMG_KERNELS_ISA` allowing it).
+/// AVX2 and FMA (and `OMG_KERNELS_ISA` allowing them).
 pub(crate) fn many_rows_kernel() -> bool {
     #[cfg(all(feature = "flex", target_arch = "x86_64"))]
     {
-        crate::flex::isa::isa().avx512_vnni
+        crate::flex::sgemm::available()
     }
     #[cfg(not(all(feature = "flex", target_arch = "x86_64")))]
     {

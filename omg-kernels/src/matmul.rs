@@ -1,5 +1,5 @@
 //! `a · b` of two batches of f32 matrices (burn's rank-3 `matmul` without broadcasting),
-//! with the AVX-512 tiled kernel of the many-row linears for every batch entry.
+//! with the tiled kernel of the many-row linears (AVX-512 or AVX2) for every batch entry.
 
 use burn::tensor::{Tensor, backend::Backend};
 #[cfg(feature = "flex")]

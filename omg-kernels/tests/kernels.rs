@@ -284,9 +284,10 @@ fn few_row_linear_matches_burns_linear() {
 
 #[test]
 fn many_row_linear_matches_burns_linear() {
-    // the AVX-512 tiled kernel where the CPU has it (else the fallback twice): tiles of
-    // 1–12 rows, tasks of 2048 rows and 128 columns with narrower last ones, panels of
-    // 32 columns with a narrower last one, the weight rows in equal chunks of at most 512
+    // the tiled kernel where the CPU has AVX2 and FMA (else the fallback twice): tiles of
+    // 1–4 rows (AVX2) or 1–12 (AVX-512), tasks of 2048 rows and 120 or 128 columns with
+    // narrower last ones, panels of 24 or 32 columns with a narrower last one (a vector
+    // cut short, or missing), the weight rows in equal chunks of at most 256 or 512
     for (rows, k, n, with_bias) in [
         (9, 16, 40, true),
         (13, 1, 33, false),
@@ -304,6 +305,38 @@ fn many_row_linear_matches_burns_linear() {
         assert_eq!(ours.dims(), [1, rows, n]);
         let d = max_abs_diff(ours, expected);
         assert!(d < 1e-5 * (k as f32).sqrt(), "{rows} rows {k}x{n}: {d}");
+    }
+}
+
+#[test]
+fn many_row_linear_sums_in_input_order_with_one_rounding_per_step() {
+    // the tiled kernel promises each output as the fused multiply-adds in input order,
+    // then the bias: the same bits on every instruction set it runs on
+    if !kernel_isa().contains("avx2") {
+        return;
+    }
+    for (rows, k, n) in [(9, 3, 5), (14, 700, 37), (20, 1030, 150)] {
+        let x = random([1, rows, k], -1.0, 1.0);
+        let w = random([k, n], -1.0, 1.0);
+        let b = random([n], -1.0, 1.0);
+        let ours = linear_with(x.clone(), w.clone(), Some(b.clone()));
+        let ours = ours.into_data().to_vec::<f32>().unwrap();
+        let (xs, ws, bs) = (
+            x.into_data().to_vec::<f32>().unwrap(),
+            w.into_data().to_vec::<f32>().unwrap(),
+            b.into_data().to_vec::<f32>().unwrap(),
+        );
+        for r in 0..rows {
+            for c in 0..n {
+                let sum = (0..k).fold(0.0f32, |acc, i| xs[r * k + i].mul_add(ws[i * n + c], acc));
+                let expected = sum + bs[c];
+                assert_eq!(
+                    ours[r * n + c].to_bits(),
+                    expected.to_bits(),
+                    "{rows} rows {k}x{n}: output [{r}, {c}]"
+                );
+            }
+        }
     }
 }
 
@@ -335,9 +368,9 @@ fn rope_of_a_strided_view_is_bit_identical_to_the_plain_ops() {
 
 #[test]
 fn batched_matmul_matches_burns_matmul() {
-    // the tiled kernel where the CPU has AVX-512 (else the fallback twice): few rows
-    // (burn's matmul), tiles of 1–12 rows, tasks of 2048 rows and of 128 columns with
-    // narrower last ones, depths in equal chunks of at most 512
+    // the tiled kernel where the CPU has AVX2 and FMA (else the fallback twice): few rows
+    // (burn's matmul), tiles of 1–4 or 1–12 rows, tasks of 2048 rows and of 120 or 128
+    // columns with narrower last ones, depths in equal chunks of at most 256 or 512
     for (n, m, k, p) in [
         (1, 3, 5, 7),
         (2, 9, 16, 40),

@@ -2,8 +2,8 @@
 //! into a zero-padded channels-last buffer `P` of row width `Wp = W + k − 1`; for each
 //! tap `(i, j)` the rows `r + i·Wp + j` of `P` form a plain strided matrix, so
 //! `Out[r, :] = Σ_taps P[r + i·Wp + j, :] · W_ij` over `r < H·Wp` is `k²` gemm calls that
-//! accumulate into one buffer (the many-row linears' AVX-512 kernel where the CPU has
-//! it, else the `gemm` crate). Outputs at the `k − 1` padding columns of each row are
+//! accumulate into one buffer (the many-row linears' tiled kernel where the CPU has
+//! AVX2 and FMA, else the `gemm` crate). Outputs at the `k − 1` padding columns of each row are
 //! computed and dropped (a `(k−1)/Wp` overhead).
 
 use burn_flex::FlexTensor;
@@ -78,7 +78,7 @@ pub(crate) fn conv2d_same(
                 "conv2d_same kernel: padded buffer too short"
             );
             #[cfg(target_arch = "x86_64")]
-            if super::isa::isa().avx512_vnni {
+            if super::sgemm::available() {
                 let lhs = &lhs[..rows * cin];
                 if t == 0 {
                     acc = super::sgemm::product(lhs, tap, None, rows, cin, cout);

@@ -1,18 +1,21 @@
-//! `y = x · W + b` in f32 for many rows (prefill, the encoder's linears) with AVX-512.
+//! `y = x · W + b` in f32 for many rows (prefill, the encoder's linears) with AVX-512 or
+//! AVX2 and FMA.
 //!
-//! The output is cut into tasks of up to [`ROWS`] rows × [`BLOCK`] columns, spread over
-//! the threads (consecutive tasks share their rows, so a thread's next task finds them
-//! in cache). Each task copies its weight columns, in chunks of [`KC`] rows read as long
-//! contiguous runs, into panels of [`PANEL`] columns that stay in L2 (while the tiles of
-//! one chunk run, they request the next chunk's weight lines, so that its copy reads
-//! them from cache instead of waiting on memory), and tiles of up to
-//! [`MR`] input rows × a panel's 32 columns keep their accumulators in 2·MR registers
-//! while `k` runs: per step, two loads of the weight row and one broadcast per input row
-//! feed 2·MR fused multiply-adds. Tiles write their results straight into the row-major
-//! output (masked stores at a narrower last panel): no zero-fill, no reordering pass.
+//! The output is cut into tasks of up to [`ROWS`] rows × a block of panels' columns
+//! (128 with AVX-512, 120 with AVX2), spread over the threads (consecutive tasks share
+//! their rows, so a thread's next task finds them in cache). Each task copies its weight
+//! columns, in chunks of `KC` rows read as long contiguous runs, into panels a few
+//! vectors wide (2 × 16 columns with AVX-512, 3 × 8 with AVX2) that stay in cache (while
+//! the tiles of one chunk run, they request the next chunk's weight lines, so that its
+//! copy reads them from cache instead of waiting on memory). Tiles of up to `MR` input
+//! rows (12 with AVX-512's 32 registers, 4 with AVX2's 16) × a panel keep their
+//! accumulators in registers while `k` runs: per step, one load per vector of the
+//! weight row and one broadcast per input row feed a multiply-add per accumulator.
+//! Tiles write their results straight into the row-major output (masked stores at a
+//! narrower last panel): no zero-fill, no reordering pass.
 //!
 //! Each output is `Σ_k x[r, k] · w[k, c]` summed in input order with one rounding per
-//! multiply-add, then `+ b[c]`.
+//! multiply-add, then `+ b[c]`: both instruction sets give the same bits.
 
 use std::arch::x86_64::*;
 
@@ -21,21 +24,19 @@ use rayon::prelude::*;
 
 use super::{f32s, new_f32};
 
-/// Output columns per panel (two vectors of 16).
-const PANEL: usize = 32;
-/// Output columns per parallel task (four panels).
-const BLOCK: usize = 4 * PANEL;
 /// Most output rows per parallel task.
 const ROWS: usize = 2048;
-/// Most input rows per register tile.
-const MR: usize = 12;
-/// Weight rows per packed chunk (a 256 KiB buffer of four panels).
-const KC: usize = 512;
 /// Weight rows requested ahead of the one being packed.
 const AHEAD: usize = 4;
 
+/// Whether this process runs the tiled products: on x86-64 CPUs with AVX2 and FMA (and
+/// `OMG_KERNELS_ISA` allowing them). The functions below panic where it is false.
+pub(crate) fn available() -> bool {
+    super::isa::isa().avx2_fma
+}
+
 /// `x` `[…, in]` · `weight` `[in, out]` + `bias` `[out]` → `[…, out]` (contiguous f32;
-/// the caller checked the shapes and that the CPU has AVX-512 F).
+/// the caller checked the shapes).
 pub(crate) fn many_rows(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
     let mut shape = x.layout().shape().to_vec();
     let [k, n] = weight.layout().shape().dims::<2>();
@@ -46,7 +47,7 @@ pub(crate) fn many_rows(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTens
 }
 
 /// `a` `[N, M, K]` · `b` `[N, K, P]` → `[N, M, P]` (contiguous f32; the caller checked
-/// the shapes and that the CPU has AVX-512 F).
+/// the shapes).
 pub(crate) fn batched(a: FlexTensor, b: FlexTensor) -> FlexTensor {
     let [batch, m, k] = a.layout().shape().dims::<3>();
     let p = b.layout().shape().dims::<3>()[2];
@@ -65,11 +66,11 @@ pub(crate) fn batched(a: FlexTensor, b: FlexTensor) -> FlexTensor {
     new_f32(out, &[batch, m, p])
 }
 
-/// `x` `[m, k]` · `w` `[k, n]` + `bias` `[n]` → `[m, n]` (the caller checked that the CPU
-/// has AVX-512 F).
+/// `x` `[m, k]` · `w` `[k, n]` + `bias` `[n]` → `[m, n]`.
 ///
 /// # Panics
-/// If `x` is not `m · k` values, `w` not `k · n` or `bias` not `n`.
+/// If `x` is not `m · k` values, `w` not `k · n` or `bias` not `n`, or unless
+/// [`available`].
 pub(crate) fn product(
     x: &[f32],
     w: &[f32],
@@ -93,21 +94,21 @@ pub(crate) fn product(
         n,
         accumulate: false,
     };
-    // SAFETY: the CPU has AVX-512 F (the caller checked); `dst` is `m · n` values that
-    // nothing else touches.
-    unsafe { run(x, w, bias, k, dst) };
+    // SAFETY: `dst` is `m · n` values that nothing else touches; the operands have the
+    // sizes `check` asks.
+    unsafe { dispatch(x, w, bias, k, dst) };
     // SAFETY: `run` wrote every value (the first chunk of each tile stores all its rows
     // and columns, k > 0; the tasks cover `m · n`).
     unsafe { out.set_len(m * n) };
     out
 }
 
-/// `out` `[m, n]` += `x` `[m, k]` · `w` `[k, n]` (+ `bias` `[n]`) (the caller checked that
-/// the CPU has AVX-512 F): each output is its old value, then the products in input
-/// order, one rounding per multiply-add, then the bias.
+/// `out` `[m, n]` += `x` `[m, k]` · `w` `[k, n]` (+ `bias` `[n]`): each output is its old
+/// value, then the products in input order, one rounding per multiply-add, then the bias.
 ///
 /// # Panics
-/// If `x` is not `m · k` values, `w` not `k · n`, `bias` not `n` or `out` not `m · n`.
+/// If `x` is not `m · k` values, `w` not `k · n`, `bias` not `n` or `out` not `m · n`, or
+/// unless [`available`].
 pub(crate) fn add_product(
     x: &[f32],
     w: &[f32],
@@ -137,9 +138,9 @@ pub(crate) fn add_product(
         n,
         accumulate: true,
     };
-    // SAFETY: the CPU has AVX-512 F (the caller checked); `dst` is `out`, borrowed
-    // mutably here.
-    unsafe { run(x, w, bias, k, dst) };
+    // SAFETY: `dst` is `out`, borrowed mutably here; the operands have the sizes `check`
+    // asks.
+    unsafe { dispatch(x, w, bias, k, dst) };
 }
 
 /// Panics unless the operands have the sizes of `[m, k] · [k, n] + [n]`.
@@ -153,28 +154,52 @@ fn check(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usiz
     );
 }
 
-/// The tasks of `dst` += or = `x` · `w` (+ `bias`), in parallel.
+/// [`run`] with the widest instruction set this process uses.
 ///
 /// # Safety
-/// The CPU has AVX-512 F; `dst` points to `m · n` values (initialised if it
+/// As [`run`] asks of `dst` and the operands.
+///
+/// # Panics
+/// Unless [`available`].
+unsafe fn dispatch(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Output) {
+    let isa = super::isa::isa();
+    assert!(
+        isa.avx2_fma,
+        "sgemm: the tiled products need AVX2 and FMA ({} in use)",
+        isa.name()
+    );
+    if isa.avx512_vnni {
+        // SAFETY: the CPU has AVX-512 F (checked just above); the rest is this function's
+        // contract.
+        unsafe { run::<Avx512>(x, w, bias, k, dst) }
+    } else {
+        // SAFETY: the CPU has AVX2 and FMA (asserted above); as above.
+        unsafe { run::<Avx2>(x, w, bias, k, dst) }
+    }
+}
+
+/// The tasks of `dst` += or = `x` · `w` (+ `bias`), in parallel, with the tiles of `L`.
+///
+/// # Safety
+/// The CPU has `L`'s instruction set; `dst` points to `m · n` values (initialised if it
 /// accumulates) that nothing else touches while this runs; `k > 0`, the operands have
 /// the sizes [`check`] asks.
-#[target_feature(enable = "avx512f")]
-unsafe fn run(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Output) {
+unsafe fn run<L: Lanes>(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Output) {
     let (m, n) = (dst.m, dst.n);
-    let (ranges, blocks) = (m.div_ceil(ROWS), n.div_ceil(BLOCK));
+    let block_width = L::PANELS * L::VECTORS * L::N;
+    let (ranges, blocks) = (m.div_ceil(ROWS), n.div_ceil(block_width));
     (0..ranges * blocks)
         .into_par_iter()
         .for_each_init(Vec::new, |buffer, t| {
-            let (rows, c0) = ((t / blocks) * ROWS, (t % blocks) * BLOCK);
+            let (rows, c0) = ((t / blocks) * ROWS, (t % blocks) * block_width);
             let task = Task {
                 rows: rows..(rows + ROWS).min(m),
                 c0,
-                width: BLOCK.min(n - c0),
+                width: block_width.min(n - c0),
             };
-            // SAFETY: AVX-512 F (this function's contract); the tasks cover disjoint
-            // rectangles of `dst`.
-            unsafe { block(x, w, bias, k, &task, buffer, dst) }
+            // SAFETY: `L`'s instruction set (this function's contract); the tasks cover
+            // disjoint rectangles of `dst`.
+            unsafe { block::<L>(x, w, bias, k, &task, buffer, dst) }
         });
 }
 
@@ -203,16 +228,16 @@ struct Task {
     rows: std::ops::Range<usize>,
     /// First output column.
     c0: usize,
-    /// Output columns, at most [`BLOCK`].
+    /// Output columns, at most `Lanes::PANELS` panels.
     width: usize,
 }
 
 /// The task's rectangle of `dst`, chunk by chunk of weight rows.
 ///
 /// # Safety
-/// The CPU has AVX-512 F; no other thread touches the rectangle while this runs.
-#[target_feature(enable = "avx512f")]
-unsafe fn block(
+/// The CPU has `L`'s instruction set; no other thread touches the rectangle while this
+/// runs.
+unsafe fn block<L: Lanes>(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -222,51 +247,62 @@ unsafe fn block(
     dst: Output,
 ) {
     let (c0, width, n) = (task.c0, task.width, dst.n);
+    let (panel, mr) = (L::VECTORS * L::N, L::MR);
+    let block_width = L::PANELS * panel;
     assert!(
-        task.rows.end <= dst.m && c0 + width <= n && width <= BLOCK && w.len() == k * n,
+        task.rows.end <= dst.m && c0 + width <= n && width <= block_width && w.len() == k * n,
         "sgemm: task outside the output"
     );
-    let panels = width.div_ceil(PANEL);
-    // the chunks of weight rows, of equal length (at most KC)
-    let chunks = k.div_ceil(KC);
+    let panels = width.div_ceil(panel);
+    // the chunks of weight rows, of equal length (at most `Lanes::KC`)
+    let chunks = k.div_ceil(L::KC);
     let step = k.div_ceil(chunks);
     for k0 in (0..k).step_by(step) {
         let kc = step.min(k - k0);
         // the weight lines of the next chunk: this task's, else the next column block's
         // first (the task a thread usually runs next)
-        let ahead = if k0 + kc < k {
+        let mut ahead = if k0 + kc < k {
             Ahead::new(w, n, k0 + kc..(k0 + kc + step).min(k), c0..c0 + width)
-        } else if c0 + BLOCK < n {
-            Ahead::new(w, n, 0..step.min(k), c0 + BLOCK..(c0 + 2 * BLOCK).min(n))
+        } else if c0 + block_width < n {
+            let next = c0 + block_width..(c0 + 2 * block_width).min(n);
+            Ahead::new(w, n, 0..step.min(k), next)
         } else {
             Ahead::none()
         };
-        let mut requested = 0usize;
         // every value a tile reads is packed below, but the columns past a narrower
         // last panel, whose results are not stored: the buffer is not cleared
-        let packed_len = panels * kc * PANEL;
+        let packed_len = panels * kc * panel;
         if buffer.len() < packed_len {
             buffer.resize(packed_len, 0.0);
         }
-        // weight row k0 + kk, columns c0 + 32·p .. → panel p's row kk
+        // weight row k0 + kk, columns c0 + panel·p .. → panel p's row kk
         for kk in 0..kc {
             // the row AHEAD rows on is requested now: many rows in flight at once
             if kk + AHEAD < kc {
                 let ahead = &w[(k0 + kk + AHEAD) * n + c0..(k0 + kk + AHEAD) * n + c0 + width];
                 for line in ahead.chunks(16) {
-                    _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+                    // SAFETY: a prefetch reads nothing architecturally (SSE, which every
+                    // x86-64 CPU has).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
                 }
             }
             let src = &w[(k0 + kk) * n + c0..(k0 + kk) * n + c0 + width];
-            for (p, part) in src.chunks(PANEL).enumerate() {
-                let d = (p * kc + kk) * PANEL;
-                buffer[d..d + part.len()].copy_from_slice(part);
+            // full panels as copies of a constant size (inlined, no call per panel)
+            let mut parts = src.chunks_exact(panel);
+            for (p, part) in parts.by_ref().enumerate() {
+                let d = (p * kc + kk) * panel;
+                buffer[d..d + panel].copy_from_slice(part);
+            }
+            let rest = parts.remainder();
+            if !rest.is_empty() {
+                let d = ((panels - 1) * kc + kk) * panel;
+                buffer[d..d + rest.len()].copy_from_slice(rest);
             }
         }
         // each tile of input rows against every panel while its rows are in L1
-        for r0 in task.rows.clone().step_by(MR) {
-            for (p, packed) in buffer[..packed_len].chunks_exact(kc * PANEL).enumerate() {
-                let c = c0 + p * PANEL;
+        for r0 in task.rows.clone().step_by(mr) {
+            for (p, packed) in buffer[..packed_len].chunks_exact(kc * panel).enumerate() {
+                let c = c0 + p * panel;
                 let at = Tile {
                     k,
                     k0,
@@ -275,20 +311,19 @@ unsafe fn block(
                     bias: bias.filter(|_| k0 + kc == k).map(|b| &b[c..]),
                     r0,
                     c,
-                    columns: PANEL.min(n - c),
+                    columns: panel.min(n - c),
                 };
-                macro_rules! tiles {
-                    ($($r:literal),*) => {
-                        match MR.min(task.rows.end - r0) {
-                            // SAFETY: the tile lies in the task's rectangle (r0 + R ≤ rows.end,
-                            // c + columns ≤ c0 + width), which no other thread touches.
-                            $($r => unsafe { tile::<$r>(x, packed, &at, dst, &ahead, &mut requested) },)*
-                            _ => unreachable!("1 to {MR} rows"),
-                        }
-                    };
+                // SAFETY: `L`'s instruction set (this function's contract); the tile lies
+                // in the task's rectangle (r0 + rows ≤ rows.end, c + columns ≤ c0 +
+                // width), which no other thread touches.
+                unsafe {
+                    L::tile(
+                        mr.min(task.rows.end - r0),
+                        (x, packed, &at),
+                        dst,
+                        &mut ahead,
+                    );
                 }
-                const _: () = assert!(MR == 12);
-                tiles!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
             }
         }
     }
@@ -312,25 +347,28 @@ struct Tile<'a> {
     r0: usize,
     /// First output column.
     c: usize,
-    /// Output columns that exist (at most 32; the packed panel has 32).
+    /// Output columns that exist (at most the panel's width).
     columns: usize,
 }
 
 /// Weight lines to request while tiles run: rows `rows` × columns `columns` of the
-/// `[k, n]` weights, one 64-byte line after another.
+/// `[k, n]` weights, one 64-byte line after another, from a cursor that moves on with
+/// each request.
 struct Ahead<'a> {
     /// The weights.
     w: &'a [f32],
     /// Their row length.
     n: usize,
-    /// First weight row.
-    row0: usize,
     /// First column.
     c0: usize,
     /// Lines per row (16 columns each).
     lines: usize,
-    /// Lines in all.
-    total: usize,
+    /// The row of the next line.
+    row: usize,
+    /// The line of `row` requested next.
+    line: usize,
+    /// One past the last row.
+    end: usize,
 }
 
 impl<'a> Ahead<'a> {
@@ -341,58 +379,461 @@ impl<'a> Ahead<'a> {
         rows: std::ops::Range<usize>,
         columns: std::ops::Range<usize>,
     ) -> Self {
-        let lines = columns.len().div_ceil(16);
         Self {
             w,
             n,
-            row0: rows.start,
             c0: columns.start,
-            lines,
-            total: rows.len() * lines,
+            lines: columns.len().div_ceil(16).max(1),
+            row: rows.start,
+            line: 0,
+            end: rows.end,
         }
     }
 
     /// Nothing to request.
     fn none() -> Self {
-        Self {
-            w: &[],
-            n: 0,
-            row0: 0,
-            c0: 0,
-            lines: 1,
-            total: 0,
-        }
+        Self::new(&[], 0, 0..0, 0..0)
     }
 
-    /// Requests line `i` (< `total`) into the cache; a line outside `w` is skipped.
+    /// Whether lines are left to request.
     #[inline(always)]
-    fn request(&self, i: usize) {
-        let at = (self.row0 + i / self.lines) * self.n + self.c0 + (i % self.lines) * 16;
+    fn pending(&self) -> bool {
+        self.row < self.end
+    }
+
+    /// Requests the next line into the cache (a line outside `w` is skipped) and moves
+    /// the cursor on.
+    #[inline(always)]
+    fn request(&mut self) {
+        let at = self.row * self.n + self.c0 + self.line * 16;
         if let Some(v) = self.w.get(at) {
             // SAFETY: a prefetch reads nothing architecturally; the address is in `w`.
             unsafe { _mm_prefetch::<_MM_HINT_T1>(std::ptr::from_ref(v).cast()) };
         }
+        self.line += 1;
+        if self.line == self.lines {
+            self.line = 0;
+            self.row += 1;
+        }
     }
 }
 
-/// Weight-row steps of a tile per line requested for the next chunk.
-const AHEAD_EVERY: usize = 2;
+/// Weight-row steps of a tile per [`AHEAD_LINES`] lines requested for the next chunk.
+const AHEAD_EVERY: usize = 16;
+/// Lines requested for the next chunk per [`AHEAD_EVERY`] steps of a tile.
+const AHEAD_LINES: usize = 8;
 
-/// Rows `r0..r0 + R` × the panel's columns over the chunk's weight rows; every
-/// [`AHEAD_EVERY`] steps it requests the next line of `ahead` (from `*requested` on).
+/// The vector operations of one instruction set that a register tile uses, and its
+/// tile sizes.
+trait Lanes {
+    /// f32 values per vector.
+    const N: usize;
+    /// Vectors per panel row.
+    const VECTORS: usize;
+    /// Panels per parallel task.
+    const PANELS: usize;
+    /// Most weight rows per packed chunk.
+    const KC: usize;
+    /// Most input rows per register tile: `VECTORS · MR` accumulators, a panel row and a
+    /// broadcast fit the registers.
+    const MR: usize;
+    /// A vector of `N` f32 values.
+    type V: Copy;
+    /// Which lanes of a vector a masked load or store touches.
+    type M: Copy;
+
+    /// The first `count` (at most `N`) lanes.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set.
+    unsafe fn mask(count: usize) -> Self::M;
+    /// All lanes zero.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set.
+    unsafe fn zero() -> Self::V;
+    /// `N` values from `p`.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set; `N` values are readable at `p`.
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// The lanes of `m` from `p`, zero elsewhere.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set; the lanes of `m` are readable at `p`.
+    unsafe fn masked_load(m: Self::M, p: *const f32) -> Self::V;
+    /// The lanes of `m` of `v` to `p`.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set; the lanes of `m` are writable at `p`.
+    unsafe fn masked_store(p: *mut f32, m: Self::M, v: Self::V);
+    /// `v` to `p`.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set; `N` values are writable at `p`.
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// `v` in every lane.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set.
+    unsafe fn splat(v: f32) -> Self::V;
+    /// `a · b + c`, one rounding.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set.
+    unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a + b`.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `steps` weight-row steps of a tile: `acc[r][j] += xs[r][i] · w[i·panel + j·N ..]`
+    /// for `i < steps`, one fused multiply-add each, in order.
+    ///
+    /// # Safety
+    /// The CPU has the instruction set; `steps` values are readable at each `xs[r]`, and
+    /// `steps` panel rows of `V · N` values at `w`.
+    #[inline(always)]
+    unsafe fn steps<const R: usize, const V: usize>(
+        acc: &mut [[Self::V; V]; R],
+        xs: &[*const f32; R],
+        w: *const f32,
+        steps: usize,
+    ) where
+        Self: Sized,
+    {
+        // SAFETY: the contract.
+        unsafe { steps_in_order::<Self, R, V>(acc, xs, w, steps) }
+    }
+    /// [`tile`] of `rows` (1 to `MR`) rows, compiled for the instruction set.
+    ///
+    /// # Safety
+    /// As [`tile`] asks, for `R = rows`.
+    unsafe fn tile(rows: usize, operands: (&[f32], &[f32], &Tile), dst: Output, ahead: &mut Ahead);
+}
+
+/// `Lanes::tile` of `$rows` rows as `$kernel::<R>` for R = 1 ..= `$mr`.
+macro_rules! tiles {
+    ($kernel:ident, $rows:expr, $operands:expr, $dst:expr, $ahead:expr; $($r:literal),*) => {{
+        let (x, packed, t) = $operands;
+        match $rows {
+            // SAFETY: the caller's contract, for R = rows.
+            $($r => unsafe { $kernel::<$r>(x, packed, t, $dst, $ahead) },)*
+            rows => unreachable!("a tile of {rows} rows"),
+        }
+    }};
+}
+
+/// 512-bit vectors (AVX-512 F): 16 lanes, tiles of up to 12 rows × 32 columns.
+struct Avx512;
+
+impl Lanes for Avx512 {
+    const N: usize = 16;
+    const VECTORS: usize = 2;
+    const PANELS: usize = 4;
+    // a 256 KiB buffer of the task's columns
+    const KC: usize = 512;
+    const MR: usize = 12;
+    type V = __m512;
+    type M = __mmask16;
+
+    #[inline(always)]
+    unsafe fn mask(count: usize) -> __mmask16 {
+        ((1u32 << count.min(16)) - 1) as __mmask16
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        // SAFETY: AVX-512 F (the contract).
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: the contract.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn masked_load(m: __mmask16, p: *const f32) -> __m512 {
+        // SAFETY: the contract (masked-off lanes are not read).
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[inline(always)]
+    unsafe fn masked_store(p: *mut f32, m: __mmask16, v: __m512) {
+        // SAFETY: the contract (masked-off lanes are not written).
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: the contract.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m512 {
+        // SAFETY: AVX-512 F (the contract).
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: AVX-512 F (the contract).
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512 F (the contract).
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    unsafe fn tile(rows: usize, operands: (&[f32], &[f32], &Tile), dst: Output, ahead: &mut Ahead) {
+        const _: () = assert!(Avx512::MR == 12);
+        tiles!(tile_avx512, rows, operands, dst, ahead; 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+    }
+}
+
+/// [`tile`] with AVX-512 F.
 ///
 /// # Safety
-/// The CPU has AVX-512 F; rows `r0..r0 + R` × columns `c..c + columns` lie in `dst`
-/// and no other thread touches them while this runs.
+/// The CPU has AVX-512 F; as [`tile`] asks.
 #[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn tile<const R: usize>(
+unsafe fn tile_avx512<const R: usize>(
     x: &[f32],
     packed: &[f32],
     t: &Tile,
     dst: Output,
-    ahead: &Ahead,
-    requested: &mut usize,
+    ahead: &mut Ahead,
+) {
+    // SAFETY: the contract.
+    unsafe { tile::<Avx512, R, 2>(x, packed, t, dst, ahead) }
+}
+
+/// 256-bit vectors (AVX2 and FMA): 8 lanes, tiles of up to 4 rows × 24 columns (all 16
+/// registers: 12 accumulators, a panel row of 3 and a broadcast; four broadcasts per 12
+/// multiply-adds ran faster on Zen 3 than the 6 × 16 tile's six).
+struct Avx2;
+
+impl Lanes for Avx2 {
+    const N: usize = 8;
+    const VECTORS: usize = 3;
+    const PANELS: usize = 5;
+    // a panel (24 KiB) and a tile's inputs (4 KiB) fit a 32 KiB L1
+    const KC: usize = 256;
+    const MR: usize = 4;
+    type V = __m256;
+    type M = __m256i;
+
+    #[inline(always)]
+    unsafe fn mask(count: usize) -> __m256i {
+        // lane i is all ones where i < count
+        // SAFETY: AVX2 (the contract).
+        unsafe {
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(count.min(8) as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        // SAFETY: AVX (the contract).
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        // SAFETY: the contract.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn masked_load(m: __m256i, p: *const f32) -> __m256 {
+        // SAFETY: the contract (masked-off lanes are not read).
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+    #[inline(always)]
+    unsafe fn masked_store(p: *mut f32, m: __m256i, v: __m256) {
+        // SAFETY: the contract (masked-off lanes are not written).
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        // SAFETY: the contract.
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m256 {
+        // SAFETY: AVX (the contract).
+        unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: FMA (the contract).
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX (the contract).
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn steps<const R: usize, const V: usize>(
+        acc: &mut [[__m256; V]; R],
+        xs: &[*const f32; R],
+        w: *const f32,
+        steps: usize,
+    ) {
+        if R == 4 && V == 3 {
+            // SAFETY: the same types (R = 4, V = 3); the contract.
+            unsafe {
+                let acc = &mut *std::ptr::from_mut(acc).cast::<[[__m256; 3]; 4]>();
+                let xs = &*std::ptr::from_ref(xs).cast::<[*const f32; 4]>();
+                steps_4x24(acc, xs, w, steps);
+            }
+            return;
+        }
+        // SAFETY: the contract.
+        unsafe { steps_in_order::<Self, R, V>(acc, xs, w, steps) }
+    }
+    unsafe fn tile(rows: usize, operands: (&[f32], &[f32], &Tile), dst: Output, ahead: &mut Ahead) {
+        const _: () = assert!(Avx2::MR == 4);
+        tiles!(tile_avx2, rows, operands, dst, ahead; 1, 2, 3, 4)
+    }
+}
+
+/// [`Lanes::steps`] of the full AVX2 tile (4 rows × 3 vectors), written out: LLVM's own
+/// allocation of the 16 registers (12 accumulators, a panel row, a broadcast) spills.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `steps` values are readable at each `xs[r]`, and `steps`
+/// rows of 24 values at `w`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn steps_4x24(
+    acc: &mut [[__m256; 3]; 4],
+    xs: &[*const f32; 4],
+    w: *const f32,
+    steps: usize,
+) {
+    if steps == 0 {
+        return;
+    }
+    let [
+        [mut a00, mut a01, mut a02],
+        [mut a10, mut a11, mut a12],
+        [mut a20, mut a21, mut a22],
+        [mut a30, mut a31, mut a32],
+    ] = *acc;
+    // SAFETY: per step, 96 bytes at `w` and one value at each `xs[r] + 4·i` are read (the
+    // contract); every register the block writes is named.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "vmovups {w0}, ymmword ptr [{w}]",
+            "vmovups {w1}, ymmword ptr [{w} + 32]",
+            "vmovups {w2}, ymmword ptr [{w} + 64]",
+            "vbroadcastss {b}, dword ptr [{x0} + 4*{i}]",
+            "vfmadd231ps {a00}, {b}, {w0}",
+            "vfmadd231ps {a01}, {b}, {w1}",
+            "vfmadd231ps {a02}, {b}, {w2}",
+            "vbroadcastss {b}, dword ptr [{x1} + 4*{i}]",
+            "vfmadd231ps {a10}, {b}, {w0}",
+            "vfmadd231ps {a11}, {b}, {w1}",
+            "vfmadd231ps {a12}, {b}, {w2}",
+            "vbroadcastss {b}, dword ptr [{x2} + 4*{i}]",
+            "vfmadd231ps {a20}, {b}, {w0}",
+            "vfmadd231ps {a21}, {b}, {w1}",
+            "vfmadd231ps {a22}, {b}, {w2}",
+            "vbroadcastss {b}, dword ptr [{x3} + 4*{i}]",
+            "vfmadd231ps {a30}, {b}, {w0}",
+            "vfmadd231ps {a31}, {b}, {w1}",
+            "vfmadd231ps {a32}, {b}, {w2}",
+            "add {w}, 96",
+            "inc {i}",
+            "cmp {i}, {n}",
+            "jne 2b",
+            w = inout(reg) w => _,
+            i = inout(reg) 0usize => _,
+            n = in(reg) steps,
+            x0 = in(reg) xs[0],
+            x1 = in(reg) xs[1],
+            x2 = in(reg) xs[2],
+            x3 = in(reg) xs[3],
+            a00 = inout(ymm_reg) a00,
+            a01 = inout(ymm_reg) a01,
+            a02 = inout(ymm_reg) a02,
+            a10 = inout(ymm_reg) a10,
+            a11 = inout(ymm_reg) a11,
+            a12 = inout(ymm_reg) a12,
+            a20 = inout(ymm_reg) a20,
+            a21 = inout(ymm_reg) a21,
+            a22 = inout(ymm_reg) a22,
+            a30 = inout(ymm_reg) a30,
+            a31 = inout(ymm_reg) a31,
+            a32 = inout(ymm_reg) a32,
+            w0 = out(ymm_reg) _,
+            w1 = out(ymm_reg) _,
+            w2 = out(ymm_reg) _,
+            b = out(ymm_reg) _,
+            options(nostack, readonly),
+        );
+    }
+    *acc = [
+        [a00, a01, a02],
+        [a10, a11, a12],
+        [a20, a21, a22],
+        [a30, a31, a32],
+    ];
+}
+
+/// [`tile`] with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; as [`tile`] asks.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(
+    x: &[f32],
+    packed: &[f32],
+    t: &Tile,
+    dst: Output,
+    ahead: &mut Ahead,
+) {
+    // SAFETY: the contract.
+    unsafe { tile::<Avx2, R, 3>(x, packed, t, dst, ahead) }
+}
+
+/// [`Lanes::steps`] as plain vector operations, in order.
+///
+/// # Safety
+/// As [`Lanes::steps`] asks.
+#[inline(always)]
+unsafe fn steps_in_order<L: Lanes, const R: usize, const V: usize>(
+    acc: &mut [[L::V; V]; R],
+    xs: &[*const f32; R],
+    w: *const f32,
+    steps: usize,
+) {
+    for i in 0..steps {
+        // SAFETY: i < steps (the contract).
+        unsafe {
+            let wv: [L::V; V] = std::array::from_fn(|j| L::load(w.add((i * V + j) * L::N)));
+            for r in 0..R {
+                let xb = L::splat(*xs[r].add(i));
+                for j in 0..V {
+                    acc[r][j] = L::fmadd(xb, wv[j], acc[r][j]);
+                }
+            }
+        }
+    }
+}
+
+/// Rows `r0..r0 + R` × the panel's `V` vectors of columns over the chunk's weight rows;
+/// every [`AHEAD_EVERY`] steps it requests the next line of `ahead`. Inlined into the
+/// functions that enable `L`'s instruction set.
+///
+/// # Safety
+/// The CPU has `L`'s instruction set; rows `r0..r0 + R` × columns `c..c + columns` lie
+/// in `dst` and no other thread touches them while this runs.
+#[inline(always)]
+unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
+    x: &[f32],
+    packed: &[f32],
+    t: &Tile,
+    dst: Output,
+    ahead: &mut Ahead,
 ) {
     let &Tile {
         k,
@@ -404,72 +845,79 @@ unsafe fn tile<const R: usize>(
         c,
         columns,
     } = t;
+    let panel = V * L::N;
     // the sizes of the unchecked loads and stores below
     assert!(
-        packed.len() == kc * PANEL
+        V == L::VECTORS
+            && packed.len() == kc * panel
             && x.len() >= (r0 + R) * k
             && k0 + kc <= k
-            && columns <= PANEL
+            && columns <= panel
             && r0 + R <= dst.m
             && c + columns <= dst.n
             && bias.is_none_or(|b| b.len() >= columns)
     );
-    // lanes of the two vectors that hold existing columns
-    let lanes = |from: usize| -> __mmask16 {
-        let count = columns.saturating_sub(from).min(16);
-        ((1u32 << count) - 1) as __mmask16
-    };
-    let (m0, m1) = (lanes(0), lanes(16));
-    // SAFETY (of the masked loads and stores): row r's columns c .. c + columns lie in
-    // `dst` (asserted above); the masks cover exactly those.
-    let out = |r: usize| unsafe { dst.ptr.add((r0 + r) * dst.n + c) };
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    // SAFETY (of every vector operation below): `L`'s instruction set (the contract).
+    // the lanes of each vector that hold existing columns
+    let masks: [L::M; V] =
+        std::array::from_fn(|j| unsafe { L::mask(columns.saturating_sub(j * L::N)) });
+    // SAFETY (of the loads and stores of `dst`): row r's columns c .. c + columns lie in
+    // `dst` (asserted above); the masks cover exactly those (all of a full panel).
+    let out = |r: usize, j: usize| unsafe { dst.ptr.add((r0 + r) * dst.n + c + j * L::N) };
+    // a full panel is read and written whole (masked moves are slow on some CPUs)
+    let full = columns == panel;
+    let mut acc = [[unsafe { L::zero() }; V]; R];
     if !first {
         for (r, a) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            unsafe {
-                a[0] = _mm512_maskz_loadu_ps(m0, out(r));
-                a[1] = _mm512_maskz_loadu_ps(m1, out(r).add(16));
+            for (j, v) in a.iter_mut().enumerate() {
+                // SAFETY: as above.
+                *v = unsafe {
+                    if full {
+                        L::load(out(r, j))
+                    } else {
+                        L::masked_load(masks[j], out(r, j))
+                    }
+                };
             }
         }
     }
     let xs: [*const f32; R] = std::array::from_fn(|r| x[(r0 + r) * k + k0..].as_ptr());
     let w = packed.as_ptr();
-    for kk in 0..kc {
-        if kk % AHEAD_EVERY == 0 && *requested < ahead.total {
-            ahead.request(*requested);
-            *requested += 1;
-        }
-        // SAFETY: kk < kc: the packed row kk (32 values) lies in `packed`, and x's value
-        // at k0 + kk of each row in `x` (asserted above).
-        unsafe {
-            let w0 = _mm512_loadu_ps(w.add(kk * PANEL));
-            let w1 = _mm512_loadu_ps(w.add(kk * PANEL + 16));
-            for r in 0..R {
-                let xb = _mm512_set1_ps(*xs[r].add(kk));
-                acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+    // segments of AHEAD_EVERY steps, each after its requests: the inner loop stays free
+    // of branches that would cost the accumulators their registers
+    for k1 in (0..kc).step_by(AHEAD_EVERY) {
+        for _ in 0..AHEAD_LINES {
+            if ahead.pending() {
+                ahead.request();
             }
         }
+        let steps = AHEAD_EVERY.min(kc - k1);
+        let at: [*const f32; R] = std::array::from_fn(|r| xs[r].wrapping_add(k1));
+        // SAFETY: k1 + steps ≤ kc: the packed rows k1 .. k1 + steps lie in `packed`, and
+        // x's values at k0 + k1 .. of each row in `x` (asserted above).
+        unsafe { L::steps::<R, V>(&mut acc, &at, w.add(k1 * panel), steps) };
     }
     if let Some(b) = bias {
         // SAFETY: `b` holds at least `columns` values (asserted above).
-        let (b0, b1) = unsafe {
-            (
-                _mm512_maskz_loadu_ps(m0, b.as_ptr()),
-                _mm512_maskz_loadu_ps(m1, b.as_ptr().add(16)),
-            )
-        };
+        let bv: [L::V; V] =
+            std::array::from_fn(|j| unsafe { L::masked_load(masks[j], b.as_ptr().add(j * L::N)) });
         for a in &mut acc {
-            a[0] = _mm512_add_ps(a[0], b0);
-            a[1] = _mm512_add_ps(a[1], b1);
+            for (v, &b) in a.iter_mut().zip(&bv) {
+                // SAFETY: as above.
+                *v = unsafe { L::add(*v, b) };
+            }
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        // SAFETY: as above.
-        unsafe {
-            _mm512_mask_storeu_ps(out(r), m0, a[0]);
-            _mm512_mask_storeu_ps(out(r).add(16), m1, a[1]);
+        for (j, &v) in a.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe {
+                if full {
+                    L::store(out(r, j), v);
+                } else {
+                    L::masked_store(out(r, j), masks[j], v);
+                }
+            }
         }
     }
 }
