@@ -37,18 +37,22 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 # OMG_WGPU_FEATURES=wgpu,fusion checks burn's kernel fusion (docs/burn-fusion-matmul.md).
-cargo build --release -p omg-parity --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu}"
+# The dev profile: its dependencies are optimised (Cargo.toml), and after `cargo test` the
+# ones whose features the backend does not change are already built; the time goes into
+# lavapipe's shaders, not into our host code.
+cargo build -p omg-parity --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu}"
+parity=target/debug/omg-parity
 
 fixtures=("$dir"/*.safetensors)
 [ -d "$dir/tokenizer_tiny" ] && fixtures+=("$dir/tokenizer_tiny")
 start=$(date +%s)
-target/release/omg-parity "${fixtures[@]}"
+"$parity" "${fixtures[@]}"
 echo "wgpu parity: $(( $(date +%s) - start )) s for ${#fixtures[@]} fixtures"
 
 # Half precision on the GPU code path: the LLM's linears in f16 against f32 on the
 # end-to-end fixture, within the documented budget (docs/precision.md).
 if [ -f "$dir/e2e.safetensors" ]; then
     start=$(date +%s)
-    target/release/omg-parity --llm-weights f16 "$dir/e2e.safetensors"
+    "$parity" --llm-weights f16 "$dir/e2e.safetensors"
     echo "wgpu f16 budget: $(( $(date +%s) - start )) s"
 fi
