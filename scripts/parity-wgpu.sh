@@ -37,9 +37,9 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 # OMG_WGPU_FEATURES=wgpu,fusion checks burn's kernel fusion (docs/burn-fusion-matmul.md).
-# The dev profile: its dependencies are optimised (Cargo.toml), and after `cargo test` the
-# ones whose features the backend does not change are already built; the time goes into
-# lavapipe's shaders, not into our host code.
+# The dev profile: its dependencies are optimised and wgpu's without debug assertions
+# (Cargo.toml), and after `cargo test` the ones whose features the backend does not
+# change are already built; the time goes into lavapipe's shaders, not into our host code.
 cargo build -p omg-parity --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu}"
 parity=target/debug/omg-parity
 
