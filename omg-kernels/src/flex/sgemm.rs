@@ -442,7 +442,7 @@ trait Lanes {
     /// Which lanes of a vector a masked load or store touches.
     type M: Copy;
 
-    /// The first `count` (at most `N`) lanes.
+    /// The first `count` lanes (all of them from `count = N` on).
     ///
     /// # Safety
     /// The CPU has the instruction set.
