@@ -186,16 +186,15 @@ unsafe fn dispatch(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Ou
 /// the sizes [`check`] asks.
 unsafe fn run<L: Lanes>(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Output) {
     let (m, n) = (dst.m, dst.n);
-    let block_width = L::PANELS * L::VECTORS * L::N;
-    let (ranges, blocks) = (m.div_ceil(ROWS), n.div_ceil(block_width));
+    let (ranges, blocks) = (m.div_ceil(ROWS), n.div_ceil(L::BLOCK));
     (0..ranges * blocks)
         .into_par_iter()
         .for_each_init(Vec::new, |buffer, t| {
-            let (rows, c0) = ((t / blocks) * ROWS, (t % blocks) * block_width);
+            let (rows, c0) = ((t / blocks) * ROWS, (t % blocks) * L::BLOCK);
             let task = Task {
                 rows: rows..(rows + ROWS).min(m),
                 c0,
-                width: block_width.min(n - c0),
+                width: L::BLOCK.min(n - c0),
             };
             // SAFETY: `L`'s instruction set (this function's contract); the tasks cover
             // disjoint rectangles of `dst`.
@@ -247,8 +246,7 @@ unsafe fn block<L: Lanes>(
     dst: Output,
 ) {
     let (c0, width, n) = (task.c0, task.width, dst.n);
-    let (panel, mr) = (L::VECTORS * L::N, L::MR);
-    let block_width = L::PANELS * panel;
+    let (panel, block_width, mr) = (L::PANEL, L::BLOCK, L::MR);
     assert!(
         task.rows.end <= dst.m && c0 + width <= n && width <= block_width && w.len() == k * n,
         "sgemm: task outside the output"
@@ -437,6 +435,10 @@ trait Lanes {
     /// Most input rows per register tile: `VECTORS · MR` accumulators, a panel row and a
     /// broadcast fit the registers.
     const MR: usize;
+    /// Output columns per panel.
+    const PANEL: usize = Self::VECTORS * Self::N;
+    /// Output columns per parallel task.
+    const BLOCK: usize = Self::PANELS * Self::PANEL;
     /// A vector of `N` f32 values.
     type V: Copy;
     /// Which lanes of a vector a masked load or store touches.
