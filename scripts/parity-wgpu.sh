@@ -36,11 +36,14 @@ fi
 # wgpu warns (harmlessly) without it.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
+# burn's default kernel for each op (`wgpu-untuned`): the model code on the GPU code path,
+# the same kernels on every run. OMG_WGPU_FEATURES=wgpu checks the build users get, with
+# autotuning (on lavapipe it times every candidate kernel: the run takes 6 times as long);
 # OMG_WGPU_FEATURES=wgpu,fusion checks burn's kernel fusion (docs/burn-fusion-matmul.md).
 # The dev profile: its dependencies are optimised and wgpu's without debug assertions
 # (Cargo.toml), and after `cargo test` the ones whose features the backend does not
 # change are already built; the time goes into lavapipe's shaders, not into our host code.
-cargo build -p omg-parity --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu}"
+cargo build -p omg-parity --no-default-features --features "${OMG_WGPU_FEATURES:-wgpu-untuned}"
 parity=target/debug/omg-parity
 
 fixtures=("$dir"/*.safetensors)

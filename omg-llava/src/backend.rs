@@ -2,6 +2,7 @@
 //!
 //! `flex` (burn's Flex CPU backend with this project's kernels) is the default. When
 //! several are enabled the priority is `cuda`, then `wgpu`, then `flex`, then `ndarray`.
+//! `wgpu-untuned` is the `wgpu` backend without kernel autotuning (`wgpu` implies it).
 //! With no backend feature (`default-features = false`), [`DefaultBackend`] does not
 //! exist; every model is generic over `B: Backend`, so name the backend you want
 //! yourself.
@@ -28,24 +29,36 @@ mod chosen {
     pub const NAME: &str = "cuda+fusion";
 }
 
-#[cfg(all(feature = "wgpu", not(feature = "cuda"), not(feature = "fusion")))]
+#[cfg(all(
+    feature = "wgpu-untuned",
+    not(feature = "cuda"),
+    not(feature = "fusion")
+))]
 mod chosen {
     /// The backend selected by the enabled cargo features.
     pub type DefaultBackend =
         burn::backend::wgpu::CubeBackend<burn::backend::wgpu::WgpuRuntime, f32, i32, u32>;
     /// Name of the selected backend.
-    pub const NAME: &str = "wgpu";
+    pub const NAME: &str = if cfg!(feature = "wgpu") {
+        "wgpu"
+    } else {
+        "wgpu-untuned"
+    };
 }
 
-#[cfg(all(feature = "wgpu", not(feature = "cuda"), feature = "fusion"))]
+#[cfg(all(feature = "wgpu-untuned", not(feature = "cuda"), feature = "fusion"))]
 mod chosen {
     /// The backend selected by the enabled cargo features.
     pub type DefaultBackend = burn::backend::Wgpu<f32, i32>;
     /// Name of the selected backend.
-    pub const NAME: &str = "wgpu+fusion";
+    pub const NAME: &str = if cfg!(feature = "wgpu") {
+        "wgpu+fusion"
+    } else {
+        "wgpu-untuned+fusion"
+    };
 }
 
-#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
+#[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu-untuned"))))]
 mod chosen {
     /// The backend selected by the enabled cargo features.
     pub type DefaultBackend = burn::backend::Flex<f32, i32>;
@@ -55,7 +68,7 @@ mod chosen {
 
 #[cfg(all(
     feature = "ndarray",
-    not(any(feature = "cuda", feature = "wgpu", feature = "flex"))
+    not(any(feature = "cuda", feature = "wgpu-untuned", feature = "flex"))
 ))]
 mod chosen {
     /// The backend selected by the enabled cargo features.
@@ -66,7 +79,7 @@ mod chosen {
 
 #[cfg(any(
     feature = "cuda",
-    feature = "wgpu",
+    feature = "wgpu-untuned",
     feature = "flex",
     feature = "ndarray"
 ))]
@@ -75,7 +88,7 @@ pub use chosen::{DefaultBackend, NAME};
 /// The default device of [`DefaultBackend`].
 #[cfg(any(
     feature = "cuda",
-    feature = "wgpu",
+    feature = "wgpu-untuned",
     feature = "flex",
     feature = "ndarray"
 ))]
