@@ -2,17 +2,17 @@
 //! AVX2 and FMA.
 //!
 //! The output is cut into tasks of up to `ROWS` rows (2048 with AVX-512, 256 with AVX2)
-//! × a block of panels' columns (128 with AVX-512, 120 with AVX2), spread over the threads (consecutive tasks share
-//! their rows, so a thread's next task finds them in cache). Each task copies its weight
-//! columns, in chunks of `KC` rows read as long contiguous runs, into panels a few
-//! vectors wide (2 × 16 columns with AVX-512, 3 × 8 with AVX2) that stay in cache (while
-//! the tiles of one chunk run, they request the next chunk's weight lines, so that its
-//! copy reads them from cache instead of waiting on memory). Tiles of up to `MR` input
-//! rows (12 with AVX-512's 32 registers, 4 with AVX2's 16) × a panel keep their
-//! accumulators in registers while `k` runs: per step, one load per vector of the
-//! weight row and one broadcast per input row feed a multiply-add per accumulator.
-//! Tiles write their results straight into the row-major output (masked stores at a
-//! narrower last panel): no zero-fill, no reordering pass.
+//! × a block of panels' columns (128 with AVX-512, 120 with AVX2), spread over the
+//! threads (consecutive tasks share their rows, so a thread's next task finds them in
+//! cache). Each task copies its weight columns, in chunks of `KC` rows read as long
+//! contiguous runs, into panels a few vectors wide (2 × 16 columns with AVX-512, 3 × 8
+//! with AVX2) that stay in cache (while the tiles of one chunk run, they request the
+//! next chunk's weight lines, so that its copy reads them from cache instead of waiting
+//! on memory). Tiles of up to `MR` input rows (12 with AVX-512's 32 registers, 4 with
+//! AVX2's 16) × a panel keep their accumulators in registers while `k` runs: per step,
+//! one load per vector of the weight row and one broadcast per input row feed a
+//! multiply-add per accumulator. Tiles write their results straight into the row-major
+//! output (masked stores at a narrower last panel): no zero-fill, no reordering pass.
 //!
 //! Each output is `Σ_k x[r, k] · w[k, c]` summed in input order with one rounding per
 //! multiply-add, then `+ b[c]`: both instruction sets give the same bits.
