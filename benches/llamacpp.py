@@ -401,33 +401,38 @@ def dry_run(work, bench, cases, sides, args):
 
 
 def cpu_seconds():
-    """(CPU seconds all processes spent busy, our finished children's CPU seconds)."""
+    """(CPU seconds all processes spent busy, our finished children's CPU seconds, CPU
+    seconds the hypervisor gave to other guests: the `steal` column)."""
     import resource
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:8]]
-        busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+            v = [int(x) for x in f.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (sum(v[:7]) - v[3] - v[4]) / tick  # less idle and iowait
+        steal = v[7] / tick if len(v) > 7 else 0.0
     except (OSError, ValueError, IndexError):
-        busy = 0.0
-    return busy, children.ru_utime + children.ru_stime
+        busy, steal = 0.0, 0.0
+    return busy, children.ru_utime + children.ru_stime, steal
 
 
 def cpu_busy(interval=1.0):
     """Fraction of all CPUs busy over `interval` seconds; 0 if unknown."""
-    b0, _ = cpu_seconds()
+    b0, _, _ = cpu_seconds()
     time.sleep(interval)
-    b1, _ = cpu_seconds()
+    b1, _, _ = cpu_seconds()
     return (b1 - b0) / interval / (os.cpu_count() or 1)
 
 
 def others_during(run):
-    """Calls `run()` (which runs one child process to its end); returns its result and how
-    many cores other processes kept busy meanwhile."""
-    t, (b0, c0) = time.time(), cpu_seconds()
+    """Calls `run()` (which runs one child process to its end); returns its result, how
+    many cores other processes kept busy meanwhile, and how many the hypervisor took
+    for other guests (steal)."""
+    t, (b0, c0, s0) = time.time(), cpu_seconds()
     res = run()
-    t, (b1, c1) = time.time() - t, cpu_seconds()
-    return res, max(0.0, (b1 - b0) - (c1 - c0)) / max(t, 1e-3)
+    t, (b1, c1, s1) = time.time() - t, cpu_seconds()
+    t = max(t, 1e-3)
+    return res, max(0.0, (b1 - b0) - (c1 - c0)) / t, max(0.0, s1 - s0) / t
 
 
 def wait_idle(max_wait, threshold=0.1):
@@ -527,16 +532,19 @@ def main():
             for side in sides:
                 idle = wait_idle(args.idle_wait)
                 if side == "ours":
-                    res, others = others_during(lambda: run_ours(size, prec, L, args.new_tokens, args.reps))
+                    res, others, steal = others_during(
+                        lambda: run_ours(size, prec, L, args.new_tokens, args.reps))
                 else:
-                    res, others = others_during(lambda: run_llamacpp(
+                    res, others, steal = others_during(lambda: run_llamacpp(
                         bench, models[(size, prec)], L, args.new_tokens, args.threads, args.reps,
                         args.decode_depth))
                 if others > 0.1:
                     print(f"  other processes kept {others:.2f} cores busy during this {side} "
                           f"run (marked *)", flush=True)
+                print(f"  {size} {prec} p{L} {side}: prefill {res['prefill_ts']:.1f} t/s, "
+                      f"decode {res['decode_ts']:.2f} t/s; steal {steal:.2f} cores", flush=True)
                 runs[side].append(dict(res, idle=idle and others <= 0.1,
-                                       other_cores=round(others, 3)))
+                                       other_cores=round(others, 3), steal_cores=round(steal, 3)))
         row = dict(size=size, precision=prec, gguf_type=PRECISIONS[prec][0], prompt_len=L,
                    new_tokens=args.new_tokens)
         for side, rs in runs.items():

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{DType, TensorData};
+use rayon::prelude::*;
 
 use crate::{CheckpointError, TensorInfo, TensorSource};
 
@@ -46,7 +47,27 @@ fn mix(mut z: u64) -> u64 {
 /// Uniform in [−1, 1) from the i-th draw of a stream.
 fn uniform(stream: u64, i: u64) -> f32 {
     let bits = mix(stream.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-    (bits >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    // 24 bits, exact in an i32 and in an f32 (the i32 conversion is one instruction)
+    (bits >> 40) as i32 as f32 / (1u64 << 23) as f32 - 1.0
+}
+
+/// Values drawn in parallel per chunk; each depends only on its index, so the result
+/// does not depend on the thread count.
+const DRAW_CHUNK: usize = 1 << 16;
+
+/// `n` values `f(uniform(stream, i))`.
+fn draw(n: usize, stream: u64, f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut values = vec![0f32; n];
+    values
+        .par_chunks_mut(DRAW_CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let first = (c * DRAW_CHUNK) as u64;
+            for (i, v) in (first..).zip(chunk.iter_mut()) {
+                *v = f(uniform(stream, i));
+            }
+        });
+    values
 }
 
 impl TensorSource for SyntheticSource {
@@ -73,14 +94,12 @@ impl TensorSource for SyntheticSource {
             .bytes()
             .fold(mix(self.seed), |h, b| mix(h ^ u64::from(b)));
         let n: usize = shape.iter().product();
-        let values: Vec<f32> = if shape.len() == 1 {
-            (0..n as u64)
-                .map(|i| 1.0 + 0.1 * uniform(stream, i))
-                .collect()
+        let values = if shape.len() == 1 {
+            draw(n, stream, |u| 1.0 + 0.1 * u)
         } else {
             // uniform(−a, a) has variance a²/3
             let a = (3.0 / shape.last().copied().unwrap_or(1).max(1) as f32).sqrt();
-            (0..n as u64).map(|i| a * uniform(stream, i)).collect()
+            draw(n, stream, |u| a * u)
         };
         Ok(TensorData::new(values, shape.clone()))
     }
@@ -114,5 +133,20 @@ mod tests {
         assert!(n.iter().all(|v| (0.9..=1.1).contains(v)));
         assert!(s.read("missing").is_err());
         assert_eq!(s.f32_bytes(), 4 * (64 * 300 + 8));
+    }
+
+    #[test]
+    fn parallel_draws_match_the_sequential_stream() {
+        // more than two chunks and a partial one
+        let n = 2 * DRAW_CHUNK + 1234;
+        let s = SyntheticSource::new([("w".to_string(), vec![n / 2, 2])], 7);
+        let got = s.read("w").unwrap().into_vec::<f32>().unwrap();
+        let stream = "w".bytes().fold(mix(7), |h, b| mix(h ^ u64::from(b)));
+        let a = (3.0f32 / 2.0).sqrt();
+        for (i, v) in got.iter().enumerate() {
+            let bits = mix(stream.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            let want = a * ((bits >> 40) as f32 / (1u64 << 23) as f32 - 1.0);
+            assert_eq!(v.to_bits(), want.to_bits(), "value {i}");
+        }
     }
 }
