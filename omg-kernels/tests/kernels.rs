@@ -315,8 +315,16 @@ fn many_row_linear_sums_in_input_order_with_one_rounding_per_step() {
     if !kernel_isa().contains("avx2") {
         return;
     }
-    // 301 rows: more than one task of rows (256 with AVX2), the last tile one row
-    for (rows, k, n) in [(9, 3, 5), (14, 700, 37), (20, 1030, 150), (301, 70, 130)] {
+    // 301 rows: more than one task of rows (256 with AVX2), the last tile one row;
+    // 1000 columns: column blocks of unequal widths (42 panels of 24 in 10 blocks on two
+    // threads), the last panel narrower
+    for (rows, k, n) in [
+        (9, 3, 5),
+        (14, 700, 37),
+        (20, 1030, 150),
+        (301, 70, 130),
+        (64, 40, 1000),
+    ] {
         let x = random([1, rows, k], -1.0, 1.0);
         let w = random([k, n], -1.0, 1.0);
         let b = random([n], -1.0, 1.0);

@@ -2,17 +2,18 @@
 //! AVX2 and FMA.
 //!
 //! The output is cut into tasks of up to `ROWS` rows (2048 with AVX-512, 256 with AVX2)
-//! × a block of panels' columns (128 with AVX-512, 120 with AVX2), spread over the
-//! threads (consecutive tasks share their rows, so a thread's next task finds them in
-//! cache). Each task copies its weight columns, in chunks of `KC` rows read as long
-//! contiguous runs, into panels a few vectors wide (2 × 16 columns with AVX-512, 3 × 8
-//! with AVX2) that stay in cache (while the tiles of one chunk run, they request the
-//! next chunk's weight lines, so that its copy reads them from cache instead of waiting
-//! on memory). Tiles of up to `MR` input rows (12 with AVX-512's 32 registers, 4 with
-//! AVX2's 16) × a panel keep their accumulators in registers while `k` runs: per step,
-//! one load per vector of the weight row and one broadcast per input row feed a
-//! multiply-add per accumulator. Tiles write their results straight into the row-major
-//! output (masked stores at a narrower last panel): no zero-fill, no reordering pass.
+//! × a block of panels' columns (at most 128 with AVX-512, 120 with AVX2; narrower where
+//! that makes the tasks a multiple of the threads), spread over the threads (consecutive
+//! tasks share their rows, so a thread's next task finds them in cache). Each task
+//! copies its weight columns, in chunks of `KC` rows read as long contiguous runs, into
+//! panels a few vectors wide (2 × 16 columns with AVX-512, 3 × 8 with AVX2) that stay in
+//! cache (while the tiles of one chunk run, they request the next chunk's weight lines,
+//! so that its copy reads them from cache instead of waiting on memory). Tiles of up to
+//! `MR` input rows (12 with AVX-512's 32 registers, 4 with AVX2's 16) × a panel keep
+//! their accumulators in registers while `k` runs: per step, one load per vector of the
+//! weight row and one broadcast per input row feed a multiply-add per accumulator. Tiles
+//! write their results straight into the row-major output (masked stores at a narrower
+//! last panel): no zero-fill, no reordering pass.
 //!
 //! Each output is `Σ_k x[r, k] · w[k, c]` summed in input order with one rounding per
 //! multiply-add, then `+ b[c]`: both instruction sets give the same bits.
@@ -184,20 +185,59 @@ unsafe fn dispatch(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Ou
 /// the sizes [`check`] asks.
 unsafe fn run<L: Lanes>(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, dst: Output) {
     let (m, n) = (dst.m, dst.n);
-    let (ranges, blocks) = (m.div_ceil(L::ROWS), n.div_ceil(L::BLOCK));
-    (0..ranges * blocks)
+    let ranges = m.div_ceil(L::ROWS);
+    let columns = Columns::new(n, L::PANEL, L::PANELS, ranges, rayon::current_num_threads());
+    (0..ranges * columns.blocks)
         .into_par_iter()
         .for_each_init(Vec::new, |buffer, t| {
-            let (rows, c0) = ((t / blocks) * L::ROWS, (t % blocks) * L::BLOCK);
+            let (rows, b) = ((t / columns.blocks) * L::ROWS, t % columns.blocks);
             let task = Task {
                 rows: rows..(rows + L::ROWS).min(m),
-                c0,
-                width: L::BLOCK.min(n - c0),
+                columns: columns.block(b),
+                next: (b + 1 < columns.blocks).then(|| columns.block(b + 1)),
             };
             // SAFETY: `L`'s instruction set (this function's contract); the tasks cover
             // disjoint rectangles of `dst`.
             unsafe { block::<L>(x, w, bias, k, &task, buffer, dst) }
         });
+}
+
+/// The output's columns cut into blocks of whole panels for the tasks: at most `panels`
+/// panels each, as evenly as the panels allow, and so many that the tasks
+/// (`ranges` row ranges × blocks) are a multiple of the threads where there are enough
+/// panels (no thread idles while another runs a last task).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Columns {
+    /// Output columns.
+    n: usize,
+    /// Columns per panel.
+    panel: usize,
+    /// Panels (the last one may be narrower).
+    total: usize,
+    /// Blocks.
+    blocks: usize,
+}
+
+impl Columns {
+    fn new(n: usize, panel: usize, panels: usize, ranges: usize, threads: usize) -> Self {
+        let total = n.div_ceil(panel);
+        let mut blocks = total.div_ceil(panels);
+        while !(ranges * blocks).is_multiple_of(threads.max(1)) && blocks < total {
+            blocks += 1;
+        }
+        Self {
+            n,
+            panel,
+            total,
+            blocks,
+        }
+    }
+
+    /// The columns of block `b` (< `blocks`).
+    fn block(&self, b: usize) -> std::ops::Range<usize> {
+        let first = |b: usize| b * self.total / self.blocks * self.panel;
+        first(b)..first(b + 1).min(self.n)
+    }
 }
 
 /// The row-major `[m, n]` output that the tasks write into, each its own rectangle.
@@ -219,14 +259,16 @@ unsafe impl Send for Output {}
 // SAFETY: as above.
 unsafe impl Sync for Output {}
 
-/// One parallel task: output rows `rows` × columns `c0..c0 + width`.
+/// One parallel task: output rows `rows` × output columns `columns`.
 struct Task {
     /// Output (and input) rows.
     rows: std::ops::Range<usize>,
-    /// First output column.
-    c0: usize,
-    /// Output columns, at most `Lanes::PANELS` panels.
-    width: usize,
+    /// Output columns: whole panels (the last one of the output may be narrower), at
+    /// most `Lanes::PANELS`.
+    columns: std::ops::Range<usize>,
+    /// The columns of the next block of the same rows (the task a thread usually runs
+    /// next), if any.
+    next: Option<std::ops::Range<usize>>,
 }
 
 /// The task's rectangle of `dst`, chunk by chunk of weight rows.
@@ -243,10 +285,14 @@ unsafe fn block<L: Lanes>(
     buffer: &mut Vec<f32>,
     dst: Output,
 ) {
-    let (c0, width, n) = (task.c0, task.width, dst.n);
-    let (panel, block_width, mr) = (L::PANEL, L::BLOCK, L::MR);
+    let (c0, width, n) = (task.columns.start, task.columns.len(), dst.n);
+    let (panel, mr) = (L::PANEL, L::MR);
     assert!(
-        task.rows.end <= dst.m && c0 + width <= n && width <= block_width && w.len() == k * n,
+        task.rows.end <= dst.m
+            && task.columns.end <= n
+            && width <= L::BLOCK
+            && c0.is_multiple_of(panel)
+            && w.len() == k * n,
         "sgemm: task outside the output"
     );
     let panels = width.div_ceil(panel);
@@ -259,8 +305,7 @@ unsafe fn block<L: Lanes>(
         // first (the task a thread usually runs next)
         let mut ahead = if k0 + kc < k {
             Ahead::new(w, n, k0 + kc..(k0 + kc + step).min(k), c0..c0 + width)
-        } else if c0 + block_width < n {
-            let next = c0 + block_width..(c0 + 2 * block_width).min(n);
+        } else if let Some(next) = task.next.clone() {
             Ahead::new(w, n, 0..step.min(k), next)
         } else {
             Ahead::none()
@@ -924,6 +969,42 @@ unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
                 } else {
                     L::masked_store(out(r, j), masks[j], v);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Columns;
+
+    #[test]
+    fn column_blocks_cover_the_output_in_whole_panels_and_balance_the_threads() {
+        for n in [1, 5, 24, 25, 120, 121, 1000, 1024, 1536, 3584, 4097] {
+            for (ranges, threads) in [(1, 1), (1, 2), (3, 2), (1, 3), (2, 4), (1, 8)] {
+                let c = Columns::new(n, 24, 5, ranges, threads);
+                let total = n.div_ceil(24);
+                assert!(c.blocks >= total.div_ceil(5) && c.blocks <= total.max(1));
+                if c.blocks < total {
+                    assert_eq!(
+                        (ranges * c.blocks) % threads,
+                        0,
+                        "n {n}, {ranges} × {threads}"
+                    );
+                }
+                let mut next = 0;
+                for b in 0..c.blocks {
+                    let cols = c.block(b);
+                    assert_eq!(
+                        cols.start, next,
+                        "n {n}: block {b} starts where the last ended"
+                    );
+                    assert!(
+                        !cols.is_empty() && cols.start.is_multiple_of(24) && cols.len() <= 5 * 24
+                    );
+                    next = cols.end;
+                }
+                assert_eq!(next, n);
             }
         }
     }
