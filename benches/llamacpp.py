@@ -47,7 +47,10 @@ A time ratio below 1 means ours is faster. With 2 threads, any other busy proces
 machine slows either side many times over. Before each timed run the script waits (up to
 `--idle-wait` seconds) for idle CPUs; a run during which other processes kept over 0.1 core
 busy is left out of the median when an undisturbed one exists, and a figure with none is
-marked `*`. The figures are also written to `target/bench/llamacpp-TIMESTAMP.json`.
+marked `*`. Each run's figures are printed as it ends, with the CPU time the hypervisor
+gave other guests meanwhile (`steal`, from /proc/stat: a neighbour the idle check cannot
+see); with `--rounds` over 1, a second table lists every round's figures under the
+medians. The figures are also written to `target/bench/llamacpp-TIMESTAMP.json`.
 A benchmark: it asserts nothing.
 """
 
@@ -571,6 +574,8 @@ def main():
     with open(out_json, "w") as f:
         json.dump(dict(note=note, llama_cpp_python=LLAMA_CPP_PYTHON, results=results), f, indent=1)
     print_table(results, sides, note)
+    if max(1, args.rounds) > 1:
+        print_runs(results, sides)
     print(f"\nJSON: {os.path.relpath(out_json, ROOT)}")
 
 
@@ -598,6 +603,26 @@ def print_table(results, sides, note):
               f"| {ratio(r, 'prefill_ts')} "
               f"| {cell(r, 'ours', 'decode_ts', '.2f')} | {cell(r, 'llamacpp', 'decode_ts', '.2f')} "
               f"| {ratio(r, 'decode_ts')} |")
+
+
+def print_runs(results, sides):
+    """Every round's figures of each cell (tokens/s; * where other processes were busy),
+    in the order they ran: the spread behind the medians above."""
+    def runs(row, side, key):
+        if side not in row:
+            return "–"
+        return " / ".join(format(r[key], ".1f" if key == "prefill_ts" else ".2f")
+                          + ("" if r["idle"] else "*") for r in row[side]["runs"])
+
+    print()
+    print("Every round (tokens/s):")
+    print()
+    print("| size | precision | prompt | prefill ours | llama.cpp | decode ours | llama.cpp |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['size']} | {r['precision']} | {r['prompt_len']} "
+              f"| {runs(r, 'ours', 'prefill_ts')} | {runs(r, 'llamacpp', 'prefill_ts')} "
+              f"| {runs(r, 'ours', 'decode_ts')} | {runs(r, 'llamacpp', 'decode_ts')} |")
 
 
 if __name__ == "__main__":
