@@ -206,7 +206,6 @@ unsafe fn run<L: Lanes>(x: &[f32], w: &[f32], bias: Option<&[f32]>, k: usize, ds
 /// panels each, as evenly as the panels allow, and so many that the tasks
 /// (`ranges` row ranges × blocks) are a multiple of the threads where there are enough
 /// panels (no thread idles while another runs a last task).
-#[derive(Debug, Clone, Copy, PartialEq)]
 struct Columns {
     /// Output columns.
     n: usize,

@@ -18,25 +18,11 @@
 use std::arch::x86_64::*;
 
 use super::activations::QuantRows;
-use super::tiling::CHANNELS;
+use super::tiling::{CHANNELS, request_ahead};
 use super::weights::Packed;
 use crate::flex::by_channel;
 use crate::linear::FEW_ROWS;
 use crate::quant_format::{QUANT_GROUP, QuantBits};
-
-/// How far ahead of the group being multiplied its channel's packed bytes are requested
-/// (past a row's end: the next channel's, which lie right after it): the hardware's
-/// prefetcher alone keeps too few lines of one sequential stream in flight to reach the
-/// memory's bandwidth.
-const PREFETCH_BYTES: usize = 1024;
-
-/// Requests the line `PREFETCH_BYTES` after `p` into the cache.
-#[inline(always)]
-fn request_ahead(p: *const u8) {
-    // SAFETY: a prefetch (SSE, which every x86-64 CPU has) reads nothing architecturally
-    // and faults on no address; the pointer is only formed (wrapping), never read.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES).cast()) };
-}
 
 /// `[rows, out]` products of `rows ≤ FEW_ROWS` quantized rows and a packed weight (the
 /// caller checked that the CPU has AVX2 and FMA).

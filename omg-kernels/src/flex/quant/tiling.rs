@@ -1,9 +1,10 @@
 //! How the two AVX-512 VNNI products ([`super::vnni_int8`], [`super::vnni_int4`]) split
 //! their work: the GEMV's parallel tasks over output channels ([`CHANNELS`] each, through
-//! [`crate::flex::by_channel`]), the GEMM's over blocks of output channels, and the
-//! GEMM's register tiles within a block.
+//! [`crate::flex::by_channel`]; the AVX2 GEMV's too), the GEMM's over blocks of output
+//! channels, and the GEMM's register tiles within a block; and how far ahead a GEMV
+//! requests the weight it streams ([`request_ahead`]).
 
-use std::arch::x86_64::{__m512, _mm512_storeu_ps};
+use std::arch::x86_64::{__m512, _MM_HINT_T0, _mm_prefetch, _mm512_storeu_ps};
 
 use rayon::prelude::*;
 
@@ -11,6 +12,20 @@ use crate::flex::unblock;
 
 /// Output channels per parallel task of a GEMV.
 pub(super) const CHANNELS: usize = 128;
+/// How far ahead of the group being multiplied a GEMV requests its channel's packed
+/// bytes (past a row's end: the next channel's, which lie right after it): the
+/// hardware's prefetcher alone keeps too few lines of one sequential stream in flight to
+/// reach the memory's bandwidth.
+const PREFETCH_BYTES: usize = 1024;
+
+/// Requests the line [`PREFETCH_BYTES`] after `p` into the cache.
+#[inline(always)]
+pub(super) fn request_ahead(p: *const u8) {
+    // SAFETY: a prefetch (SSE, which every x86-64 CPU has) reads nothing architecturally
+    // and faults on no address; the pointer is only formed (wrapping), never read.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_BYTES).cast()) };
+}
+
 /// Output channels per parallel task of a GEMM.
 pub(super) const BLOCK: usize = 64;
 /// Row vectors per GEMM tile.

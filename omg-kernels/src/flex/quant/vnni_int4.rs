@@ -17,14 +17,14 @@ use std::arch::x86_64::*;
 
 use super::activations::QuantRows;
 use super::lanes::QuadLanes;
-use super::tiling::{BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums};
+use super::tiling::{
+    BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums, request_ahead,
+};
 use super::weights::Packed;
 use crate::flex::by_channel;
 use crate::linear::FEW_ROWS;
 use crate::quant_format::{QUANT_GROUP, QuantBits};
 
-/// How far ahead of the group being read the GEMV prefetches the weight (bytes).
-const PREFETCH: usize = 1024;
 /// Four-byte steps per group.
 const STEPS: usize = QUANT_GROUP / 4;
 
@@ -130,8 +130,7 @@ fn gemv_rows<const R: usize>(
         // SAFETY (`whole_group`): group g < full lies inside the row (asserted above).
         let whole = |g: usize| unsafe {
             let p = row.add(g * group_bytes);
-            // a hint only: the address may lie past the row (or the weight)
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH).cast());
+            request_ahead(p);
             whole_group(p)
         };
         let (mut even, mut odd) = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
