@@ -285,7 +285,7 @@ fn few_row_linear_matches_burns_linear() {
 #[test]
 fn many_row_linear_matches_burns_linear() {
     // the tiled kernel where the CPU has AVX2 and FMA (else the fallback twice): tiles of
-    // 1–4 rows (AVX2) or 1–12 (AVX-512), tasks of 256 or 2048 rows and 120 or 128 columns with
+    // 1–4 rows (AVX2) or 1–12 (AVX-512), tasks of 256 or 512 rows and 120 or 128 columns with
     // narrower last ones, panels of 24 or 32 columns with a narrower last one (a vector
     // cut short, or missing), the weight rows in equal chunks of at most 256 or 512
     for (rows, k, n, with_bias) in [
@@ -378,7 +378,7 @@ fn rope_of_a_strided_view_is_bit_identical_to_the_plain_ops() {
 #[test]
 fn batched_matmul_matches_burns_matmul() {
     // the tiled kernel where the CPU has AVX2 and FMA (else the fallback twice): few rows
-    // (burn's matmul), tiles of 1–4 or 1–12 rows, tasks of 256 or 2048 rows and of 120 or 128
+    // (burn's matmul), tiles of 1–4 or 1–12 rows, tasks of 256 or 512 rows and of 120 or 128
     // columns with narrower last ones, depths in equal chunks of at most 256 or 512
     for (n, m, k, p) in [
         (1, 3, 5, 7),
