@@ -50,7 +50,8 @@ busy is left out of the median when an undisturbed one exists, and a figure with
 marked `*`. Each run's figures are printed as it ends, with the CPU time the hypervisor
 gave other guests meanwhile (`steal`, from /proc/stat: a neighbour the idle check cannot
 see); with `--rounds` over 1, a second table lists every round's figures under the
-medians. The figures are also written to `target/bench/llamacpp-TIMESTAMP.json`.
+medians, with each round's time ratio (its two runs ran one after the other, on the
+machine in the same state) and the median of those ratios. The figures are also written to `target/bench/llamacpp-TIMESTAMP.json`.
 A benchmark: it asserts nothing.
 """
 
@@ -607,22 +608,34 @@ def print_table(results, sides, note):
 
 def print_runs(results, sides):
     """Every round's figures of each cell (tokens/s; * where other processes were busy),
-    in the order they ran: the spread behind the medians above."""
+    in the order they ran: the spread behind the medians above; with both sides, each
+    round's time ratio (ours, then llama.cpp right after it) and their median."""
     def runs(row, side, key):
         if side not in row:
             return "–"
         return " / ".join(format(r[key], ".1f" if key == "prefill_ts" else ".2f")
                           + ("" if r["idle"] else "*") for r in row[side]["runs"])
 
+    def ratios(row, key):
+        if "ours" not in row or "llamacpp" not in row:
+            return "–"
+        each = [theirs[key] / ours[key]  # time ratio = inverse t/s
+                for ours, theirs in zip(row["ours"]["runs"], row["llamacpp"]["runs"])]
+        return " / ".join(f"{q:.2f}" for q in each) + f" (median {statistics.median(each):.2f})"
+
     print()
-    print("Every round (tokens/s):")
+    print("Every round (tokens/s; ours/llama.cpp time of each round, the two run one after "
+          "the other):")
     print()
-    print("| size | precision | prompt | prefill ours | llama.cpp | decode ours | llama.cpp |")
-    print("|---|---|---|---|---|---|---|")
+    print("| size | precision | prompt | prefill ours | llama.cpp | time ratio | decode ours "
+          "| llama.cpp | time ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['size']} | {r['precision']} | {r['prompt_len']} "
               f"| {runs(r, 'ours', 'prefill_ts')} | {runs(r, 'llamacpp', 'prefill_ts')} "
-              f"| {runs(r, 'ours', 'decode_ts')} | {runs(r, 'llamacpp', 'decode_ts')} |")
+              f"| {ratios(r, 'prefill_ts')} "
+              f"| {runs(r, 'ours', 'decode_ts')} | {runs(r, 'llamacpp', 'decode_ts')} "
+              f"| {ratios(r, 'decode_ts')} |")
 
 
 if __name__ == "__main__":

@@ -139,9 +139,12 @@ fn causal_attention_matches_the_masked_score_tensor_path() {
     // (batch, heads, kv heads, new positions T, filled keys, cache capacity S, head dim,
     // left padding): prefill of blocks of 64 queries with a shorter last one, a cache
     // larger than its filled part, decoding one position, GQA groups of 1 to 4, padded
-    // rows with padding queries among the new positions
-    let cases: [(Sizes, &[usize]); 7] = [
+    // rows with padding queries among the new positions, a last block of one position,
+    // decoding with a group of 6 query heads and a head dim of 40
+    let cases: [(Sizes, &[usize]); 9] = [
         ((1, 8, 2, 150, 150, 150, 16), &[]),
+        ((1, 8, 2, 65, 65, 70, 16), &[]),
+        ((2, 12, 2, 1, 300, 301, 40), &[0, 7]),
         ((1, 4, 4, 1, 37, 64, 8), &[]),
         ((2, 4, 1, 5, 20, 33, 12), &[]),
         ((2, 6, 2, 70, 70, 80, 8), &[0, 9]),
