@@ -51,7 +51,8 @@ marked `*`. Each run's figures are printed as it ends, with the CPU time the hyp
 gave other guests meanwhile (`steal`, from /proc/stat: a neighbour the idle check cannot
 see); with `--rounds` over 1, a second table lists every round's figures under the
 medians, with each round's time ratio (its two runs ran one after the other, on the
-machine in the same state) and the median of those ratios. The figures are also written to `target/bench/llamacpp-TIMESTAMP.json`.
+machine in the same state) and the median of those ratios. The figures are also written
+to `target/bench/llamacpp-TIMESTAMP.json`.
 A benchmark: it asserts nothing.
 """
 

@@ -6,7 +6,8 @@
 //!
 //! * A few input rows (decoding): every output channel's packed row is read once; each
 //!   group is unpacked into 64 floats, dotted with each input row in eight f32 lanes,
-//!   and the partial sums scaled into the row's accumulators. No float copy of `W` exists at any time.
+//!   and the partial sums scaled into the row's accumulators. No float copy of `W`
+//!   exists at any time.
 //! * More rows (prefill): blocks of output channels are unpacked into an f32 buffer that
 //!   a `gemm` call multiplies in place (`W` is never whole in f32 either).
 
@@ -59,21 +60,8 @@ pub(crate) fn product(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
 
 fn few_rows(xs: &[f32], vs: &[u8], ss: &[f32], l: QuantLayout, rows: usize) -> Vec<f32> {
     by_channel(rows, l.out_features, CHANNELS, |c0, dst| {
-        let task = Task {
-            layout: l,
-            rows,
-            c0,
-        };
-        body(xs, vs, ss, task, dst)
+        channels(xs, vs, ss, (l, rows, c0), dst)
     })
-}
-
-/// Channels `c0..` (as many as `dst` holds) of a few-row product.
-#[derive(Clone, Copy)]
-struct Task {
-    layout: QuantLayout,
-    rows: usize,
-    c0: usize,
 }
 
 /// `Σ x·w` of 64 elements in eight lanes (four independent accumulator vectors, so
@@ -94,9 +82,14 @@ fn dot64(x: &[f32; QUANT_GROUP], w: &[f32; QUANT_GROUP]) -> [f32; 8] {
     lanes
 }
 
-/// Task `t`'s channels of a few-row product into `dst` (`rows` results per channel).
-fn body(xs: &[f32], vs: &[u8], ss: &[f32], t: Task, dst: &mut [f32]) {
-    let Task { layout, rows, c0 } = t;
+/// Channels `c0..` (as many as `dst` holds, `rows` results each) of a few-row product.
+fn channels(
+    xs: &[f32],
+    vs: &[u8],
+    ss: &[f32],
+    (layout, rows, c0): (QuantLayout, usize, usize),
+    dst: &mut [f32],
+) {
     let (k, row_bytes, groups) = (layout.in_features, layout.row_bytes(), layout.groups());
     // the group's values as floats, unscaled: the scale multiplies each row's partial sum
     let mut w = [0.0f32; QUANT_GROUP];
