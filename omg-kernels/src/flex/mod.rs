@@ -123,7 +123,10 @@ pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     p = madd::<FMA>(p, r, 1.666_666_5e-1);
     p = madd::<FMA>(p, r, 0.5);
     let p = madd::<FMA>(p, r * r, r) + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n for the integer n in −127 ..= 128: n + 1.5·2²³ holds n in its low mantissa
+    // bits (as `n as i32` would give it, but in integer lanes, so the loops vectorise)
+    let n = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    let scale = f32::from_bits(n.wrapping_add(127) << 23);
     p * scale
 }
 
@@ -151,12 +154,11 @@ pub(crate) fn softmax_in_place<const FMA: bool>(row: &mut [f32]) {
         row.fill(f32::NAN);
         return;
     }
+    // computed for every entry, then selected: a select, not a branch, so the loops
+    // below vectorise
     let e = |s: f32| {
-        if s == f32::NEG_INFINITY {
-            0.0
-        } else {
-            exp::<FMA>(s - max)
-        }
+        let v = exp::<FMA>(s - max);
+        if s == f32::NEG_INFINITY { 0.0 } else { v }
     };
     let mut lane_sum = [0.0f32; SOFTMAX_LANES];
     let mut chunks = row.chunks_exact_mut(SOFTMAX_LANES);
@@ -275,3 +277,55 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+#[cfg(test)]
+mod tests {
+    use super::exp;
+
+    /// [`exp`] as it reads with its scale built from `n as i32`.
+    fn exp_by_cast<const FMA: bool>(x: f32) -> f32 {
+        let madd = super::madd::<FMA>;
+        let x = x.clamp(-87.5, 88.5);
+        let n = (x * std::f32::consts::LOG2_E).round();
+        let r = madd(n, -0.693_359_4, x);
+        let r = madd(n, 2.121_944_4e-4, r);
+        let mut p = 1.987_569_1e-4f32;
+        p = madd(p, r, 1.398_199_9e-3);
+        p = madd(p, r, 8.333_452e-3);
+        p = madd(p, r, 4.166_579_6e-2);
+        p = madd(p, r, 1.666_666_5e-1);
+        p = madd(p, r, 0.5);
+        let p = madd(p, r * r, r) + 1.0;
+        p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
+
+    #[test]
+    fn exp_builds_its_power_of_two_as_the_integer_cast_would() {
+        let special = [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+            -87.5,
+            88.5,
+            -88.0,
+            89.0,
+            0.0,
+            -0.0,
+            0.5 * std::f32::consts::LN_2,
+            -0.5 * std::f32::consts::LN_2,
+        ];
+        // every 4099th bit pattern (all signs, exponents and mantissa bit positions)
+        let sweep = (0..=u32::MAX).step_by(4099).map(f32::from_bits);
+        for x in special.into_iter().chain(sweep) {
+            for (got, want) in [
+                (exp::<false>(x), exp_by_cast::<false>(x)),
+                (exp::<true>(x), exp_by_cast::<true>(x)),
+            ] {
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "exp({x:e}) = {got:e}, by the cast {want:e}"
+                );
+            }
+        }
+    }
+}
