@@ -140,8 +140,11 @@ fn causal_attention_matches_the_masked_score_tensor_path() {
     // left padding): prefill of blocks of 64 queries with a shorter last one, a cache
     // larger than its filled part, decoding one position, GQA groups of 1 to 4, padded
     // rows with padding queries among the new positions, a last block of one position,
-    // decoding with a group of 6 query heads and a head dim of 40
-    let cases: [(Sizes, &[usize]); 9] = [
+    // decoding with a group of 6 query heads and a head dim of 40; and decoding with head
+    // dims that are multiples of 16 (the AVX-512 one-position kernel): groups of 4 over
+    // key counts that are not multiples of 4 with padding, of 6 over fewer than 4 keys,
+    // of 3 with a padding query, of 1, and the 7.7 B model's shape
+    let cases: [(Sizes, &[usize]); 14] = [
         ((1, 8, 2, 150, 150, 150, 16), &[]),
         ((1, 8, 2, 65, 65, 70, 16), &[]),
         ((2, 12, 2, 1, 300, 301, 40), &[0, 7]),
@@ -151,6 +154,11 @@ fn causal_attention_matches_the_masked_score_tensor_path() {
         ((3, 2, 1, 1, 11, 16, 4), &[3, 0, 10]),
         ((2, 4, 2, 9, 9, 9, 8), &[0, 4]),
         ((1, 2, 2, 66, 130, 140, 8), &[]),
+        ((2, 16, 4, 1, 130, 140, 128), &[0, 5]),
+        ((1, 6, 1, 1, 3, 8, 48), &[]),
+        ((3, 3, 1, 1, 21, 24, 80), &[0, 2, 30]),
+        ((2, 8, 8, 1, 17, 17, 16), &[]),
+        ((1, 32, 8, 1, 513, 600, 128), &[]),
     ];
     for ((b, h, kv, t, keys, s, d), pads) in cases {
         let q = random([b, h, t, d], -1.0, 1.0);

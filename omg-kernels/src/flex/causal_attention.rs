@@ -2,7 +2,9 @@
 //! query positions): for each query head of the group, scores against the keys the
 //! block can see by `gemm` straight from the cache, softmax over each row's visible keys
 //! in place (vectorised exp), then the weighted sum of the values by `gemm`. No mask,
-//! no score tensor of the whole sequence and no copy of the cache.
+//! no score tensor of the whole sequence and no copy of the cache. One query position
+//! with a head dim that is a multiple of 16 runs [`super::decode_attention`] on AVX-512
+//! CPUs instead.
 
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
@@ -43,6 +45,13 @@ pub(crate) fn causal_attention(
         vs.len(),
         left_padding.len()
     );
+    #[cfg(target_arch = "x86_64")]
+    if t == 1 && super::decode_attention::available(d) {
+        let operands = (qs, ks, vs);
+        let out =
+            super::decode_attention::one_position(operands, [b, h, kv, s, d], keys, left_padding);
+        return new_f32(out, &[b, 1, h * d]);
+    }
     let g = h / kv;
     let start = keys - t;
     let scale = (d as f64).sqrt() as f32;

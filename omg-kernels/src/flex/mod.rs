@@ -5,6 +5,8 @@ pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod causal_attention;
 pub(crate) mod conv;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod decode_attention;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod gelu;
