@@ -53,8 +53,10 @@ pub fn random_llm<B: Backend>(
 }
 
 /// Times greedy generation from a synthetic `prompt_len`-token prompt: the prefill, then
-/// `new_tokens` decode steps after the first (which only reads the prefill's logits).
-/// Returns (prefill seconds, decode seconds per token, decode steps timed).
+/// `new_tokens` (at least 1) decode forwards, each feeding one new token through the
+/// model (as llama.cpp's `llama-bench -n` counts them; the token after the last
+/// forward is only chosen, which is included in the time).
+/// Returns (prefill seconds, decode seconds per forward, forwards timed).
 pub fn time_generation<B: Backend>(
     llm: &InternLM2<B>,
     prompt_len: usize,
@@ -63,28 +65,26 @@ pub fn time_generation<B: Backend>(
     use omg_llm::generation::{GenerationConfig, Generator};
     let vocab = llm.config().vocab_size;
     let prompt: Vec<u32> = (0..prompt_len).map(|i| (i * 7919 % vocab) as u32).collect();
-    let mut config = GenerationConfig::greedy(new_tokens + 1);
+    let forwards = new_tokens.max(1);
+    // every step but the last feeds its token: forwards + 1 steps
+    let mut config = GenerationConfig::greedy(forwards + 1);
     config.eos_token_id = None;
     let t = std::time::Instant::now();
     let mut generator = Generator::from_ids(llm, &prompt, 1, config)?;
     let prefill = t.elapsed().as_secs_f64();
-    generator.next_step()?;
     let t = std::time::Instant::now();
-    let mut steps = 0;
-    while generator.next_step()?.is_some() {
-        steps += 1;
-    }
+    while generator.next_step()?.is_some() {}
     Ok((
         prefill,
-        t.elapsed().as_secs_f64() / steps.max(1) as f64,
-        steps,
+        t.elapsed().as_secs_f64() / forwards as f64,
+        forwards,
     ))
 }
 
 /// Mean prefill and decode speeds of `runs` timed generations of [`time_generation`]
 /// (tokens/s, the mean of each run's tokens/s), after one untimed generation when
 /// `warmup`: llama.cpp's `llama-bench` protocol (a warm-up run, then `-r` repetitions
-/// averaged). Also returns the number of decode steps timed per run.
+/// averaged). Also returns the number of decode forwards timed per run.
 pub fn time_generation_runs<B: Backend>(
     llm: &InternLM2<B>,
     prompt_len: usize,

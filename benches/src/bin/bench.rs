@@ -107,8 +107,8 @@ struct Args {
     /// LLM prompt length (token ids) for the prefill figure.
     #[arg(long, default_value_t = 128)]
     prompt_len: usize,
-    /// LLM decoded tokens for the decode figure.
-    #[arg(long, default_value_t = 32)]
+    /// LLM decoded tokens for the decode figure (forwards of one new token each).
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     new_tokens: usize,
     /// Precision of the LLM's linear weights (f32, bf16, f16, int8, int4); reduced
     /// precisions are made by the real loaders one tensor at a time (from synthetic

@@ -40,8 +40,8 @@ struct Args {
     /// Prompt tokens (prefill).
     #[arg(long, default_value_t = 64)]
     prompt_len: usize,
-    /// Decoded tokens (timed after the first).
-    #[arg(long, default_value_t = 16)]
+    /// Decoded tokens: timed forwards of one new token each (as `llama-bench -n`).
+    #[arg(long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     new_tokens: usize,
     /// Run the whole generation once untimed first (as llama.cpp's `llama-bench`
     /// does); without it the first prefill is timed, cold.
