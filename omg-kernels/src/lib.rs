@@ -43,7 +43,8 @@
 //!   tensor;
 //! * [`causal_attention`]: a decoder LLM's causal grouped-query self-attention over its
 //!   key/value cache (left padding of batched rows included), reading the cached keys
-//!   and values in place, without a mask or a score tensor of the whole sequence;
+//!   and values in place, without a mask or a score tensor of the whole sequence (one
+//!   new position per row, decoding, in AVX-512 register tiles where the CPU has it);
 //! * [`write_positions`]: new positions written into a preallocated key/value cache in
 //!   place;
 //! * [`ms_deform_attn`]: the core of mmcv's multi-scale deformable attention
@@ -86,7 +87,8 @@
 //! * unset, empty or `native`: what the CPU has;
 //! * `portable`: the baseline copies everywhere (no AVX2, no FMA, no F16C, no AVX-512);
 //! * `avx2`: AVX2, FMA and F16C where the CPU has them, but not AVX-512 (the integer
-//!   GEMV and GEMM with AVX2, the f32 GEMM's AVX2 tiles);
+//!   GEMV and GEMM with AVX2, the f32 GEMM's AVX2 tiles, decoding's attention by
+//!   `gemm`);
 //! * `no-f16c`: AVX2 and FMA where the CPU has them, but the paths of CPUs without
 //!   F16C (half weights widened in memory instead of in registers) and AVX-512.
 //!
