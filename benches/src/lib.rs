@@ -15,6 +15,14 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Anonymous memory of this process backed by transparent huge pages, in MiB (Linux).
+pub fn huge_pages_mib() -> Option<f64> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = rollup.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Memory bandwidth of backend `B` on `device`: an in-place elementwise op over
 /// 256 MiB, `runs` times after one warm-up (the buffer is touched first, so no page
 /// faults are timed). Returns the times in ms and the GB/s (bytes read + written) of

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use omg_bench::{copy_bandwidth, peak_rss_mib, random_llm, time_generation_runs};
+use omg_bench::{copy_bandwidth, huge_pages_mib, peak_rss_mib, random_llm, time_generation_runs};
 use omg_llava::backend::{DefaultBackend as B, NAME, default_device};
 use omg_llm::{InternLM2Config, LlmWeights};
 
@@ -68,12 +68,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = model.parameter_bytes() as f64;
     println!(
         "llm_bench: preset {:?}, backend {NAME}, weights {}, {:.2} B parameters in {:.2} GB, \
-         loaded in {load_s:.1} s, peak RSS after loading {:.0} MiB",
+         loaded in {load_s:.1} s, peak RSS after loading {:.0} MiB ({:.0} MiB in huge pages)",
         args.preset,
         args.llm_weights,
         config.num_params() as f64 / 1e9,
         bytes / 1e9,
-        peak_rss_mib().unwrap_or(f64::NAN)
+        peak_rss_mib().unwrap_or(f64::NAN),
+        huge_pages_mib().unwrap_or(f64::NAN)
     );
 
     let (prefill_ts, decode_ts, n) = time_generation_runs(
