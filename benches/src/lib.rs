@@ -64,12 +64,12 @@ pub fn random_llm<B: Backend>(
 /// `new_tokens` (at least 1) decode forwards, each feeding one new token through the
 /// model (as llama.cpp's `llama-bench -n` counts them; the token after the last
 /// forward is only chosen, which is included in the time).
-/// Returns (prefill seconds, decode seconds per forward, forwards timed).
+/// Returns (prefill seconds, decode seconds per forward).
 pub fn time_generation<B: Backend>(
     llm: &InternLM2<B>,
     prompt_len: usize,
     new_tokens: usize,
-) -> Result<(f64, f64, usize), LlmError> {
+) -> Result<(f64, f64), LlmError> {
     use omg_llm::generation::{GenerationConfig, Generator};
     let vocab = llm.config().vocab_size;
     let prompt: Vec<u32> = (0..prompt_len).map(|i| (i * 7919 % vocab) as u32).collect();
@@ -82,34 +82,29 @@ pub fn time_generation<B: Backend>(
     let prefill = t.elapsed().as_secs_f64();
     let t = std::time::Instant::now();
     while generator.next_step()?.is_some() {}
-    Ok((
-        prefill,
-        t.elapsed().as_secs_f64() / forwards as f64,
-        forwards,
-    ))
+    Ok((prefill, t.elapsed().as_secs_f64() / forwards as f64))
 }
 
 /// Mean prefill and decode speeds of `runs` timed generations of [`time_generation`]
 /// (tokens/s, the mean of each run's tokens/s), after one untimed generation when
 /// `warmup`: llama.cpp's `llama-bench` protocol (a warm-up run, then `-r` repetitions
-/// averaged). Also returns the number of decode forwards timed per run.
+/// averaged).
 pub fn time_generation_runs<B: Backend>(
     llm: &InternLM2<B>,
     prompt_len: usize,
     new_tokens: usize,
     warmup: bool,
     runs: usize,
-) -> Result<(f64, f64, usize), LlmError> {
+) -> Result<(f64, f64), LlmError> {
     if warmup {
         time_generation(llm, prompt_len, new_tokens)?;
     }
     let runs = runs.max(1);
-    let (mut prefill_ts, mut decode_ts, mut steps) = (0.0, 0.0, 0);
+    let (mut prefill_ts, mut decode_ts) = (0.0, 0.0);
     for _ in 0..runs {
-        let (p, d, n) = time_generation(llm, prompt_len, new_tokens)?;
+        let (p, d) = time_generation(llm, prompt_len, new_tokens)?;
         prefill_ts += prompt_len as f64 / p;
         decode_ts += 1.0 / d;
-        steps = n;
     }
-    Ok((prefill_ts / runs as f64, decode_ts / runs as f64, steps))
+    Ok((prefill_ts / runs as f64, decode_ts / runs as f64))
 }

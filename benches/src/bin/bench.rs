@@ -425,7 +425,7 @@ fn time_llm(
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
     for run in 0..args.warmup + args.runs.max(1) {
-        let (p, d, _) = time_generation(llm, args.prompt_len, args.new_tokens)?;
+        let (p, d) = time_generation(llm, args.prompt_len, args.new_tokens)?;
         if run >= args.warmup {
             prefill.push(p * 1e3);
             decode.push(d * 1e3);
