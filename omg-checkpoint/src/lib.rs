@@ -13,6 +13,7 @@ pub mod apply;
 mod error;
 mod finite;
 pub mod module_loader;
+pub mod placement;
 pub mod pth;
 mod rows;
 pub mod safetensors;

@@ -67,7 +67,9 @@ pub fn transpose_2d(data: TensorData) -> TensorData {
     let dtype = data.dtype;
     let size = dtype.size();
     let src = data.as_bytes();
-    let mut dst = vec![0u8; src.len()];
+    // a fresh buffer in huge pages where it is large (see `placement`)
+    let mut buffer = crate::placement::WeightBuffer::zeroed(src.len());
+    let dst = buffer.as_mut_slice();
     const BLOCK: usize = 32;
     for r0 in (0..rows).step_by(BLOCK) {
         for c0 in (0..cols).step_by(BLOCK) {
@@ -80,7 +82,7 @@ pub fn transpose_2d(data: TensorData) -> TensorData {
             }
         }
     }
-    TensorData::from_bytes_vec(dst, [cols, rows], dtype)
+    TensorData::from_bytes(buffer.into_bytes(), [cols, rows], dtype)
 }
 
 /// Loads every float parameter of `module` from `source`. `official` maps a burn

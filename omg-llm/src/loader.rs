@@ -42,6 +42,7 @@ use crate::model::InternLM2;
 use crate::{LinearStorage, LlmError, LlmWeights};
 use omg_checkpoint::apply::{Producer, QuantProducer, WeightApplier};
 use omg_checkpoint::module_loader::{to_backend_float, transpose_2d};
+use omg_checkpoint::placement::WeightBuffer;
 use omg_checkpoint::{CheckpointError, TensorSource, safetensors::open_hf_dir};
 use omg_kernels::{QuantBits, QuantLayout, QuantizedMatrix};
 use rayon::prelude::*;
@@ -470,18 +471,18 @@ fn for_each_merged_block<B: Backend>(
 }
 
 /// The `[out, in]` weight `key` of `source` with `lora` merged, quantized block by block
-/// ([`for_each_merged_block`]).
-fn quantize_merged<B: Backend>(
+/// ([`for_each_merged_block`]) into `values` (sized for `layout`); returns the scales.
+fn quantize_merged_into<B: Backend>(
     source: &dyn TensorSource,
     key: &str,
     lora: Option<LoraPair<'_>>,
     layout: QuantLayout,
     block_values: usize,
     device: &B::Device,
-) -> Result<QuantizedMatrix, CheckpointError> {
+    values: &mut [u8],
+) -> Result<Vec<f32>, CheckpointError> {
     let (out_dim, in_dim) = (layout.out_features, layout.in_features);
     let (row_bytes, groups) = (layout.row_bytes(), layout.groups());
-    let mut values = vec![0u8; out_dim * row_bytes];
     let mut scales = vec![0.0f32; out_dim * groups];
     for_each_merged_block::<B>(
         source,
@@ -499,11 +500,7 @@ fn quantize_merged<B: Backend>(
             )
         },
     )?;
-    Ok(QuantizedMatrix {
-        layout,
-        values,
-        scales,
-    })
+    Ok(scales)
 }
 
 /// The `[out, in]` weight `key` of `source` with `lora` merged, rounded to the half
@@ -527,7 +524,8 @@ fn half_merged<B: Backend>(
             )));
         }
     };
-    let mut bytes = vec![0u8; 2 * in_dim * out_dim];
+    let mut buffer = WeightBuffer::zeroed(2 * in_dim * out_dim);
+    let bytes = buffer.as_mut_slice();
     for_each_merged_block::<B>(
         source,
         key,
@@ -549,8 +547,8 @@ fn half_merged<B: Backend>(
                 });
         },
     )?;
-    Ok(TensorData::from_bytes_vec(
-        bytes,
+    Ok(TensorData::from_bytes(
+        buffer.into_bytes(),
         vec![in_dim, out_dim],
         DType::from(dtype),
     ))
@@ -574,8 +572,19 @@ fn quant_producer<'a, B: Backend>(
             in_features: plan.slot.shape[1],
         };
         let lora = LoraPair::of(&plan, release);
-        let q = quantize_merged::<B>(src, &plan.base_key, lora, layout, BLOCK_VALUES, device)?;
-        Ok(q.into_tensors::<B>(device))
+        // the values in huge pages where they are large (see `placement`)
+        let mut values = WeightBuffer::zeroed(layout.out_features * layout.row_bytes());
+        let scales = quantize_merged_into::<B>(
+            src,
+            &plan.base_key,
+            lora,
+            layout,
+            BLOCK_VALUES,
+            device,
+            values.as_mut_slice(),
+        )?;
+        let scales = TensorData::new(scales, [layout.out_features, layout.groups()]);
+        Ok(layout.tensors::<B>(values.into_bytes(), scales, device))
     })
 }
 
@@ -868,15 +877,22 @@ mod tests {
                     b: "b",
                     scale,
                 };
-                let q = quantize_merged::<B>(
+                let mut values = vec![0u8; out * layout.row_bytes()];
+                let scales = quantize_merged_into::<B>(
                     &source,
                     "w",
                     Some(lora),
                     layout,
                     block_values,
                     &Default::default(),
+                    &mut values,
                 )
                 .unwrap();
+                let q = QuantizedMatrix {
+                    layout,
+                    values,
+                    scales,
+                };
                 assert_eq!(q.layout, layout);
                 assert_eq!(q.scales.len(), out * layout.groups());
                 let dequantized = q.dequantize();
