@@ -18,7 +18,7 @@
 use std::arch::x86_64::*;
 
 use super::activations::QuantRows;
-use super::tiling::{CHANNELS, request_ahead};
+use super::tiling::{AHEAD, CHANNELS, request_ahead};
 use super::weights::Packed;
 use crate::flex::by_channel;
 use crate::linear::FEW_ROWS;
@@ -167,7 +167,7 @@ fn rows_int8<const R: usize>(x: &QuantRows, w: &Packed<'_>, c0: usize, dst: &mut
         // SAFETY (`widen`): group g < full lies inside the row (asserted above).
         let whole = |g: usize| unsafe {
             let p = row.add(g * QUANT_GROUP);
-            request_ahead(p);
+            request_ahead::<AHEAD>(p);
             widen(p.cast())
         };
         let tail = || {
@@ -258,7 +258,7 @@ fn rows_int4<const R: usize>(
             let p = row.add(g * group_bytes);
             // one request per 64-byte line: every other group
             if g.is_multiple_of(2) {
-                request_ahead(p);
+                request_ahead::<AHEAD>(p);
             }
             whole_group(p)
         };

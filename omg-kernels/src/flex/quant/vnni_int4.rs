@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 use super::activations::QuantRows;
 use super::lanes::QuadLanes;
 use super::tiling::{
-    BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums, request_ahead,
+    AHEAD_INT4, BLOCK, CHANNELS, LANES, Tile, Tiles, block_tiles, by_block, put_sums, request_ahead,
 };
 use super::weights::Packed;
 use crate::flex::by_channel;
@@ -130,7 +130,7 @@ fn gemv_rows<const R: usize>(
         // SAFETY (`whole_group`): group g < full lies inside the row (asserted above).
         let whole = |g: usize| unsafe {
             let p = row.add(g * group_bytes);
-            request_ahead(p);
+            request_ahead::<AHEAD_INT4>(p);
             whole_group(p)
         };
         let (mut even, mut odd) = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
