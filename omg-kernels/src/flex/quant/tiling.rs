@@ -17,9 +17,9 @@ pub(super) const CHANNELS: usize = 128;
 /// hardware's prefetcher alone keeps too few lines of one sequential stream in flight to
 /// reach the memory's bandwidth.
 pub(super) const AHEAD: usize = 1024;
-/// How far ahead the AVX-512 int4 GEMV requests them. Its groups are half the bytes of
-/// int8's, and its cores finish a line sooner: over 1 GB of 7.74 B-shaped weights in huge
-/// pages, 3 KiB ahead ran 6 % faster than 1 KiB (2 KiB: 4 %).
+/// How far ahead the AVX-512 int4 GEMV requests them: over 1 GB of 7.74 B-shaped weights
+/// in huge pages, 3 KiB ahead ran 6 % faster than 1 KiB in three of four runs (2 KiB:
+/// 2-5 %). (The AVX-512 int8 GEMV requests nothing: requests made it slower.)
 pub(super) const AHEAD_INT4: usize = 3 * 1024;
 
 /// Requests the line `BYTES` after `p` into the cache.
