@@ -9,16 +9,18 @@ use omg_llm::{InternLM2, InternLM2Config, LlmError};
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
 pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    proc_mib("/proc/self/status", "VmHWM:")
 }
 
 /// Anonymous memory of this process backed by transparent huge pages, in MiB (Linux).
 pub fn huge_pages_mib() -> Option<f64> {
-    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let line = rollup.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    proc_mib("/proc/self/smaps_rollup", "AnonHugePages:")
+}
+
+/// The `key` line of the proc file `path` (a value in kB) in MiB.
+fn proc_mib(path: &str, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }

@@ -198,8 +198,10 @@ impl QuantizedMatrix {
         out
     }
 
-    /// The values and scales as burn tensors on `device` (see the module docs), without
-    /// copying them on the host.
+    /// The values and scales as burn tensors on `device` (see the module docs). The
+    /// scales are not copied on the host; the values are, once: burn's storage takes a
+    /// `Vec<u8>` only by copying it into 16-byte-aligned memory (a loader that must not
+    /// copy hands [`QuantLayout::tensors`] bytes it placed itself).
     pub fn into_tensors<B: Backend>(self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
         let l = self.layout;
         let scales = TensorData::new(self.scales, [l.out_features, l.groups()]);
