@@ -5,10 +5,13 @@
 //! × a block of panels' columns (at most 128 with AVX-512, 120 with AVX2; narrower where
 //! that makes the tasks a multiple of the threads), spread over the threads (consecutive
 //! tasks share their rows, so a thread's next task finds them in cache). Each task
-//! copies its weight columns, in chunks of `KC` rows read as long contiguous runs, into
-//! panels a few vectors wide (2 × 16 columns with AVX-512, 3 × 8 with AVX2) that stay in
-//! cache (while the tiles of one chunk run, they request the next chunk's weight lines,
-//! so that its copy reads them from cache instead of waiting on memory). Tiles of up to
+//! runs over its weight columns in chunks of `KC` rows, as panels a few vectors wide
+//! (2 × 16 columns with AVX-512, 3 × 8 with AVX2). A panel whose rows are whole 64-byte
+//! lines of the weights (AVX-512, rows of a multiple of 16 values, 64-byte-aligned
+//! weights) is read where it lies; otherwise the chunk is first copied, as long
+//! contiguous runs, into packed panels that stay in cache. While the tiles of one chunk
+//! run, they request the next chunk's weight lines, so that they are in cache when read
+//! instead of waiting on memory. Tiles of up to
 //! `MR` input rows (12 with AVX-512's 32 registers, 4 with AVX2's 16) × a panel keep
 //! their accumulators in registers while `k` runs: per step, one load per vector of the
 //! weight row and one broadcast per input row feed a multiply-add per accumulator. Tiles
@@ -295,6 +298,11 @@ unsafe fn block<L: Lanes>(
         "sgemm: task outside the output"
     );
     let panels = width.div_ceil(panel);
+    // whole panels whose rows are whole cache lines are read where they lie
+    let in_place = L::IN_PLACE
+        && width.is_multiple_of(panel)
+        && n.is_multiple_of(16)
+        && w.as_ptr().addr().is_multiple_of(64);
     // the chunks of weight rows, of equal length (at most `Lanes::KC`)
     let chunks = k.div_ceil(L::KC);
     let step = k.div_ceil(chunks);
@@ -309,40 +317,48 @@ unsafe fn block<L: Lanes>(
         } else {
             Ahead::none()
         };
-        // every value a tile reads is packed below, but the columns past a narrower
-        // last panel, whose results are not stored: the buffer is not cleared
-        let packed_len = panels * kc * panel;
-        if buffer.len() < packed_len {
-            buffer.resize(packed_len, 0.0);
-        }
-        // weight row k0 + kk, columns c0 + panel·p .. → panel p's row kk
-        for kk in 0..kc {
-            // the row AHEAD rows on is requested now: many rows in flight at once
-            if kk + AHEAD < kc {
-                let ahead = &w[(k0 + kk + AHEAD) * n + c0..(k0 + kk + AHEAD) * n + c0 + width];
-                for line in ahead.chunks(16) {
-                    // SAFETY: a prefetch reads nothing architecturally (SSE, which every
-                    // x86-64 CPU has).
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        if !in_place {
+            // every value a tile reads is packed below, but the columns past a narrower
+            // last panel, whose results are not stored: the buffer is not cleared
+            let packed_len = panels * kc * panel;
+            if buffer.len() < packed_len {
+                buffer.resize(packed_len, 0.0);
+            }
+            // weight row k0 + kk, columns c0 + panel·p .. → panel p's row kk
+            for kk in 0..kc {
+                // the row AHEAD rows on is requested now: many rows in flight at once
+                if kk + AHEAD < kc {
+                    let ahead = &w[(k0 + kk + AHEAD) * n + c0..(k0 + kk + AHEAD) * n + c0 + width];
+                    for line in ahead.chunks(16) {
+                        // SAFETY: a prefetch reads nothing architecturally (SSE, which every
+                        // x86-64 CPU has).
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+                    }
                 }
-            }
-            let src = &w[(k0 + kk) * n + c0..(k0 + kk) * n + c0 + width];
-            // full panels as copies of a constant size (inlined, no call per panel)
-            let mut parts = src.chunks_exact(panel);
-            for (p, part) in parts.by_ref().enumerate() {
-                let d = (p * kc + kk) * panel;
-                buffer[d..d + panel].copy_from_slice(part);
-            }
-            let rest = parts.remainder();
-            if !rest.is_empty() {
-                let d = ((panels - 1) * kc + kk) * panel;
-                buffer[d..d + rest.len()].copy_from_slice(rest);
+                let src = &w[(k0 + kk) * n + c0..(k0 + kk) * n + c0 + width];
+                // full panels as copies of a constant size (inlined, no call per panel)
+                let mut parts = src.chunks_exact(panel);
+                for (p, part) in parts.by_ref().enumerate() {
+                    let d = (p * kc + kk) * panel;
+                    buffer[d..d + panel].copy_from_slice(part);
+                }
+                let rest = parts.remainder();
+                if !rest.is_empty() {
+                    let d = ((panels - 1) * kc + kk) * panel;
+                    buffer[d..d + rest.len()].copy_from_slice(rest);
+                }
             }
         }
         // each tile of input rows against every panel while its rows are in L1
         for r0 in task.rows.clone().step_by(mr) {
-            for (p, packed) in buffer[..packed_len].chunks_exact(kc * panel).enumerate() {
+            for p in 0..panels {
                 let c = c0 + p * panel;
+                // the panel's `kc` rows: in the weights (`n` values apart) or packed
+                let (panel_rows, stride) = if in_place {
+                    (&w[k0 * n + c..], n)
+                } else {
+                    (&buffer[p * kc * panel..(p + 1) * kc * panel], panel)
+                };
                 let at = Tile {
                     k,
                     k0,
@@ -352,6 +368,7 @@ unsafe fn block<L: Lanes>(
                     r0,
                     c,
                     columns: panel.min(n - c),
+                    stride,
                 };
                 // SAFETY: `L`'s instruction set (this function's contract); the tile lies
                 // in the task's rectangle (r0 + rows ≤ rows.end, c + columns ≤ c0 +
@@ -359,7 +376,7 @@ unsafe fn block<L: Lanes>(
                 unsafe {
                     L::tile(
                         mr.min(task.rows.end - r0),
-                        (x, packed, &at),
+                        (x, panel_rows, &at),
                         dst,
                         &mut ahead,
                     );
@@ -389,6 +406,9 @@ struct Tile<'a> {
     c: usize,
     /// Output columns that exist (at most the panel's width).
     columns: usize,
+    /// Values from one row of the panel to the next: the panel's width where packed, the
+    /// weights' row length where read in place.
+    stride: usize,
 }
 
 /// Weight lines to request while tiles run: rows `rows` × columns `columns` of the
@@ -476,8 +496,11 @@ trait Lanes {
     const VECTORS: usize;
     /// Panels per parallel task.
     const PANELS: usize;
-    /// Most weight rows per packed chunk.
+    /// Most weight rows per chunk.
     const KC: usize;
+    /// Whether a panel whose rows are whole 64-byte lines of the weights is read in place
+    /// (`stride` = the weights' row length) instead of being packed first.
+    const IN_PLACE: bool;
     /// Most input rows per register tile: `VECTORS · MR` accumulators, a panel row and a
     /// broadcast fit the registers.
     const MR: usize;
@@ -538,23 +561,24 @@ trait Lanes {
     /// # Safety
     /// The CPU has the instruction set.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
-    /// `steps` weight-row steps of a tile: `acc[r][j] += xs[r][i] · w[i·panel + j·N ..]`
+    /// `steps` weight-row steps of a tile: `acc[r][j] += xs[r][i] · w[i·stride + j·N ..]`
     /// for `i < steps`, one fused multiply-add each, in order.
     ///
     /// # Safety
     /// The CPU has the instruction set; `steps` values are readable at each `xs[r]`, and
-    /// `steps` panel rows of `V · N` values at `w`.
+    /// `steps` panel rows of `V · N` values, `stride` values apart, at `w`.
     #[inline(always)]
     unsafe fn steps<const R: usize, const V: usize>(
         acc: &mut [[Self::V; V]; R],
         xs: &[*const f32; R],
         w: *const f32,
+        stride: usize,
         steps: usize,
     ) where
         Self: Sized,
     {
         // SAFETY: the contract.
-        unsafe { steps_in_order::<Self, R, V>(acc, xs, w, steps) }
+        unsafe { steps_in_order::<Self, R, V>(acc, xs, w, stride, steps) }
     }
     /// [`tile`] of `rows` (1 to `MR`) rows, compiled for the instruction set.
     ///
@@ -566,10 +590,10 @@ trait Lanes {
 /// `Lanes::tile` of `$rows` rows as `$kernel::<R>` for R = 1 ..= `$mr`.
 macro_rules! tiles {
     ($kernel:ident, $rows:expr, $operands:expr, $dst:expr, $ahead:expr; $($r:literal),*) => {{
-        let (x, packed, t) = $operands;
+        let (x, panel_rows, t) = $operands;
         match $rows {
             // SAFETY: the caller's contract, for R = rows.
-            $($r => unsafe { $kernel::<$r>(x, packed, t, $dst, $ahead) },)*
+            $($r => unsafe { $kernel::<$r>(x, panel_rows, t, $dst, $ahead) },)*
             rows => unreachable!("a tile of {rows} rows"),
         }
     }};
@@ -584,6 +608,10 @@ impl Lanes for Avx512 {
     const PANELS: usize = 4;
     // a 256 KiB buffer of the task's columns
     const KC: usize = 512;
+    // a panel row is two whole lines (32 values) where the weights' rows are: read in
+    // place, products of 24 to 64 rows took 3-10 % less time on a Zen 4 EPYC (weights
+    // from memory), of 512 to 4096 rows the same
+    const IN_PLACE: bool = true;
     const MR: usize = 12;
     // a chunk's inputs (1 MiB) stay in a 1 or 2 MiB L2 across the task's column block: at
     // 2048 rows, ConvNeXt-L's linears ran at 90-95 % of this speed
@@ -648,13 +676,13 @@ impl Lanes for Avx512 {
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512<const R: usize>(
     x: &[f32],
-    packed: &[f32],
+    panel_rows: &[f32],
     t: &Tile,
     dst: Output,
     ahead: &mut Ahead,
 ) {
     // SAFETY: the contract.
-    unsafe { tile::<Avx512, R, 2>(x, packed, t, dst, ahead) }
+    unsafe { tile::<Avx512, R, 2>(x, panel_rows, t, dst, ahead) }
 }
 
 /// 256-bit vectors (AVX2 and FMA): 8 lanes, tiles of up to 4 rows × 24 columns (all 16
@@ -668,6 +696,9 @@ impl Lanes for Avx2 {
     const PANELS: usize = 5;
     // a panel (24 KiB) and a tile's inputs (4 KiB) fit a 32 KiB L1
     const KC: usize = 256;
+    // a panel row (24 values) straddles lines: read in place, products of 64 and 512 rows
+    // took 1.3-1.45 times as long
+    const IN_PLACE: bool = false;
     const MR: usize = 4;
     // a chunk's inputs (256 KiB) and the packed panels (120 KiB) fit a 512 KiB L2: at 2048
     // rows, ConvNeXt-L's stage-3 linears ran at 65-75 % of this speed
@@ -731,6 +762,7 @@ impl Lanes for Avx2 {
         acc: &mut [[__m256; V]; R],
         xs: &[*const f32; R],
         w: *const f32,
+        stride: usize,
         steps: usize,
     ) {
         if R == 4 && V == 3 {
@@ -738,12 +770,12 @@ impl Lanes for Avx2 {
             unsafe {
                 let acc = &mut *std::ptr::from_mut(acc).cast::<[[__m256; 3]; 4]>();
                 let xs = &*std::ptr::from_ref(xs).cast::<[*const f32; 4]>();
-                steps_4x24(acc, xs, w, steps);
+                steps_4x24(acc, xs, w, stride, steps);
             }
             return;
         }
         // SAFETY: the contract.
-        unsafe { steps_in_order::<Self, R, V>(acc, xs, w, steps) }
+        unsafe { steps_in_order::<Self, R, V>(acc, xs, w, stride, steps) }
     }
     unsafe fn tile(rows: usize, operands: (&[f32], &[f32], &Tile), dst: Output, ahead: &mut Ahead) {
         const _: () = assert!(Avx2::MR == 4);
@@ -756,13 +788,14 @@ impl Lanes for Avx2 {
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `steps` values are readable at each `xs[r]`, and `steps`
-/// rows of 24 values at `w`.
+/// rows of 24 values, `stride` values apart, at `w`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn steps_4x24(
     acc: &mut [[__m256; 3]; 4],
     xs: &[*const f32; 4],
     w: *const f32,
+    stride: usize,
     steps: usize,
 ) {
     if steps == 0 {
@@ -774,7 +807,7 @@ unsafe fn steps_4x24(
         [mut a20, mut a21, mut a22],
         [mut a30, mut a31, mut a32],
     ] = *acc;
-    // SAFETY: per step, 96 bytes at `w` and one value at each `xs[r] + 4·i` are read (the
+    // SAFETY: per step, 96 bytes at `w + 4·stride·i` and one value at each `xs[r] + 4·i` are read (the
     // contract); every register the block writes is named.
     unsafe {
         std::arch::asm!(
@@ -798,13 +831,14 @@ unsafe fn steps_4x24(
             "vfmadd231ps {a30}, {b}, {w0}",
             "vfmadd231ps {a31}, {b}, {w1}",
             "vfmadd231ps {a32}, {b}, {w2}",
-            "add {w}, 96",
+            "add {w}, {stride}",
             "inc {i}",
             "cmp {i}, {n}",
             "jne 2b",
             w = inout(reg) w => _,
             i = inout(reg) 0usize => _,
             n = in(reg) steps,
+            stride = in(reg) stride * 4,
             x0 = in(reg) xs[0],
             x1 = in(reg) xs[1],
             x2 = in(reg) xs[2],
@@ -843,13 +877,13 @@ unsafe fn steps_4x24(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize>(
     x: &[f32],
-    packed: &[f32],
+    panel_rows: &[f32],
     t: &Tile,
     dst: Output,
     ahead: &mut Ahead,
 ) {
     // SAFETY: the contract.
-    unsafe { tile::<Avx2, R, 3>(x, packed, t, dst, ahead) }
+    unsafe { tile::<Avx2, R, 3>(x, panel_rows, t, dst, ahead) }
 }
 
 /// [`Lanes::steps`] as plain vector operations, in order.
@@ -861,12 +895,13 @@ unsafe fn steps_in_order<L: Lanes, const R: usize, const V: usize>(
     acc: &mut [[L::V; V]; R],
     xs: &[*const f32; R],
     w: *const f32,
+    stride: usize,
     steps: usize,
 ) {
     for i in 0..steps {
         // SAFETY: i < steps (the contract).
         unsafe {
-            let wv: [L::V; V] = std::array::from_fn(|j| L::load(w.add((i * V + j) * L::N)));
+            let wv: [L::V; V] = std::array::from_fn(|j| L::load(w.add(i * stride + j * L::N)));
             for r in 0..R {
                 let xb = L::splat(*xs[r].add(i));
                 for j in 0..V {
@@ -887,7 +922,7 @@ unsafe fn steps_in_order<L: Lanes, const R: usize, const V: usize>(
 #[inline(always)]
 unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
     x: &[f32],
-    packed: &[f32],
+    panel_rows: &[f32],
     t: &Tile,
     dst: Output,
     ahead: &mut Ahead,
@@ -901,12 +936,14 @@ unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
         r0,
         c,
         columns,
+        stride,
     } = t;
     let panel = V * L::N;
     // the sizes of the unchecked loads and stores below
     assert!(
         V == L::VECTORS
-            && packed.len() == kc * panel
+            && stride >= panel
+            && panel_rows.len() >= (kc - 1) * stride + panel
             && x.len() >= (r0 + R) * k
             && k0 + kc <= k
             && columns <= panel
@@ -939,7 +976,7 @@ unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
         }
     }
     let xs: [*const f32; R] = std::array::from_fn(|r| x[(r0 + r) * k + k0..].as_ptr());
-    let w = packed.as_ptr();
+    let w = panel_rows.as_ptr();
     // segments of AHEAD_EVERY steps, each after its requests: the inner loop stays free
     // of branches that would cost the accumulators their registers
     for k1 in (0..kc).step_by(AHEAD_EVERY) {
@@ -950,9 +987,9 @@ unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
         }
         let steps = AHEAD_EVERY.min(kc - k1);
         let at: [*const f32; R] = std::array::from_fn(|r| xs[r].wrapping_add(k1));
-        // SAFETY: k1 + steps ≤ kc: the packed rows k1 .. k1 + steps lie in `packed`, and
-        // x's values at k0 + k1 .. of each row in `x` (asserted above).
-        unsafe { L::steps::<R, V>(&mut acc, &at, w.add(k1 * panel), steps) };
+        // SAFETY: k1 + steps ≤ kc: the panel's rows k1 .. k1 + steps lie in `panel_rows`,
+        // and x's values at k0 + k1 .. of each row in `x` (asserted above).
+        unsafe { L::steps::<R, V>(&mut acc, &at, w.add(k1 * stride), stride, steps) };
     }
     if let Some(b) = bias {
         // SAFETY: `b` holds at least `columns` values (asserted above).
@@ -981,7 +1018,55 @@ unsafe fn tile<L: Lanes, const R: usize, const V: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::Columns;
+    use super::{Columns, available, product};
+
+    /// `len` values from `seed` in [−1, 1), starting `offset` bytes past a 64-byte
+    /// boundary (`offset` a multiple of 4).
+    fn values_at(len: usize, seed: u32, offset: usize) -> (Vec<f32>, usize) {
+        let mut v = vec![0.0f32; len + 32];
+        let start = (v.as_ptr().addr().next_multiple_of(64) + offset - v.as_ptr().addr()) / 4;
+        let mut s = seed;
+        for x in &mut v[start..start + len] {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *x = (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0;
+        }
+        (v, start)
+    }
+
+    #[test]
+    fn weights_read_in_place_or_packed_give_the_sums_in_input_order() {
+        if !available() {
+            return;
+        }
+        // 64-byte-aligned weights are read in place where the rows are a multiple of 16
+        // values (with AVX-512; the block of a narrower last panel is packed), weights
+        // 4 bytes past a line are packed: the same bits either way
+        for (m, k, n) in [
+            (64, 700, 256),
+            (13, 1030, 160),
+            (30, 40, 48),
+            (12, 515, 1008),
+            (25, 9, 1000),
+        ] {
+            for offset in [0, 4] {
+                let (xv, xs) = values_at(m * k, 1, 0);
+                let (wv, ws) = values_at(k * n, 2, offset);
+                let (bv, bs) = values_at(n, 3, 0);
+                let (x, w, b) = (&xv[xs..xs + m * k], &wv[ws..ws + k * n], &bv[bs..bs + n]);
+                let out = product(x, w, Some(b), m, k, n);
+                for r in 0..m {
+                    for c in 0..n {
+                        let sum = (0..k).fold(0.0f32, |a, i| x[r * k + i].mul_add(w[i * n + c], a));
+                        assert_eq!(
+                            out[r * n + c].to_bits(),
+                            (sum + b[c]).to_bits(),
+                            "[{m}, {k}] · [{k}, {n}], weights {offset} bytes past a line: [{r}, {c}]"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn column_blocks_cover_the_output_in_whole_panels_and_balance_the_threads() {
