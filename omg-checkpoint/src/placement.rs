@@ -53,6 +53,16 @@ impl WeightBuffer {
         Self(Storage::Heap(vec![0; len]))
     }
 
+    /// `values` as little-endian bytes, placed as [`WeightBuffer::zeroed`] places them (a
+    /// quantized weight's scales, read beside its values on every decoding step).
+    pub fn from_f32s(values: &[f32]) -> Self {
+        let mut buffer = Self::zeroed(4 * values.len());
+        for (bytes, v) in buffer.as_mut_slice().chunks_exact_mut(4).zip(values) {
+            bytes.copy_from_slice(&v.to_le_bytes());
+        }
+        buffer
+    }
+
     /// The bytes, to write.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.0 {
@@ -92,6 +102,25 @@ impl AsRef<[u8]> for Owned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_values_are_stored_as_little_endian_bytes() {
+        for len in [0, 3, MAPPED_FROM / 4 + 1] {
+            let values: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 7.25).collect();
+            let mut buffer = WeightBuffer::from_f32s(&values);
+            assert_eq!(
+                matches!(buffer.0, Storage::Mapped(..)),
+                4 * len >= MAPPED_FROM
+            );
+            let bytes = buffer.as_mut_slice();
+            assert_eq!(bytes.len(), 4 * len);
+            let back: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            assert_eq!(back, values);
+        }
+    }
 
     #[test]
     fn buffers_are_zeroed_and_keep_what_was_written() {

@@ -583,7 +583,12 @@ fn quant_producer<'a, B: Backend>(
             device,
             values.as_mut_slice(),
         )?;
-        let scales = TensorData::new(scales, [layout.out_features, layout.groups()]);
+        // the scales as well: every decoding step streams them beside the values
+        let scales = TensorData::from_bytes(
+            WeightBuffer::from_f32s(&scales).into_bytes(),
+            [layout.out_features, layout.groups()],
+            DType::F32,
+        );
         Ok(layout.tensors::<B>(values.into_bytes(), scales, device))
     })
 }
