@@ -53,12 +53,13 @@ impl WeightBuffer {
         Self(Storage::Heap(vec![0; len]))
     }
 
-    /// `values` as little-endian bytes, placed as [`WeightBuffer::zeroed`] places them (a
-    /// quantized weight's scales, read beside its values on every decoding step).
+    /// `values` in the CPU's byte order (as a tensor's storage holds them), placed as
+    /// [`WeightBuffer::zeroed`] places them (a quantized weight's scales, read beside its
+    /// values on every decoding step).
     pub fn from_f32s(values: &[f32]) -> Self {
         let mut buffer = Self::zeroed(4 * values.len());
         for (bytes, v) in buffer.as_mut_slice().chunks_exact_mut(4).zip(values) {
-            bytes.copy_from_slice(&v.to_le_bytes());
+            bytes.copy_from_slice(&v.to_ne_bytes());
         }
         buffer
     }
@@ -104,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn f32_values_are_stored_as_little_endian_bytes() {
+    fn f32_values_are_stored_in_the_cpus_byte_order() {
         for len in [0, 3, MAPPED_FROM / 4 + 1] {
             let values: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 7.25).collect();
             let mut buffer = WeightBuffer::from_f32s(&values);
@@ -116,7 +117,7 @@ mod tests {
             assert_eq!(bytes.len(), 4 * len);
             let back: Vec<f32> = bytes
                 .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
                 .collect();
             assert_eq!(back, values);
         }
