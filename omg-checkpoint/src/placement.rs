@@ -14,6 +14,8 @@
 //! handed to burn's `Bytes::from_bytes_vec` is copied once more (its alignment is below
 //! the 16 bytes burn's storage asks for).
 
+use std::ops::Range;
+
 use burn::tensor::{AllocationProperty, Bytes};
 use memmap2::{MmapMut, MmapOptions};
 
@@ -53,17 +55,6 @@ impl WeightBuffer {
         Self(Storage::Heap(vec![0; len]))
     }
 
-    /// `values` in the CPU's byte order (as a tensor's storage holds them), placed as
-    /// [`WeightBuffer::zeroed`] places them (a quantized weight's scales, read beside its
-    /// values on every decoding step).
-    pub fn from_f32s(values: &[f32]) -> Self {
-        let mut buffer = Self::zeroed(4 * values.len());
-        for (bytes, v) in buffer.as_mut_slice().chunks_exact_mut(4).zip(values) {
-            bytes.copy_from_slice(&v.to_ne_bytes());
-        }
-        buffer
-    }
-
     /// The bytes, to write.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.0 {
@@ -72,6 +63,23 @@ impl WeightBuffer {
                 &mut map[*offset..*offset + len]
             }
             Storage::Heap(v) => v,
+        }
+    }
+
+    /// The byte ranges `parts` as the storages of as many tensors (one weight's parts
+    /// placed together, e.g. a quantized weight's values and scales): a mapping is
+    /// shared by all, not copied; a heap buffer's ranges are copied out.
+    ///
+    /// # Panics
+    /// If a range is not inside the buffer.
+    pub fn into_parts<const N: usize>(self, parts: [Range<usize>; N]) -> [Bytes; N] {
+        match self.0 {
+            Storage::Mapped(map, offset) => {
+                let len = map.len() - HUGE_PAGE;
+                let all = bytes::Bytes::from_owner(Owned(map)).slice(offset..offset + len);
+                parts.map(|r| Bytes::from_shared(all.slice(r), AllocationProperty::Other))
+            }
+            Storage::Heap(v) => parts.map(|r| Bytes::from_bytes_vec(v[r].to_vec())),
         }
     }
 
@@ -105,21 +113,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn f32_values_are_stored_in_the_cpus_byte_order() {
-        for len in [0, 3, MAPPED_FROM / 4 + 1] {
-            let values: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 7.25).collect();
-            let mut buffer = WeightBuffer::from_f32s(&values);
-            assert_eq!(
-                matches!(buffer.0, Storage::Mapped(..)),
-                4 * len >= MAPPED_FROM
-            );
-            let bytes = buffer.as_mut_slice();
-            assert_eq!(bytes.len(), 4 * len);
-            let back: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
-                .collect();
-            assert_eq!(back, values);
+    fn parts_hold_their_ranges_of_the_buffer() {
+        for len in [10, MAPPED_FROM + 100] {
+            let mut buffer = WeightBuffer::zeroed(len);
+            for (i, b) in buffer.as_mut_slice().iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            assert_eq!(matches!(buffer.0, Storage::Mapped(..)), len >= MAPPED_FROM);
+            let [a, b] = buffer.into_parts([0..3, 8..len]);
+            assert_eq!(&a[..], &[0, 1, 2]);
+            let want: Vec<u8> = (8..len).map(|i| (i % 251) as u8).collect();
+            assert_eq!(&b[..], &want[..]);
         }
     }
 

@@ -22,7 +22,7 @@ pub struct ModelArgs {
     #[arg(long, global = true, help_heading = "Model")]
     pub hub: bool,
     /// Precision of the LLM's linear weights: f32, bf16/f16 (2 bytes per weight; for
-    /// GPUs), int8 (≈ 1.06 bytes per weight) or int4 (≈ 0.56), converted while loading;
+    /// GPUs), int8 (≈ 1.06 bytes per weight) or int4 (≈ 0.53), converted while loading;
     /// the vision side stays f32. int8 runs the 7B model in ≈ 11 GB on a CPU, bf16 in
     /// ≈ 17 GB on a GPU.
     #[arg(

@@ -85,7 +85,9 @@ impl<B: Backend, const D: usize> Entry<B> for QuantLinear<D> {
             QuantBits::Int8 => DType::I8,
             QuantBits::Int4 => DType::U8,
         };
-        is_f32(x) && is_f32(scales) && bias.as_ref().is_none_or(is_f32) && values.dtype() == packed
+        // the scales as f32, or f16 (int4 weights on Flex)
+        let scales_ok = is_f32(scales) || scales.dtype() == DType::F16;
+        is_f32(x) && scales_ok && bias.as_ref().is_none_or(is_f32) && values.dtype() == packed
     }
 
     #[cfg(feature = "flex")]
@@ -187,6 +189,12 @@ fn dequantize_checked<B: Backend>(
     let groups = layout.groups();
     // values as exact small floats (0..255 or −127..127)
     let v = values.float();
+    // f16 scales (int4 on Flex) as the values' float type
+    let scales = if scales.dtype() == v.dtype() {
+        scales
+    } else {
+        scales.cast(v.dtype())
+    };
     let q = match bits {
         QuantBits::Int8 => v,
         QuantBits::Int4 => {

@@ -1,4 +1,4 @@
-//! The quantization format of the weights: int8 or int4 values with one f32 scale per
+//! The quantization format of the weights: int8 or int4 values with one scale per
 //! group of [`QUANT_GROUP`] consecutive input channels of an output row (symmetric,
 //! absmax), made and read on the host (the products are in `quant`).
 //!
@@ -9,14 +9,21 @@
 //! * **int4**: two weights per byte (`q ∈ [−7, 7]`, stored as `q + 8`). In a group of
 //!   `L` weights with `h = ⌈L/2⌉`, byte `j` holds weight `j` in its low nibble and weight
 //!   `j + h` in its high nibble, so both halves unpack into contiguous runs;
-//! * **scales**: `[out, ⌈in / QUANT_GROUP⌉]` f32, `scale = absmax / 127` (int8) or
-//!   `absmax / 7` (int4); the last group of a row may be shorter.
+//! * **scales**: `[out, ⌈in / QUANT_GROUP⌉]`, `scale = absmax / 127` (int8, an f32) or
+//!   `absmax / 7` (int4, stored rounded to the nearest f16; the values are rounded
+//!   against the exact scale, as llama.cpp's `Q4_0` does); the last group of a row may be
+//!   shorter. An int4 weight thus takes 4.25
+//!   bits (64 values in 32 bytes and a 2-byte scale), an int8 one 8.5 bits.
 //!
 //! As burn tensors the values are a `[out, row_bytes]` int tensor (`I8` for int8, `U8`
 //! for int4 on Flex; the backend's default int type elsewhere, one byte value per
-//! element) and the scales a `[out, groups]` float tensor.
+//! element) and the scales a `[out, groups]` float tensor ([`QuantLayout::scale_dtype`]
+//! on Flex, so that an int4 product streams 2-byte scales; the backend's default float
+//! type elsewhere, holding the same values).
 
-use burn::tensor::{Bytes, DType, Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{
+    Bytes, DType, Int, Tensor, TensorCreationOptions, TensorData, backend::Backend,
+};
 
 /// Input channels that share one scale.
 pub const QUANT_GROUP: usize = 64;
@@ -79,9 +86,17 @@ impl QuantLayout {
         }
     }
 
-    /// Bytes of the values and the scales together.
+    /// The dtype the scales are stored in on Flex: f32 for int8, f16 for int4.
+    pub fn scale_dtype(&self) -> DType {
+        match self.bits {
+            QuantBits::Int8 => DType::F32,
+            QuantBits::Int4 => DType::F16,
+        }
+    }
+
+    /// Bytes of the values and the scales together, as Flex holds them.
     pub fn storage_bytes(&self) -> usize {
-        self.out_features * (self.row_bytes() + 4 * self.groups())
+        self.out_features * (self.row_bytes() + self.scale_dtype().size() * self.groups())
     }
 }
 
@@ -92,7 +107,7 @@ pub struct QuantizedMatrix {
     pub layout: QuantLayout,
     /// `[out, row_bytes]` packed values (int8 as the bytes of `i8`).
     pub values: Vec<u8>,
-    /// `[out, groups]` scales.
+    /// `[out, groups]` scales (for int4, values an f16 holds exactly).
     pub scales: Vec<f32>,
 }
 
@@ -199,9 +214,9 @@ impl QuantizedMatrix {
     }
 
     /// The values and scales as burn tensors on `device` (see the module docs). The
-    /// scales are not copied on the host; the values are, once: burn's storage takes a
-    /// `Vec<u8>` only by copying it into 16-byte-aligned memory (a loader that must not
-    /// copy hands [`QuantLayout::tensors`] bytes it placed itself).
+    /// values are copied once: burn's storage takes a `Vec<u8>` only by copying it into
+    /// 16-byte-aligned memory (a loader that must not copy hands [`QuantLayout::tensors`]
+    /// bytes it placed itself); int4 scales are converted to f16 on Flex.
     pub fn into_tensors<B: Backend>(self, device: &B::Device) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
         let l = self.layout;
         let scales = TensorData::new(self.scales, [l.out_features, l.groups()]);
@@ -212,7 +227,9 @@ impl QuantizedMatrix {
 impl QuantLayout {
     /// The burn tensors of a matrix of this layout from its packed `values` (`[out,
     /// row_bytes]` bytes, e.g. shared with a memory-mapped file, which Flex then reads
-    /// in place) and its f32 `scales` (`[out, groups]`).
+    /// in place) and its `scales` (`[out, groups]`, f32 or f16). Flex takes scales of
+    /// [`QuantLayout::scale_dtype`] as they are (also in place) and converts others;
+    /// other backends convert them to their float type.
     ///
     /// # Panics
     /// When `values` or `scales` do not hold exactly this layout's bytes and scales.
@@ -225,7 +242,7 @@ impl QuantLayout {
         let l = *self;
         assert!(
             values.len() == l.out_features * l.row_bytes()
-                && scales.dtype == DType::F32
+                && matches!(scales.dtype, DType::F32 | DType::F16)
                 && scales.shape.as_slice() == [l.out_features, l.groups()],
             "quantized tensors of {l:?}: {} value bytes, scales {:?} {:?}",
             values.len(),
@@ -237,12 +254,23 @@ impl QuantLayout {
             QuantBits::Int4 => DType::U8,
         };
         let data = TensorData::from_bytes(values, [l.out_features, l.row_bytes()], packed);
-        let values = if crate::has_fast_kernels::<B>() {
-            Tensor::from_data(data, (device, packed))
+        if crate::has_fast_kernels::<B>() {
+            let scales = if scales.dtype == l.scale_dtype() {
+                scales
+            } else {
+                scales.convert_dtype(l.scale_dtype())
+            };
+            let options = TensorCreationOptions::new(device.clone()).with_dtype(l.scale_dtype());
+            (
+                Tensor::from_data(data, (device, packed)),
+                Tensor::from_data(scales, options),
+            )
         } else {
-            Tensor::from_data(data, device)
-        };
-        (values, Tensor::from_data(scales, device))
+            (
+                Tensor::from_data(data, device),
+                Tensor::from_data(scales, device),
+            )
+        }
     }
 }
 
@@ -299,8 +327,12 @@ fn quantize_row_with(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut
     let level = bits.max_level();
     for (g, chunk) in row.chunks(QUANT_GROUP).enumerate() {
         let absmax = absmax(chunk);
+        // the values are rounded against the exact scale; int4 stores it as an f16
         let scale = absmax / level;
-        scales[g] = scale;
+        scales[g] = match bits {
+            QuantBits::Int8 => scale,
+            QuantBits::Int4 => f16_scale(scale),
+        };
         let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         let max = level as i32;
         let q = |v: f32| round_half_away(v * inv).clamp(-max, max);
@@ -320,6 +352,18 @@ fn quantize_row_with(row: &[f32], bits: QuantBits, vals: &mut [u8], scales: &mut
                 }
             }
         }
+    }
+}
+
+/// `scale` rounded to the nearest f16 (the largest finite f16 past it, so that a stored
+/// scale is never infinite).
+#[inline(always)]
+fn f16_scale(scale: f32) -> f32 {
+    let rounded = burn::tensor::f16::from_f32(scale).to_f32();
+    if rounded.is_finite() {
+        rounded
+    } else {
+        burn::tensor::f16::MAX.to_f32()
     }
 }
 

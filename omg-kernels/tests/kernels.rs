@@ -584,6 +584,37 @@ fn quantized_linear_matches_dequantize_then_linear() {
 }
 
 #[test]
+fn int4_scales_are_f16_on_flex_and_f32_ones_give_the_same_sums() {
+    let device = Default::default();
+    // the GEMV (1 and 8 rows) and the GEMM, with and without a short last group
+    for (rows, out, inp) in [(1, 40, 320), (8, 17, 130), (1, 33, 1000), (40, 70, 257)] {
+        let q = QuantizedMatrix::quantize(&random_matrix(out, inp, 5), QuantBits::Int4, out, inp);
+        assert!(
+            q.scales
+                .iter()
+                .all(|&s| burn::tensor::f16::from_f32(s).to_f32() == s),
+            "int4 scales are f16 values"
+        );
+        let (values, scales) = q.clone().into_tensors::<B>(&device);
+        assert_eq!(scales.dtype(), q.layout.scale_dtype());
+        assert_eq!(scales.dtype(), burn::tensor::DType::F16);
+        let f32_scales = Tensor::<B, 2>::from_data(
+            TensorData::new(q.scales.clone(), [out, q.layout.groups()]),
+            &device,
+        );
+        assert_eq!(f32_scales.dtype(), burn::tensor::DType::F32);
+        let x = random([rows, inp], -1.0, 1.0);
+        let a = quant_linear(x.clone(), values.clone(), scales, q.layout, None);
+        let b = quant_linear(x, values, f32_scales, q.layout, None);
+        assert_eq!(
+            a.into_data().to_vec::<f32>().unwrap(),
+            b.into_data().to_vec::<f32>().unwrap(),
+            "rows {rows} [{out}, {inp}]"
+        );
+    }
+}
+
+#[test]
 fn quantized_products_of_the_largest_values_are_exact() {
     // every weight and input at its largest quantized size (|q_w| = 127 or 7 → q + 8 =
     // 15 or 1, |q_x| = 32767 or 127), so the kernels' integer sums reach their bounds:
@@ -598,7 +629,10 @@ fn quantized_products_of_the_largest_values_are_exact() {
                 let x = Tensor::<B, 2>::full([rows, inp], x_sign, &device);
                 let ours = quant_linear(x.clone(), values.clone(), scales.clone(), q.layout, None);
                 let expected = quant_linear_fallback(x, values, scales, q.layout, None);
-                let exact = w_sign * x_sign * inp as f32;
+                // the weight as held: ±1 exactly for int8, ±7 · f16(1/7) for int4
+                let held = q.dequantize()[0];
+                assert!((held - w_sign).abs() <= 1e-3, "{bits:?}: ±1 held as {held}");
+                let exact = held * x_sign * inp as f32;
                 let d = max_abs_diff(ours.clone(), expected);
                 let e = max_abs_diff(ours, Tensor::full([rows, out], exact, &device));
                 assert!(

@@ -572,24 +572,40 @@ fn quant_producer<'a, B: Backend>(
             in_features: plan.slot.shape[1],
         };
         let lora = LoraPair::of(&plan, release);
-        // the values in huge pages where they are large (see `placement`)
-        let mut values = WeightBuffer::zeroed(layout.out_features * layout.row_bytes());
-        let scales = quantize_merged_into::<B>(
+        // the values, then the scales (which every decoding step streams beside them) in
+        // one buffer, in huge pages where it is large (see `placement`); the scales in
+        // the dtype Flex holds them in (other backends convert them)
+        let values_len = layout.out_features * layout.row_bytes();
+        let dtype = layout.scale_dtype();
+        let scales_at = values_len.next_multiple_of(64);
+        let scales_len = layout.out_features * layout.groups() * dtype.size();
+        let mut buffer = WeightBuffer::zeroed(scales_at + scales_len);
+        let (values, scales) = buffer.as_mut_slice().split_at_mut(scales_at);
+        let held = quantize_merged_into::<B>(
             src,
             &plan.base_key,
             lora,
             layout,
             BLOCK_VALUES,
             device,
-            values.as_mut_slice(),
+            &mut values[..values_len],
         )?;
-        // the scales as well: every decoding step streams them beside the values
-        let scales = TensorData::from_bytes(
-            WeightBuffer::from_f32s(&scales).into_bytes(),
-            [layout.out_features, layout.groups()],
-            DType::F32,
-        );
-        Ok(layout.tensors::<B>(values.into_bytes(), scales, device))
+        match dtype {
+            DType::F16 => {
+                for (b, &s) in scales.chunks_exact_mut(2).zip(&held) {
+                    b.copy_from_slice(&burn::tensor::f16::from_f32(s).to_ne_bytes());
+                }
+            }
+            _ => {
+                for (b, &s) in scales.chunks_exact_mut(4).zip(&held) {
+                    b.copy_from_slice(&s.to_ne_bytes());
+                }
+            }
+        }
+        let [values, scales] =
+            buffer.into_parts([0..values_len, scales_at..scales_at + scales_len]);
+        let scales = TensorData::from_bytes(scales, [layout.out_features, layout.groups()], dtype);
+        Ok(layout.tensors::<B>(values, scales, device))
     })
 }
 
@@ -910,15 +926,25 @@ mod tests {
                             .fold(0.0, f64::max);
                         let s = f64::from(q.scales[r * layout.groups() + g]);
                         let want = absmax / f64::from(bits.max_level());
+                        // int4 scales are rounded to f16 (half an ulp: 2⁻¹¹ relative, or
+                        // 2⁻²⁵ below f16's normal range)
+                        let tolerance = match bits {
+                            QuantBits::Int8 => 1e-5 * want,
+                            QuantBits::Int4 => (2f64.powi(-11) + 1e-5) * want + 2f64.powi(-25),
+                        };
                         assert!(
-                            (s - want).abs() <= 1e-5 * want,
+                            (s - want).abs() <= tolerance,
                             "scale {r},{g}: {s} vs {want}"
                         );
+                        // values rounded against the exact scale (half a step), held with
+                        // the stored one (up to the largest level times the difference)
+                        let bound = (0.5 * want + f64::from(bits.max_level()) * (s - want).abs())
+                            * (1.0 + 1e-4);
                         for c in cols {
                             let d =
                                 (f64::from(dequantized[r * inp + c]) - merged[r * inp + c]).abs();
                             assert!(
-                                d <= 0.5 * s * (1.0 + 1e-4),
+                                d <= bound,
                                 "{bits:?} block {block_values}: [{r}, {c}] off by {d} (step {s})"
                             );
                         }

@@ -13,8 +13,8 @@ pub enum LinearStorage {
     /// A float matrix of this dtype (f32, bf16 or f16); a half-precision layer rounds
     /// its input to that dtype and returns f32 (see [`LlmWeights`]).
     Float(FloatDType),
-    /// Quantized weights, one f32 scale per 64 input channels; the products quantize
-    /// their inputs too (`omg_kernels::quant_linear`).
+    /// Quantized weights, one scale per 64 input channels (f32 for int8, f16 for int4);
+    /// the products quantize their inputs too (`omg_kernels::quant_linear`).
     Quantized(QuantBits),
 }
 
@@ -42,7 +42,7 @@ impl LinearStorage {
 /// |---|---|---|---|
 /// | `F32` | f32 | f32 | f32 |
 /// | `Int8` | int8, one f32 scale per 64 input channels | int8 | f32 |
-/// | `Int4` | int4, one f32 scale per 64 input channels | int8 | f32 |
+/// | `Int4` | int4, one f16 scale per 64 input channels | int8 | f32 |
 /// | `Bf16` | bf16 | bf16 | f32 |
 /// | `F16` | f16 | f16 | f32 |
 ///
@@ -68,7 +68,7 @@ pub enum LlmWeights {
     F32,
     /// int8 weights (≈ 1.06 bytes per weight), multiplied with int16 inputs.
     Int8,
-    /// int4 weights (≈ 0.56 bytes per weight), head int8, multiplied with int8 inputs.
+    /// int4 weights (≈ 0.53 bytes per weight), head int8, multiplied with int8 inputs.
     Int4,
     /// bfloat16 linears (2 bytes per weight): f32's range, 8 bits of mantissa.
     Bf16,

@@ -26,7 +26,7 @@ use crate::loader::slots;
 use crate::{InternLM2, InternLM2Config, LinearStorage, LlmError, LlmWeights};
 
 /// The `format` metadata of a prepared LLM file (bumped when the layout changes).
-pub const PREPARED_FORMAT: &str = "omg-llava-prepared-llm/1";
+pub const PREPARED_FORMAT: &str = "omg-llava-prepared-llm/2";
 
 /// One parameter to write, read from the model only when the writer reaches it.
 enum Lazy<B: Backend> {
@@ -222,6 +222,8 @@ pub fn load_prepared<B: Backend>(
     let config = check_header(&file, path, weights, sources)?;
     let file = &file;
     let mut expected = BTreeMap::new();
+    // a second dtype a tensor may have
+    let mut also = BTreeMap::new();
     let mut producers: BTreeMap<String, Producer<'_, B>> = BTreeMap::new();
     let mut quantized: BTreeMap<String, QuantProducer<'_, B>> = BTreeMap::new();
     for slot in slots(&config, weights) {
@@ -246,7 +248,11 @@ pub fn load_prepared<B: Backend>(
                 let values = format!("{prefix}.values");
                 let scales = format!("{prefix}.scales");
                 expected.insert(values.clone(), (vec![rows, layout.row_bytes()], DType::U8));
+                // as the backend that wrote the file held them: f16 (int4 on Flex) or f32
                 expected.insert(scales.clone(), (vec![rows, layout.groups()], DType::F32));
+                if layout.scale_dtype() != DType::F32 {
+                    also.insert(scales.clone(), layout.scale_dtype());
+                }
                 quantized.insert(
                     prefix,
                     Box::new(move |device: &B::Device| {
@@ -309,7 +315,7 @@ pub fn load_prepared<B: Backend>(
             }
             .into());
         }
-        if info.dtype != *dtype {
+        if info.dtype != *dtype && also.get(key) != Some(&info.dtype) {
             return Err(CheckpointError::UnsupportedDType {
                 key: key.clone(),
                 dtype: format!("{:?} ({dtype:?} expected)", info.dtype),

@@ -9,7 +9,8 @@ use omg_kernels::{QuantBits, QuantLayout, half_linear, linear_with, quant_linear
 use crate::precision::LinearStorage;
 
 /// A quantized `[out, in]` matrix (the official layout): packed int8/int4
-/// values and one f32 scale per 64 input channels (see [`omg_kernels::QuantizedMatrix`]).
+/// values and one scale per 64 input channels, f32 (int8) or f16 (int4) (see
+/// [`omg_kernels::QuantizedMatrix`]).
 #[derive(Module, Debug)]
 pub struct QuantWeight<B: Backend> {
     /// Packed values `[out, row_bytes]`.

@@ -140,9 +140,10 @@ impl<const STEPS: usize> Words<STEPS> {
         let len = groups.len();
         let mut words = vec![0u32; TILES * len * STEPS * NR];
         let mut scales = vec![0.0f32; TILES * len * NR];
+        let mut widened = Vec::new();
         for i in 0..width {
             let (t, k) = (i / NR, i % NR);
-            let sw = w.row_scales(c0 + i);
+            let sw = w.row_scales(c0 + i, &mut widened);
             for (j, g) in groups.clone().enumerate() {
                 let at = ((t * len + j) * NR + k) * STEPS;
                 group_words(c0 + i, g, &mut words[at..at + STEPS]);

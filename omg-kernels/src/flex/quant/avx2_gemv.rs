@@ -142,9 +142,11 @@ fn rows_int8<const R: usize>(x: &QuantRows, w: &Packed<'_>, c0: usize, dst: &mut
     );
     let xp: [*const i16; R] = std::array::from_fn(|r| x.row(r).as_ptr());
     let sx: [*const f32; R] = std::array::from_fn(|r| x.row_scales(r).as_ptr());
+    let mut widened = Vec::new();
     for (i, ys) in dst.chunks_exact_mut(R).enumerate() {
         let c = c0 + i;
-        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c).as_ptr());
+        // `groups` scales (`Packed::row_scales`)
+        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c, &mut widened).as_ptr());
         // adds the products of group g (widened weights `wg`) to `acc`
         let add = |g: usize, wg: [__m256i; 4], acc: &mut [__m256; R]| {
             for (r, a) in acc.iter_mut().enumerate() {
@@ -233,9 +235,11 @@ fn rows_int4<const R: usize>(
     let sums: [*const i32; R] = std::array::from_fn(|r| x.row_sums(r).as_ptr());
     let sx: [*const f32; R] = std::array::from_fn(|r| x.row_scales(r).as_ptr());
     let ones = _mm256_set1_epi16(1);
+    let mut widened = Vec::new();
     for (i, ys) in dst.chunks_exact_mut(R).enumerate() {
         let c = c0 + i;
-        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c).as_ptr());
+        // `groups` scales (`Packed::row_scales`)
+        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c, &mut widened).as_ptr());
         // adds the products of group g (its 64 unsigned values `wu`) to `acc`
         let add = |g: usize, wu: [__m256i; 2], acc: &mut [__m256; R]| {
             for (r, a) in acc.iter_mut().enumerate() {

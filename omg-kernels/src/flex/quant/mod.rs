@@ -23,7 +23,9 @@
 //! * [`portable`] (every other CPU and `OMG_KERNELS_ISA=portable`): the same products
 //!   in f32, `s_x q_x` (exact) against the weight's groups unpacked to `s_w q_w`.
 //!
-//! No float copy of the whole `W` exists at any time.
+//! No float copy of the whole `W` exists at any time. The scales are f32 or f16
+//! ([`crate::QuantLayout::scale_dtype`]); f16 ones are widened row by row where they
+//! are read (the whole matrix's at once on the portable path).
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -44,7 +46,7 @@ mod weights;
 use burn_flex::FlexTensor;
 
 use self::activations::QuantRows;
-use self::weights::Packed;
+use self::weights::{Packed, Scales};
 use super::{add_bias, f32s, new_f32};
 use crate::quant_format::{QuantBits, QuantLayout, activation_level};
 
@@ -68,7 +70,15 @@ pub(crate) fn quant_linear(
             && bias.as_ref().is_none_or(|b| b.layout().num_elements() == n),
         "quant_linear kernel: x {shape:?} for {layout:?}"
     );
-    let weights = Packed::new(values.bytes(), f32s(&scales), layout);
+    let scales = match scales.dtype() {
+        burn::tensor::DType::F16 => Scales::F16(
+            scales
+                .as_slice::<half::f16>()
+                .expect("contiguous f16 scales (the dispatch checked their dtype)"),
+        ),
+        _ => Scales::F32(f32s(&scales)),
+    };
+    let weights = Packed::new(values.bytes(), scales, layout);
     let level = activation_level(layout.bits);
     let rows_q = QuantRows::quantize(xs, rows, layout.in_features, level);
     let mut out = product(&rows_q, &weights);

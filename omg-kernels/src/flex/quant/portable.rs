@@ -44,7 +44,8 @@ pub(crate) fn product(x: &QuantRows, w: &Packed<'_>) -> Vec<f32> {
             }
         }
     }
-    let (vs, ss, l) = (w.values, w.scales, w.layout);
+    let (vs, ss, l) = (w.values, w.all_scales(), w.layout);
+    let ss = &ss[..];
     // the sizes the unsafe block below relies on (gemm's operands)
     assert!(
         xs.len() == rows * k

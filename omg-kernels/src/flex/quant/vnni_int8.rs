@@ -112,9 +112,11 @@ fn gemv_rows<const R: usize>(x: &QuantRows, w: &Packed<'_>, c0: usize, dst: &mut
     );
     let xp: [*const i16; R] = std::array::from_fn(|r| x.row(r).as_ptr());
     let sx: [*const f32; R] = std::array::from_fn(|r| x.row_scales(r).as_ptr());
+    let mut widened = Vec::new();
     for (i, ys) in dst.chunks_exact_mut(R).enumerate() {
         let c = c0 + i;
-        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c).as_ptr());
+        // `groups` scales (`Packed::row_scales`)
+        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c, &mut widened).as_ptr());
         // adds the products of group g (widened weights `wg`) to `acc`
         let add = |g: usize, wg: [__m512i; 2], acc: &mut [__m512; R]| {
             for (r, a) in acc.iter_mut().enumerate() {
@@ -238,7 +240,7 @@ fn tile<const R: usize, const N: usize>(
             }
         }
         for i in 0..N {
-            let sw = _mm512_set1_ps(w.row_scales(c + i)[g]);
+            let sw = _mm512_set1_ps(w.scale(c + i, g));
             for v in 0..R {
                 let scale = _mm512_mul_ps(sx[v], sw);
                 sum[v][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[v][i]), scale, sum[v][i]);

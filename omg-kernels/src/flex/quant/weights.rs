@@ -2,7 +2,30 @@
 //! groups unpacked to bytes: signed (`q`) or unsigned (`q + offset`, the operand the
 //! unsigned-by-signed byte products take).
 
+use std::borrow::Cow;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
 use crate::quant_format::{QUANT_GROUP, QuantBits, QuantLayout};
+
+/// The `[out, groups]` scales of a quantized weight, as stored.
+#[derive(Clone, Copy)]
+pub(crate) enum Scales<'a> {
+    /// f32 (int8 weights).
+    F32(&'a [f32]),
+    /// f16 (int4 weights on Flex), widened where they are read.
+    F16(&'a [f16]),
+}
+
+impl Scales<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(s) => s.len(),
+            Self::F16(s) => s.len(),
+        }
+    }
+}
 
 /// A quantized `[out, in]` weight: packed rows and scales, sizes checked.
 #[derive(Clone, Copy)]
@@ -10,7 +33,7 @@ pub(crate) struct Packed<'a> {
     /// `[out, row_bytes]` packed values.
     pub(crate) values: &'a [u8],
     /// `[out, groups]` scales.
-    pub(crate) scales: &'a [f32],
+    scales: Scales<'a>,
     /// Shape and format.
     pub(crate) layout: QuantLayout,
     /// Bytes of one packed row.
@@ -26,7 +49,7 @@ impl<'a> Packed<'a> {
     /// # Panics
     /// If either is shorter than the layout needs: every unchecked load of the kernels
     /// relies on these sizes.
-    pub(crate) fn new(values: &'a [u8], scales: &'a [f32], layout: QuantLayout) -> Self {
+    pub(crate) fn new(values: &'a [u8], scales: Scales<'a>, layout: QuantLayout) -> Self {
         let (row_bytes, groups) = (layout.row_bytes(), layout.groups());
         let n = layout.out_features;
         assert!(
@@ -49,9 +72,45 @@ impl<'a> Packed<'a> {
         &self.values[c * self.row_bytes..(c + 1) * self.row_bytes]
     }
 
-    /// Channel `c`'s scales.
-    pub(crate) fn row_scales(&self, c: usize) -> &'a [f32] {
-        &self.scales[c * self.groups..(c + 1) * self.groups]
+    /// Channel `c`'s scales as f32: borrowed, or widened into `buf` (resized to fit).
+    pub(crate) fn row_scales<'b>(&self, c: usize, buf: &'b mut Vec<f32>) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        let range = c * self.groups..(c + 1) * self.groups;
+        match self.scales {
+            Scales::F32(s) => &s[range],
+            Scales::F16(s) => {
+                buf.resize(self.groups, 0.0);
+                s[range].convert_to_f32_slice(buf);
+                buf
+            }
+        }
+    }
+
+    /// Channel `c`'s scale of group `g`, as f32.
+    pub(crate) fn scale(&self, c: usize, g: usize) -> f32 {
+        let i = c * self.groups + g;
+        match self.scales {
+            Scales::F32(s) => s[i],
+            Scales::F16(s) => s[i].to_f32(),
+        }
+    }
+
+    /// Channel `c`'s scales as stored, if they are f16.
+    pub(crate) fn f16_row_scales(&self, c: usize) -> Option<&'a [f16]> {
+        match self.scales {
+            Scales::F32(_) => None,
+            Scales::F16(s) => Some(&s[c * self.groups..(c + 1) * self.groups]),
+        }
+    }
+
+    /// Every scale as f32 (`[out, groups]`): borrowed, or widened into a new vector.
+    pub(crate) fn all_scales(&self) -> Cow<'a, [f32]> {
+        match self.scales {
+            Scales::F32(s) => Cow::Borrowed(s),
+            Scales::F16(s) => Cow::Owned(s.to_f32_vec()),
+        }
     }
 
     /// Groups of a row that hold all 64 values (the last may be shorter).
