@@ -66,27 +66,6 @@ unsafe fn whole_group(p: *const u8) -> __m512i {
     _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
 }
 
-/// `src` widened to f32 into `dst` (the same length), 16 at a time.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[inline]
-fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "f16 scales to widen");
-    let mut s = src.chunks_exact(16);
-    let mut d = dst.chunks_exact_mut(16);
-    for (s, d) in (&mut s).zip(&mut d) {
-        // SAFETY: 16 f16 (32 bytes) at `s` and 16 f32 at `d`.
-        unsafe {
-            _mm512_storeu_ps(
-                d.as_mut_ptr(),
-                _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().cast())),
-            )
-        };
-    }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = s.to_f32();
-    }
-}
-
 /// Channels `c0..` (as many as `dst` holds, `rows` results each) of a few-row product
 /// of the rows `x` as `bytes`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -130,18 +109,11 @@ fn gemv_rows<const R: usize>(
     let xp: [*const i8; R] = std::array::from_fn(|r| bytes[r * groups * QUANT_GROUP..].as_ptr());
     let sums: [*const i32; R] = std::array::from_fn(|r| x.row_sums(r).as_ptr());
     let sx: [*const f32; R] = std::array::from_fn(|r| x.row_scales(r).as_ptr());
-    let mut widened = vec![0.0f32; groups];
+    let mut widened = Vec::new();
     for (i, ys) in dst.chunks_exact_mut(R).enumerate() {
         let c = c0 + i;
-        // `groups` scales (`Packed::row_scales`, or widened here from f16)
-        let sw = match w.f16_row_scales(c) {
-            Some(half) => {
-                widen_f16(half, &mut widened);
-                widened.as_ptr()
-            }
-            None => w.row_scales(c, &mut widened).as_ptr(),
-        };
-        let row = w.row(c).as_ptr();
+        // `groups` scales (`Packed::row_scales`)
+        let (row, sw) = (w.row(c).as_ptr(), w.row_scales(c, &mut widened).as_ptr());
         // adds the products of group g (whose 64 unsigned values are `wu`) to `acc`
         let add = |g: usize, wu: __m512i, acc: &mut [__m512; R]| {
             for (r, a) in acc.iter_mut().enumerate() {

@@ -97,14 +97,6 @@ impl<'a> Packed<'a> {
         }
     }
 
-    /// Channel `c`'s scales as stored, if they are f16.
-    pub(crate) fn f16_row_scales(&self, c: usize) -> Option<&'a [f16]> {
-        match self.scales {
-            Scales::F32(_) => None,
-            Scales::F16(s) => Some(&s[c * self.groups..(c + 1) * self.groups]),
-        }
-    }
-
     /// Every scale as f32 (`[out, groups]`): borrowed, or widened into a new vector.
     pub(crate) fn all_scales(&self) -> Cow<'a, [f32]> {
         match self.scales {
